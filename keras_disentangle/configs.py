@@ -1,0 +1,331 @@
+"""Frozen configuration dataclasses and the named presets (dataset x scale).
+
+This module is the only home of defaults. A preset is looked up with `get_config(dataset, scale)`
+and fields are overridden with `override(cfg, **fields)` (train.py maps absl flags onto it).
+
+Datasets:
+  * `market`      Market-1501, 128x64, three factors (foreground, background, pose).
+  * `deepfashion` DeepFashion In-shop, 256x256, two factors (appearance, pose): no background branch.
+  * `synthetic`   the embedded procedural people (`tfrecords.synthetic`), laid out like Market-1501.
+
+Scales:
+  * `full` the paper's sizes (a GPU job).
+  * `tiny` small images and narrow channels so that a CPU trains it in minutes; used by the demo
+    and the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from typing import Any
+
+
+class FgEncoderKind(str, enum.Enum):
+    """How the foreground branch reads the masked feature map (paper Sec. 3.1)."""
+
+    BODY_ROI7 = "roi7"  # 7 body ROIs cropped and resized, one shared encoder, 7 x D concatenated.
+    WHOLE_BODY = "whole"  # the whole masked feature map encoded at once (the paper's ablation).
+
+
+class Factor(str, enum.Enum):
+    FOREGROUND = "fg"
+    BACKGROUND = "bg"
+    POSE = "pose"
+
+
+NUM_KEYPOINTS = 18
+NUM_ROIS = 7
+POSE_VECTOR_DIM = 3 * NUM_KEYPOINTS  # 18 x (y, x) + 18 visibility flags = 54.
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What the input pipeline produces.
+
+    Attributes:
+      name: str. Dataset name, one of `market`, `deepfashion`, `synthetic`.
+      height, width: int. Size of the images fed to the models. Records are resized to it, and
+        keypoints are scaled with them.
+      stored_height, stored_width: int. The size the dataset's photos and annotations use (Market
+        128x64, DeepFashion 256x256). Converters reject records of another size.
+      heatmap_radius: int. Radius in pixels (at `height x width`) of the binary pose disks.
+      mask_radius: int. Radius of the limb disks of the coarse body mask that splits FG from BG.
+      mask_close_size: int. Side of the square structuring element of the morphological close.
+      roi_pad: int. Padding in pixels around the joints of a body ROI (`roi_pad_single` when only
+        one joint of the ROI is present).
+      has_background: bool. Whether the background is a factor of its own (Market) or part of the
+        appearance (DeepFashion's clean studio backgrounds).
+    """
+
+    name: str
+    height: int
+    width: int
+    stored_height: int
+    stored_width: int
+    heatmap_radius: int = 4
+    mask_radius: int = 7
+    mask_close_size: int = 5
+    roi_pad: int = 6
+    roi_pad_single: int = 10
+    has_background: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of every network. Channel tuples list one entry per residual level.
+
+    Attributes:
+      first_block_channels: int. Width of the first conv + residual block applied to the image.
+      encoder_channels: tuple of int. Levels of the FG (shared ROI) and BG encoders; a stride-2
+        conv sits between consecutive levels.
+      roi_size: int. Side of each ROI crop (crop-and-resize output).
+      roi_embedding_dim: int. Embedding size per body ROI; the FG embedding is 7 x this.
+      bg_embedding_dim: int. Size of the background embedding (0 when the dataset has no BG).
+      fg_encoder: FgEncoderKind. BodyROI7 or WholeBody.
+      generator_channels: tuple of int. Levels of the U-Net generator.
+      generator_bottleneck_dim: int. Width of the fully connected bottleneck of the U-Net.
+      d1_channels: tuple of int. DCGAN discriminator conv widths (5x5, stride 2).
+      pose_hidden_dim: int. Width of the pose auto-encoder's FC residual blocks.
+      pose_num_blocks: int. FC residual blocks in each half of the pose auto-encoder.
+      pose_embedding_dim: int. The pose embedding (the auto-encoder's bottleneck).
+      mapper_hidden_dims: dict factor -> int. Width of each stage-II mapper (as a tuple of pairs so
+        the dataclass stays hashable).
+      mapper_num_blocks: int. FC residual blocks in a mapper.
+      critic_hidden_dim: int. Width of the stage-II critic D2.
+      critic_num_layers: int. Hidden FC layers of D2.
+    """
+
+    first_block_channels: int = 128
+    encoder_channels: tuple[int, ...] = (128, 256, 384, 512, 640)
+    roi_size: int = 48
+    roi_embedding_dim: int = 32
+    bg_embedding_dim: int = 128
+    fg_encoder: FgEncoderKind = FgEncoderKind.BODY_ROI7
+    generator_channels: tuple[int, ...] = (128, 256, 384, 512, 640)
+    generator_bottleneck_dim: int = 64
+    d1_channels: tuple[int, ...] = (64, 128, 256, 512)
+    pose_hidden_dim: int = 512
+    pose_num_blocks: int = 4
+    pose_embedding_dim: int = 32
+    mapper_hidden_dims: tuple[tuple[str, int], ...] = (("fg", 512), ("bg", 256), ("pose", 512))
+    mapper_num_blocks: int = 4
+    critic_hidden_dim: int = 512
+    critic_num_layers: int = 4
+
+    @property
+    def fg_embedding_dim(self) -> int:
+        return NUM_ROIS * self.roi_embedding_dim
+
+    @property
+    def appearance_embedding_dim(self) -> int:
+        """FG + BG: what the generator is conditioned on besides the heatmaps (352 for Market)."""
+        return self.fg_embedding_dim + self.bg_embedding_dim
+
+    def embedding_dim(self, factor: Factor | str) -> int:
+        """K of the stage-II mapper for `factor` (224 FG, 128 BG, 32 pose at full Market scale)."""
+        factor = Factor(factor)
+        return {
+            Factor.FOREGROUND: self.fg_embedding_dim,
+            Factor.BACKGROUND: self.bg_embedding_dim,
+            Factor.POSE: self.pose_embedding_dim,
+        }[factor]
+
+    def mapper_hidden_dim(self, factor: Factor | str) -> int:
+        return dict(self.mapper_hidden_dims)[Factor(factor).value]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of the training loops.
+
+    Attributes:
+      batch_size: int. Global batch size (split over replicas by tf.distribute).
+      learning_rate: float. Adam learning rate of stage I (the paper uses 2e-5 on GPUs for ~70k
+        steps; the tiny scale uses 3e-4 so that minutes suffice).
+      beta_1, beta_2: float. Adam moments.
+      l1_weight: float. lambda of the L1 term of the stage-I generator loss (Eq. 2).
+      adversarial_weight: float. Weight of the BCE adversarial term (0 trains L1 only).
+      steps: int. Training steps to run (the loop stops there; resuming continues to it).
+      checkpoint_every: int. Steps between checkpoints (one is also written on exit).
+      log_every: int. Steps between TensorBoard scalar summaries.
+      image_every: int. Steps between TensorBoard image grids.
+      keep_checkpoints: int. How many checkpoints CheckpointManager keeps.
+      pose_batch_size: int. Batch of the pose auto-encoder (the paper: 64).
+      pose_learning_rate: float. Adam learning rate of the pose auto-encoder.
+      mapper_batch_size: int. Stage-II batch (the paper: 32 FG/BG, 64 pose).
+      mapper_learning_rate: float. RMSProp learning rate of stage II (paper 2e-5).
+      critic_steps: int. Critic updates per mapper update (the paper: 5).
+      critic_clip: float. WGAN weight clipping bound (the paper: 0.01).
+      gradient_penalty_weight: float. WGAN-GP weight; 0 uses clipping instead.
+      noise_stddev: float. Stddev of the mapper's Gaussian input z (the authors' code: 0.2).
+      seed: int. Seed of weights, shuffling and noise.
+    """
+
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    l1_weight: float = 10.0
+    adversarial_weight: float = 1.0
+    steps: int = 70_000
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    image_every: int = 1000
+    keep_checkpoints: int = 3
+    pose_batch_size: int = 64
+    pose_learning_rate: float = 2e-5
+    mapper_batch_size: int = 32
+    mapper_learning_rate: float = 2e-5
+    critic_steps: int = 5
+    critic_clip: float = 0.01
+    gradient_penalty_weight: float = 0.0
+    noise_stddev: float = 0.2
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    scale: str = "full"
+
+
+_MARKET_DATA = DataConfig(name="market", height=128, width=64, stored_height=128, stored_width=64)
+_DEEPFASHION_DATA = DataConfig(
+    name="deepfashion",
+    height=256,
+    width=256,
+    stored_height=256,
+    stored_width=256,
+    mask_radius=8,
+    has_background=False,
+)
+
+_TINY_MODEL = ModelConfig(
+    first_block_channels=32,
+    encoder_channels=(32, 64, 96, 128),
+    roi_size=24,
+    roi_embedding_dim=8,
+    bg_embedding_dim=32,
+    generator_channels=(32, 64, 96, 128),
+    generator_bottleneck_dim=64,
+    d1_channels=(16, 32, 64, 128),
+    pose_hidden_dim=128,
+    pose_embedding_dim=16,
+    mapper_hidden_dims=(("fg", 128), ("bg", 64), ("pose", 128)),
+    critic_hidden_dim=128,
+)
+
+_TINY_TRAIN = TrainConfig(
+    learning_rate=3e-4,
+    # L1 only: in CPU-minute runs D1 costs a third of the step (see README); --adversarial_weight=1
+    # restores the paper's loss.
+    adversarial_weight=0.0,
+    pose_learning_rate=1e-3,
+    mapper_learning_rate=5e-5,
+    steps=6000,
+    checkpoint_every=250,
+    log_every=25,
+    image_every=250,
+)
+
+
+def _presets() -> dict[tuple[str, str], Config]:
+    full_df_model = ModelConfig(
+        roi_size=64,
+        encoder_channels=(128, 256, 384, 512, 640, 768, 896),
+        generator_channels=(128, 256, 384, 512, 640, 768, 896),
+        bg_embedding_dim=0,
+    )
+    tiny_df_model = dataclasses.replace(
+        _TINY_MODEL, roi_size=32, encoder_channels=(32, 64, 96, 128, 160), bg_embedding_dim=0,
+        generator_channels=(32, 64, 96, 128, 160),
+    )
+    return {
+        ("market", "full"): Config(_MARKET_DATA, ModelConfig(), TrainConfig(), "full"),
+        ("market", "tiny"): Config(
+            dataclasses.replace(_MARKET_DATA, height=64, width=32, heatmap_radius=2, mask_radius=4,
+                                mask_close_size=3, roi_pad=3, roi_pad_single=5),
+            _TINY_MODEL, _TINY_TRAIN, "tiny"),
+        ("synthetic", "full"): Config(
+            dataclasses.replace(_MARKET_DATA, name="synthetic"), ModelConfig(), TrainConfig(), "full"),
+        ("synthetic", "tiny"): Config(
+            dataclasses.replace(_MARKET_DATA, name="synthetic", height=64, width=32, heatmap_radius=2,
+                                mask_radius=4, mask_close_size=3, roi_pad=3, roi_pad_single=5),
+            _TINY_MODEL, _TINY_TRAIN, "tiny"),
+        ("deepfashion", "full"): Config(
+            _DEEPFASHION_DATA, full_df_model, TrainConfig(batch_size=6, steps=100_000), "full"),
+        ("deepfashion", "tiny"): Config(
+            dataclasses.replace(_DEEPFASHION_DATA, height=64, width=64, heatmap_radius=2, mask_radius=2,
+                                mask_close_size=3, roi_pad=2, roi_pad_single=3),
+            tiny_df_model, _TINY_TRAIN, "tiny"),
+    }
+
+
+DATASETS = ("market", "deepfashion", "synthetic")
+SCALES = ("full", "tiny")
+
+
+def get_config(dataset: str, scale: str = "full") -> Config:
+    """Returns the preset for `dataset` at `scale`.
+
+    Raises:
+      ValueError: naming the unknown dataset or scale and the accepted values.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}.")
+    if scale not in SCALES:
+        raise ValueError(f"Unknown scale {scale!r}; expected one of {', '.join(SCALES)}.")
+    return _presets()[(dataset, scale)]
+
+
+def override(cfg: Config, **fields: Any) -> Config:
+    """Returns `cfg` with the named fields replaced, wherever they live (data, model or train).
+
+    Example: `override(cfg, batch_size=4, fg_encoder="whole")`. `None` values are ignored so that
+    unset flags can be passed straight through.
+
+    Raises:
+      ValueError: for a field that no sub-config has.
+    """
+    parts = {"data": cfg.data, "model": cfg.model, "train": cfg.train}
+    updates: dict[str, dict[str, Any]] = {k: {} for k in parts}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        owner = next((k for k, part in parts.items() if name in {f.name for f in dataclasses.fields(part)}), None)
+        if owner is None:
+            raise ValueError(f"Unknown config field {name!r}.")
+        if name == "fg_encoder":
+            value = FgEncoderKind(value)
+        updates[owner][name] = value
+    return dataclasses.replace(
+        cfg, **{k: dataclasses.replace(part, **updates[k]) for k, part in parts.items()})
+
+
+def to_json(cfg: Config) -> str:
+    """Serializes `cfg` (written beside every run, so later stages rebuild the same models)."""
+    def encode(value):
+        return value.value if isinstance(value, enum.Enum) else value
+
+    return json.dumps(
+        {"scale": cfg.scale, **{part: {k: encode(v) for k, v in dataclasses.asdict(getattr(cfg, part)).items()}
+                                for part in ("data", "model", "train")}},
+        indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> Config:
+    """Inverse of `to_json`."""
+    raw = json.loads(text)
+
+    def tuples(values: dict) -> dict:
+        # JSON has no tuples; the dataclasses keep them hashable.
+        return {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                for k, v in values.items()}
+
+    model = tuples(raw["model"])
+    model["fg_encoder"] = FgEncoderKind(model["fg_encoder"])
+    return Config(DataConfig(**raw["data"]), ModelConfig(**model), TrainConfig(**raw["train"]), raw["scale"])

@@ -1,0 +1,92 @@
+"""The discriminators: D1 (stage I, DCGAN on images) and D2 (stage II, FC critic on embeddings).
+
+D1 returns a logit for the BCE losses of paper Eq. 1-2; D2 returns an unbounded Wasserstein score
+for Eq. 4-5. Both outputs are float32 under a mixed precision policy.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_disentangle.configs import Config, Factor
+
+
+def factor_embedding_dim(cfg: Config, factor: Factor | str) -> int:
+    """K, the size of the stage-II embedding of `factor` (224 FG, 128 BG, 32 pose for Market).
+
+    Args:
+      cfg: Config. Uses `data.has_background` and the model's embedding sizes.
+      factor: Factor or its value (`fg`, `bg`, `pose`).
+
+    Returns:
+      int, the embedding size.
+
+    Raises:
+      ValueError: for an unknown factor, or `bg` when the dataset has no background factor.
+    """
+    try:
+        factor = Factor(factor)
+    except ValueError:
+        raise ValueError(
+            f"Unknown factor {factor!r}; expected one of {', '.join(f.value for f in Factor)}.") from None
+    if factor is Factor.BACKGROUND and not cfg.data.has_background:
+        raise ValueError(
+            f"factor='bg' but dataset {cfg.data.name!r} has no background factor (has_background=False); "
+            "expected 'fg' or 'pose'.")
+    return cfg.model.embedding_dim(factor)
+
+
+def build_d1(cfg: Config) -> keras.Model:
+    """The stage-I image discriminator D1 (DCGAN).
+
+    5x5 stride-2 convs of `d1_channels` widths, batch normalization on all but the first,
+    LeakyReLU 0.2, then a dense logit.
+
+    Args:
+      cfg: Config. Uses `data.height/width`, `model.d1_channels`.
+
+    Returns:
+      keras.Model `d1`: `image` `(batch, 128, 64, 3)` in [-1, 1] -> `logit` `(batch, 1)` float32.
+
+    Reference:
+      Radford et al., "Unsupervised representation learning with deep convolutional GANs", 2016;
+      Ma et al., CVPR 2018, Sec. 3.5 (D1).
+    """
+    image = keras.Input((cfg.data.height, cfg.data.width, 3), name="image")
+    x = image
+    for index, channels in enumerate(cfg.model.d1_channels):
+        normalize = index > 0
+        # A bias before batch normalization is cancelled by its mean subtraction.
+        x = keras.layers.Conv2D(channels, 5, strides=2, padding="same", use_bias=not normalize,
+                                name=f"conv{index}")(x)
+        if normalize:
+            x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    logit = keras.layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(image, logit, name="d1")
+
+
+def build_critic(cfg: Config, factor: Factor | str) -> keras.Model:
+    """The stage-II critic D2 of one factor: `critic_num_layers` FC LeakyReLU(0.2) layers, then a score.
+
+    Args:
+      cfg: Config. Uses `model.critic_hidden_dim`, `model.critic_num_layers` and the embedding size.
+      factor: Factor or its value (`fg`, `bg`, `pose`).
+
+    Returns:
+      keras.Model `d2_<factor>`: `<factor>_embedding` `(batch, K)` -> `score` `(batch, 1)` float32,
+      K = 224 / 128 / 32 for fg / bg / pose (Market, full scale).
+
+    Raises:
+      ValueError: see `factor_embedding_dim`.
+    """
+    dim = factor_embedding_dim(cfg, factor)
+    factor = Factor(factor).value
+    embedding = keras.Input((dim,), name=f"{factor}_embedding")
+    x = embedding
+    for index in range(cfg.model.critic_num_layers):
+        x = keras.layers.Dense(cfg.model.critic_hidden_dim, name=f"dense{index}")(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)
+    score = keras.layers.Dense(1, dtype="float32", name="score")(x)
+    return keras.Model(embedding, score, name=f"d2_{factor}")

@@ -1,0 +1,109 @@
+"""Stage I: trains the disentangled reconstruction network (Fig. 3) and/or the pose auto-encoder.
+
+Wires data, networks, optimizers and the replica step into the shared loop; owns nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_disentangle import configs, data
+from keras_disentangle.models.stage1 import Stage1, build_stage1
+from keras_disentangle.training import checkpoint, loop, steps
+
+
+def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimizers.Optimizer]:
+    """Adam for G1, D1 and the pose auto-encoder, as the paper (beta_1 0.5)."""
+
+    def adam(rate: float, name: str) -> keras.optimizers.Optimizer:
+        return keras.optimizers.Adam(rate, beta_1=train_cfg.beta_1, beta_2=train_cfg.beta_2, name=name)
+
+    return {"g1": adam(train_cfg.learning_rate, "g1_adam"), "d1": adam(train_cfg.learning_rate, "d1_adam"),
+            "pose": adam(train_cfg.pose_learning_rate, "pose_adam")}
+
+
+def stage1_trackables(stage1: Stage1) -> dict:
+    """The networks of a stage-I checkpoint, by the names every reader of it uses."""
+    return {"appearance_encoder": stage1.appearance_encoder, "generator": stage1.generator,
+            "d1": stage1.d1, "pose_encoder": stage1.pose_encoder, "pose_decoder": stage1.pose_decoder}
+
+
+def preview_grid(stage1: Stage1, batch: dict) -> tf.Tensor:
+    """TensorBoard grid, one row per example: input | body mask | heatmaps | reconstruction.
+
+    Returns:
+      float32 tensor `(1, batch * H, 4 * W, 3)` in [0, 1].
+    """
+    reconstruction = tf.clip_by_value(steps.reconstruct(stage1, batch), -1.0, 1.0)
+    mask = tf.tile(batch["body_mask"] * 2.0 - 1.0, [1, 1, 1, 3])
+    heatmaps = tf.tile(tf.reduce_max(batch["heatmaps"], axis=-1, keepdims=True), [1, 1, 1, 3])
+    rows = tf.concat([batch["image"], mask, heatmaps, reconstruction], axis=2)
+    shape = tf.shape(rows)
+    return tf.reshape((rows + 1.0) / 2.0, [1, shape[0] * shape[1], shape[2], 3])
+
+
+def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps.Stage1Part,
+                 strategy: tf.distribute.Strategy, jit_compile: bool = False,
+                 max_minutes: float | None = None, verbose: bool = True) -> tuple[Stage1, dict[str, float]]:
+    """Trains stage I from the last checkpoint in `logdir` up to `cfg.train.steps`.
+
+    Returns:
+      The trained networks and the last step's losses.
+
+    Raises:
+      ValueError: if `data_dir` holds no records for the train split.
+      checkpoint.RunDirectoryError: if `logdir` holds a run with another config.
+    """
+    chief = checkpoint.is_chief(strategy)
+    if chief:
+        checkpoint.save_config(logdir, cfg)
+    train_cfg = cfg.train
+    dataset = data.train_dataset(data_dir, cfg, batch_size=train_cfg.batch_size, seed=train_cfg.seed)
+    options = tf.data.Options()
+    # One shard file per split is common at tiny scale; shard by element, not by file.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
+    preview = next(iter(_preview_dataset(data_dir, cfg)))
+
+    keras.utils.set_random_seed(train_cfg.seed)
+    with strategy.scope():
+        stage1 = build_stage1(cfg)
+        optimizers = build_optimizers(train_cfg)
+        # Build the slots now, so that a resumed run restores them before its first step.
+        optimizers["g1"].build(stage1.appearance_encoder.trainable_variables
+                               + stage1.generator.trainable_variables)
+        optimizers["d1"].build(stage1.d1.trainable_variables)
+        optimizers["pose"].build(stage1.pose_encoder.trainable_variables
+                                 + stage1.pose_decoder.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    keeper = checkpoint.CheckpointKeeper(
+        logdir, step, keep=train_cfg.keep_checkpoints, strategy=strategy,
+        **stage1_trackables(stage1), **{f"{k}_optimizer": v for k, v in optimizers.items()})
+
+    def write_images(at_step: int) -> None:
+        tf.summary.image("reconstruction", preview_grid(stage1, preview), step=at_step)
+
+    replica_step = steps.stage1_step(part, stage1, optimizers, train_cfg, train_cfg.batch_size)
+    summary_dir = os.path.join(logdir, checkpoint.SUMMARY_DIR) if chief else None
+    logs = loop.run(
+        strategy=strategy, replica_step=replica_step, dataset=dataset, keeper=keeper,
+        total_steps=train_cfg.steps, global_batch_size=train_cfg.batch_size,
+        checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
+        image_every=train_cfg.image_every, summary_dir=summary_dir,
+        write_images=write_images if chief and part != steps.Stage1Part.POSE else None,
+        learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
+        jit_compile=jit_compile, max_minutes=max_minutes, verbose=verbose and chief)
+    return stage1, logs
+
+
+def _preview_dataset(data_dir: str, cfg: configs.Config) -> tf.data.Dataset:
+    """A fixed batch of 4 held-out images (train images when the set has no test split)."""
+    for split in ("test", "train"):
+        try:
+            return data.eval_dataset(data_dir, cfg, split=split, batch_size=4).take(1)
+        except ValueError:
+            continue
+    raise ValueError(f"{data_dir} holds no records.")

@@ -1,0 +1,113 @@
+"""One function per kind of training step. Each returns a *replica step*: batch -> scalar losses.
+
+Phases are written out in the order the paper trains them, one tape per network group, each
+optimizer applied only to its own networks' variables. Losses come per example from
+`keras_disentangle.losses` and are reduced once here with `tf.nn.compute_average_loss`, so the
+values stay right under tf.distribute (summing replicas gives the global mean).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from keras_disentangle import configs, losses
+from keras_disentangle.models.stage1 import Stage1, appearance_embedding
+
+
+class Stage1Part(str, enum.Enum):
+    """Which stage-I networks `--model` trains (the paper trains them separately)."""
+
+    APPEARANCE = "appearance"  # first block, FG/BG encoders, U-Net generator and D1.
+    POSE = "pose"  # the pose auto-encoder.
+    BOTH = "both"
+
+
+def _mean(per_example: tf.Tensor, global_batch_size: int) -> tf.Tensor:
+    return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=global_batch_size)
+
+
+def encoder_inputs(batch: dict) -> dict:
+    """The appearance encoder's inputs, taken from a data batch."""
+    return {k: batch[k] for k in ("image", "body_mask", "roi_boxes", "roi_visibility")}
+
+
+def reconstruct(stage1: Stage1, batch: dict, training: bool = False) -> tf.Tensor:
+    """Stage-I reconstruction G1(x, h): encode appearance, decode it in the batch's own pose."""
+    embeddings = stage1.appearance_encoder(encoder_inputs(batch), training=training)
+    return stage1.generator(
+        {"appearance_embedding": appearance_embedding(embeddings), "heatmaps": batch["heatmaps"]},
+        training=training)
+
+
+def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
+                    d_optimizer: keras.optimizers.Optimizer, train_cfg: configs.TrainConfig,
+                    global_batch_size: int) -> Callable[[dict], dict]:
+    """The stage-I appearance update: D1 on (real, G1(x, h)), then G1 on lambda*L1 + adversarial.
+
+    Both updates use the same forward pass (the fake images of this step). With
+    `adversarial_weight == 0` D1 is neither run nor trained (an L1-only auto-encoder).
+    """
+    adversarial = train_cfg.adversarial_weight > 0
+    g_variables = stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables
+
+    def step(batch: dict) -> dict:
+        logs = {}
+        with tf.GradientTape(persistent=adversarial) as tape:
+            fake = reconstruct(stage1, batch, training=True)
+            l1 = _mean(losses.l1_reconstruction_loss(batch["image"], fake), global_batch_size)
+            g_loss = train_cfg.l1_weight * l1
+            logs["loss/g1/l1"] = l1
+            if adversarial:
+                real_logits = stage1.d1(batch["image"], training=True)
+                fake_logits = stage1.d1(fake, training=True)
+                g_adversarial = _mean(losses.bce_generator_loss(fake_logits), global_batch_size)
+                d_loss = _mean(losses.bce_discriminator_loss(real_logits, fake_logits), global_batch_size)
+                g_loss += train_cfg.adversarial_weight * g_adversarial
+                logs["loss/g1/adversarial"] = g_adversarial
+                logs["loss/d1"] = d_loss
+        if adversarial:
+            d_variables = stage1.d1.trainable_variables
+            d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
+        g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
+        logs["loss/g1/total"] = g_loss
+        return logs
+
+    return step
+
+
+def pose_step(stage1: Stage1, optimizer: keras.optimizers.Optimizer,
+              global_batch_size: int) -> Callable[[dict], dict]:
+    """The pose auto-encoder update: L2 between the 54-d pose vector and its reconstruction (Eq. 3)."""
+    variables = stage1.pose_encoder.trainable_variables + stage1.pose_decoder.trainable_variables
+
+    def step(batch: dict) -> dict:
+        with tf.GradientTape() as tape:
+            embedding = stage1.pose_encoder(batch["pose_vector"], training=True)
+            decoded = stage1.pose_decoder(embedding, training=True)
+            loss = _mean(losses.pose_reconstruction_loss(batch["pose_vector"], decoded), global_batch_size)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss/pose/l2": loss}
+
+    return step
+
+
+def stage1_step(part: Stage1Part, stage1: Stage1, optimizers: dict, train_cfg: configs.TrainConfig,
+                global_batch_size: int) -> Callable[[dict], dict]:
+    """The replica step of `--stage=1 --model=part`; `optimizers` holds `g1`, `d1` and/or `pose`."""
+    parts = []
+    if part in (Stage1Part.APPEARANCE, Stage1Part.BOTH):
+        parts.append(appearance_step(stage1, optimizers["g1"], optimizers["d1"], train_cfg, global_batch_size))
+    if part in (Stage1Part.POSE, Stage1Part.BOTH):
+        parts.append(pose_step(stage1, optimizers["pose"], global_batch_size))
+
+    def step(batch: dict) -> dict:
+        logs = {}
+        for update in parts:
+            logs.update(update(batch))
+        return logs
+
+    return step

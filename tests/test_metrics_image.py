@@ -1,0 +1,154 @@
+"""Tests for keras_disentangle.metrics.image: SSIM protocols, mask-SSIM, region L1."""
+
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+
+from keras_disentangle.metrics import image
+
+PROTOCOLS = image.SSIM_PROTOCOLS
+
+
+def _random_pair(rng, shape=(3, 24, 16, 3)):
+    target = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    noise = rng.integers(-40, 41, size=shape)
+    generated = np.clip(target.astype(int) + noise, 0, 255).astype(np.uint8)
+    return generated, target
+
+
+def test_to_uint8_round_trips_and_clips():
+    values = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=-1)
+    as_float = values.astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_array_equal(image.to_uint8(as_float), values)
+    np.testing.assert_array_equal(image.to_uint8(np.array([-1.5, -1.0, 0.0, 1.0, 2.0])),
+                                  [0, 0, 128, 255, 255])
+    assert image.to_uint8(values) is values
+    with pytest.raises(ValueError, match="images: expected uint8"):
+        image.to_uint8(np.zeros(3, dtype=np.int32))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_ssim_of_identical_images_is_one(rng, protocol):
+    images = rng.integers(0, 256, size=(2, 20, 12, 3), dtype=np.uint8)
+    np.testing.assert_allclose(image.ssim(images, images.copy(), protocol=protocol), 1.0)
+    floats = images / 127.5 - 1.0
+    np.testing.assert_allclose(image.ssim(floats, floats, protocol=protocol), 1.0)
+
+
+def test_original_ssim_matches_hand_computed_single_window():
+    # A 7x7 image holds exactly one 7x7 window, so the mean SSIM is the textbook formula on the
+    # whole image: gray = 0.2125 R + 0.7154 G + 0.0721 B in [0, 1], sample (N - 1) covariance,
+    # L = the target's gray range.
+    rng = np.random.default_rng(3)
+    generated = rng.integers(0, 256, size=(1, 7, 7, 3), dtype=np.uint8)
+    target = rng.integers(60, 200, size=(1, 7, 7, 3), dtype=np.uint8)
+    weights = np.array([0.2125, 0.7154, 0.0721])
+    x = (generated[0] / 255.0) @ weights
+    y = (target[0] / 255.0) @ weights
+    data_range = y.max() - y.min()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = x.mean(), y.mean()
+    vx, vy = x.var(ddof=1), y.var(ddof=1)
+    cxy = ((x - mx) * (y - my)).sum() / (x.size - 1)
+    expected = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    np.testing.assert_allclose(image.ssim(generated, target, protocol="original"), [expected],
+                               rtol=1e-10)
+
+
+def test_gaussian_ssim_matches_hand_computed_single_window():
+    # An 11x11 image holds exactly one window of the sigma 1.5 Gaussian (radius 5): weighted
+    # means and population (co)variances per channel, averaged over the 3 channels, with
+    # L = the generated image's max - min.
+    rng = np.random.default_rng(4)
+    generated = rng.integers(0, 256, size=(1, 11, 11, 3), dtype=np.uint8)
+    target = rng.integers(0, 256, size=(1, 11, 11, 3), dtype=np.uint8)
+    taps = np.exp(-np.arange(-5, 6) ** 2 / (2 * 1.5**2))
+    window = np.outer(taps, taps) / np.outer(taps, taps).sum()
+    data_range = float(generated.max()) - float(generated.min())
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    per_channel = []
+    for c in range(3):
+        x, y = generated[0, ..., c].astype(float), target[0, ..., c].astype(float)
+        mx, my = (window * x).sum(), (window * y).sum()
+        vx, vy = (window * x * x).sum() - mx**2, (window * y * y).sum() - my**2
+        cxy = (window * x * y).sum() - mx * my
+        per_channel.append(((2 * mx * my + c1) * (2 * cxy + c2))
+                           / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    np.testing.assert_allclose(image.ssim(generated, target, protocol="gaussian"),
+                               [np.mean(per_channel)], rtol=1e-6)
+
+
+def test_gaussian_ssim_matches_toolkit_call(rng):
+    generated, target = _random_pair(rng)
+    expected = [structural_similarity(t, g, gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False, channel_axis=-1,
+                                      data_range=float(g.max()) - float(g.min()))
+                for g, t in zip(generated, target)]
+    np.testing.assert_allclose(image.ssim(generated, target, protocol="gaussian"), expected)
+    original = image.ssim(generated, target, protocol="original")
+    assert np.all(np.abs(original - np.asarray(expected)) > 1e-3)
+
+
+def test_mask_ssim_full_mask_equals_ssim_of_masked_images(rng):
+    generated, target = _random_pair(rng)
+    full = np.ones(generated.shape[:3])
+    np.testing.assert_allclose(image.mask_ssim(generated, target, full, protocol="gaussian"),
+                               image.ssim(generated, target, protocol="gaussian"))
+    # The original mask-SSIM is colour with the 7x7 window and data_range 255 (score_mask.py).
+    mask = np.zeros(generated.shape[:3] + (1,))
+    mask[:, 4:20, 3:12] = 1
+    expected = [structural_similarity((m * g).astype(np.uint8), (m * t).astype(np.uint8),
+                                      win_size=7, channel_axis=-1, data_range=255)
+                for g, t, m in zip(generated, target, mask)]
+    np.testing.assert_allclose(image.mask_ssim(generated, target, mask, protocol="original"),
+                               expected)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_mask_ssim_ignores_differences_outside_the_mask(rng, protocol):
+    target = rng.integers(0, 256, size=(2, 24, 16, 3), dtype=np.uint8)
+    generated = target.copy()
+    generated[:, :, 10:] = 255 - generated[:, :, 10:]
+    mask = np.zeros((2, 24, 16), dtype=bool)
+    mask[:, :, :10] = True
+    np.testing.assert_allclose(image.mask_ssim(generated, target, mask, protocol=protocol), 1.0)
+    assert np.all(image.ssim(generated, target, protocol=protocol) < 0.9)
+
+
+def test_region_l1_hand_values():
+    generated = np.zeros((2, 2, 2, 3), dtype=np.uint8)
+    target = np.zeros((2, 2, 2, 3), dtype=np.uint8)
+    target[0, 0, 0] = 255          # one pixel fully wrong in image 0
+    target[1, 1, 1, 0] = 51        # one channel of one pixel off by 0.2 in image 1
+    np.testing.assert_allclose(image.region_l1(generated, target), [1 / 4, 0.2 / 12])
+    mask = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 1]]])
+    np.testing.assert_allclose(image.region_l1(generated, target, mask), [1 / 2, 0.2 / 3])
+    # Floats in [-1, 1] are the same images and are not quantized.
+    np.testing.assert_allclose(
+        image.region_l1(generated / 127.5 - 1.0, target / 127.5 - 1.0, mask[..., None]),
+        [1 / 2, 0.2 / 3])
+    np.testing.assert_allclose(
+        image.region_l1(np.zeros((1, 1, 1, 3)), np.full((1, 1, 1, 3), 0.5)), [0.25])
+
+
+def test_errors_name_the_argument(rng):
+    generated, target = _random_pair(rng)
+    with pytest.raises(ValueError, match="protocol: expected one of"):
+        image.ssim(generated, target, protocol="fancy")
+    with pytest.raises(ValueError, match="target: expected the shape"):
+        image.ssim(generated, target[:, :-1])
+    with pytest.raises(ValueError, match="generated: expected shape"):
+        image.region_l1(generated[..., 0], target[..., 0])
+    with pytest.raises(ValueError, match="mask: expected values in"):
+        image.mask_ssim(generated, target, np.full(generated.shape[:3], 255))
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        image.region_l1(generated, target, np.ones(generated.shape[1:3]))
+    with pytest.raises(ValueError, match="mask: image 1 has an empty mask"):
+        mask = np.ones(generated.shape[:3])
+        mask[1] = 0
+        image.region_l1(generated, target, mask)
+    flat = np.full_like(target, 7)
+    with pytest.raises(ValueError, match=r"target\[0\].*constant"):
+        image.ssim(generated, flat, protocol="original")
+    with pytest.raises(ValueError, match=r"generated\[0\].*constant"):
+        image.ssim(flat, target, protocol="gaussian")

@@ -1,0 +1,146 @@
+"""Trains keras-disentangle.
+
+Stage I (reconstruction; Fig. 3 of the paper):
+  python train.py --stage=1 --dataset=synthetic --data_dir=out/records --logdir=runs/s1 --scale=tiny
+
+Stage II (a mapper per factor on the frozen stage-I encoders; Fig. 9):
+  python train.py --stage=2 --factor=fg --dataset=synthetic --data_dir=out/records \
+      --stage1_dir=runs/s1 --logdir=runs/s2-fg --scale=tiny
+
+Running the same command again resumes from the last checkpoint. Ctrl-C and SIGTERM save one.
+TensorBoard: `tensorboard --logdir=runs`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.")
+flags.DEFINE_string("dataset", "synthetic", "market, deepfashion or synthetic.")
+flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python -m tfrecords.build`.")
+flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
+flags.DEFINE_string("scale", "full", "full (the paper's sizes) or tiny (CPU minutes).")
+flags.DEFINE_string("model", "both", "Stage I: appearance, pose or both.")
+flags.DEFINE_string("fg_encoder", None, "roi7 (BodyROI7) or whole (WholeBody).")
+flags.DEFINE_string("factor", None, "Stage II: fg, bg or pose.")
+flags.DEFINE_string("stage1_dir", None, "Stage II: the stage-I run directory to load, frozen.")
+flags.DEFINE_string("strategy", "default", "default, mirrored or multi_worker (TF_CONFIG).")
+flags.DEFINE_string("precision", "float32", "float32 or mixed_bfloat16 (CPUs with bf16 units, TPUs).")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_float("max_minutes", None, "Stop after this much training time (checkpointed; rerun continues).")
+flags.DEFINE_integer("steps", None, "Override: total training steps.")
+flags.DEFINE_integer("batch_size", None, "Override: global batch size.")
+flags.DEFINE_float("learning_rate", None, "Override: stage-I Adam learning rate.")
+flags.DEFINE_float("l1_weight", None, "Override: lambda, the L1 weight of the stage-I loss.")
+flags.DEFINE_float("adversarial_weight", None, "Override: weight of the stage-I adversarial loss.")
+flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoints.")
+flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
+flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
+flags.DEFINE_integer("seed", None, "Override: random seed.")
+
+
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit code 2."""
+
+
+def _config():
+    from keras_disentangle import configs  # noqa: PLC0415
+
+    try:
+        cfg = configs.get_config(FLAGS.dataset, FLAGS.scale)
+        return configs.override(
+            cfg, fg_encoder=FLAGS.fg_encoder, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
+            learning_rate=FLAGS.learning_rate, l1_weight=FLAGS.l1_weight,
+            adversarial_weight=FLAGS.adversarial_weight, checkpoint_every=FLAGS.checkpoint_every,
+            log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _require(flag: str) -> str:
+    value = getattr(FLAGS, flag)
+    if not value:
+        raise UsageError(f"--{flag} is required.")
+    return value
+
+
+def _check_data_dir(data_dir: str) -> None:
+    """Fails early, in one line, on a data directory that cannot feed training."""
+    from keras_disentangle import records  # noqa: PLC0415
+
+    path = pathlib.Path(data_dir)
+    hint = "write it with `python -m tfrecords.build`"
+    if not path.is_dir():
+        raise UsageError(f"--data_dir={data_dir} does not exist; {hint}.")
+    shards = sorted(path.glob(records.shard_pattern("train")))
+    if not shards:
+        raise UsageError(f"--data_dir={data_dir} has no {records.shard_pattern('train')} files; {hint}.")
+    import tensorflow as tf  # noqa: PLC0415
+
+    if not any(True for _ in tf.data.TFRecordDataset([str(s) for s in shards]).take(1)):
+        raise UsageError(f"--data_dir={data_dir}: the train TFRecords hold no records; {hint}.")
+
+
+def run() -> None:
+    cfg = _config()
+    data_dir, logdir = _require("data_dir"), _require("logdir")
+    _check_data_dir(data_dir)
+    if FLAGS.precision not in ("float32", "mixed_bfloat16"):
+        raise UsageError(f"Unknown --precision={FLAGS.precision}; expected float32 or mixed_bfloat16.")
+
+    import keras  # noqa: PLC0415 (TensorFlow loads only once the command line is known to be good)
+
+    from keras_disentangle.training import checkpoint, loop  # noqa: PLC0415
+
+    keras.mixed_precision.set_global_policy(FLAGS.precision)
+    try:
+        strategy = loop.make_strategy(FLAGS.strategy)
+        if FLAGS.stage == 1:
+            from keras_disentangle.training import stage1, steps  # noqa: PLC0415
+
+            try:
+                part = steps.Stage1Part(FLAGS.model)
+            except ValueError:
+                raise UsageError(f"Unknown --model={FLAGS.model}; expected appearance, pose or both.") from None
+            stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=part, strategy=strategy,
+                                jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
+        elif FLAGS.stage == 2:
+            from keras_disentangle.training import stage2  # noqa: PLC0415
+
+            factor = _require("factor")
+            stage1_dir = _require("stage1_dir")
+            stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
+                                strategy=strategy, jit_compile=FLAGS.jit_compile)
+        else:
+            raise UsageError(f"Unknown --stage={FLAGS.stage}; expected 1 or 2.")
+    except checkpoint.RunDirectoryError as error:
+        raise UsageError(str(error)) from None
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from keras_disentangle.training.loop import TrainingDiverged, TrainingInterrupted  # noqa: PLC0415
+
+    try:
+        run()
+    except UsageError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDiverged as error:
+        print(f"train.py: {error}", file=sys.stderr)
+        sys.exit(1)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        print("train.py: interrupted; the checkpoint above holds the progress.", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    app.run(main)
