@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 DEMO_DIR := out/demo
 DEMO_DATA := $(DEMO_DIR)/synthetic
 DEMO_RECORDS := $(DEMO_DIR)/records
+DEMO_RUNS := $(DEMO_DIR)/runs
+DEMO_STAGE1_STEPS ?= 1500
+DEMO_STAGE2_STEPS ?= 3000
 
 .PHONY: venv demo test test-all bench clean
 
@@ -17,9 +20,19 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m tfrecords.synthetic --out=$(DEMO_DATA) --ids=60 --images_per_id=8 --seed=1
+	$(PY) -m tfrecords.synthetic --out=$(DEMO_DATA) --ids=300 --images_per_id=8 --seed=1
 	$(PY) -m tfrecords.build --dataset=synthetic --root=$(DEMO_DATA) --out=$(DEMO_RECORDS)
 	$(PY) -m keras_disentangle.visualize dataset --data_dir=$(DEMO_RECORDS) --dataset=synthetic --out=$(DEMO_DIR)/dataset.png
+	$(PY) train.py --stage=1 --dataset=synthetic --scale=tiny --data_dir=$(DEMO_RECORDS) \
+		--logdir=$(DEMO_RUNS)/stage1 --steps=$(DEMO_STAGE1_STEPS) --precision=mixed_bfloat16
+	$(PY) -m keras_disentangle.demo stage1 --stage1_dir=$(DEMO_RUNS)/stage1 --data_dir=$(DEMO_RECORDS) \
+		--out_dir=$(DEMO_DIR)
+	for factor in fg bg pose; do \
+		$(PY) train.py --stage=2 --factor=$$factor --dataset=synthetic --scale=tiny --data_dir=$(DEMO_RECORDS) \
+			--stage1_dir=$(DEMO_RUNS)/stage1 --logdir=$(DEMO_RUNS)/stage2-$$factor --steps=$(DEMO_STAGE2_STEPS) || exit 1; \
+	done
+	$(PY) -m keras_disentangle.demo stage2 --stage2_dir=$(DEMO_RUNS)/stage2-fg --stage2_dir=$(DEMO_RUNS)/stage2-bg \
+		--stage2_dir=$(DEMO_RUNS)/stage2-pose --data_dir=$(DEMO_RECORDS) --out_dir=$(DEMO_DIR)
 
 # The suite CI runs (slow tests excluded by default; see pytest.ini).
 test: venv

@@ -1,18 +1,26 @@
-"""Evaluates a trained run and writes a JSON report.
+"""Evaluates a trained run, or two folders of images, and writes a JSON report and a table.
 
-  python evaluate.py --logdir=runs/s1 --data_dir=out/records --metrics=gt_swap --n=200 --out=report.json
+  python evaluate.py --logdir=runs/s1 --data_dir=out/records --task=transfer --n=200 \
+      --metrics=ssim,mask_ssim,fid,gt_swap,leakage,saliency --fid_weights=fid_inception_2015.npz \
+      --out=report.json
+  python evaluate.py --generated_dir=DIR --target_dir=DIR [--mask_dir=DIR] --metrics=ssim,fid ...
 
-Metrics:
-  gt_swap  disentanglement on the synthetic ground truth (keras_disentangle.metrics.disentangle):
-           reconstruction, FG swap, BG swap and pose transfer against exact targets, with the
-           trivial baselines "output = A" and "output = B".
+Metrics (protocols in keras_disentangle/metrics/report.py and the README's table):
+  ssim, mask_ssim  per-image SSIM of generated vs target; --ssim_protocol=original (the paper's:
+                   gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit); mask-SSIM masks
+                   both with the target's body mask (--mask_from=source reproduces the original).
+  is, mask_is      Inception Score, 10 splits (--inception_weights=Keras InceptionV3 .h5).
+  fid              FID on the 2015 Inception pool-3 features (--fid_weights=.npz); the real set is
+                   the first n images of the split, its statistics cached in --cache_dir.
+  gt_swap          swaps and pose transfer against the synthetic set's exact ground truth.
+  leakage          share of each appearance code's Jacobian mass inside its own region; PNG grid.
+  saliency         saliency / Grad-CAM of D1 and the encoders; PNG grid.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,103 +29,116 @@ from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("logdir", None, "The stage-I run directory.")
+flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory (repeat per factor): --task=sample and the "
+                          "sampled-factor checks of gt_swap.")
 flags.DEFINE_string("data_dir", None, "TFRecords written by `python -m tfrecords.build`.")
-flags.DEFINE_list("metrics", ["gt_swap"], "Comma-separated metrics: gt_swap.")
+flags.DEFINE_string("dataset", None, "Optional check: the dataset the run must have been trained on.")
+flags.DEFINE_string("generated_dir", None, "Score this folder of images instead of a model's output.")
+flags.DEFINE_string("target_dir", None, "With --generated_dir: the targets, matched by file name.")
+flags.DEFINE_string("mask_dir", None, "With --generated_dir: body masks (nonzero = body), by file name.")
+flags.DEFINE_list("metrics", ["ssim", "mask_ssim"],
+                  "Comma-separated: ssim, mask_ssim, is, mask_is, fid, gt_swap, leakage, saliency.")
+flags.DEFINE_string("task", "transfer", "reconstruct, transfer (pose transfer on the pairs file) or sample "
+                    "(every factor from stage II's mappers; needs --stage2_dir).")
 flags.DEFINE_string("split", "test", "Which split's records to evaluate on.")
-flags.DEFINE_integer("n", 200, "How many pairs (or images) to score.")
-flags.DEFINE_integer("seed", 0, "Seed of the pair draw.")
-flags.DEFINE_string("out", None, "Where to write the JSON report (default: LOGDIR/report.json).")
+flags.DEFINE_integer("n", 200, "How many images (or pairs) to score.")
+flags.DEFINE_integer("seed", 0, "Seed of the gt_swap pair draw and of the leakage estimator.")
+flags.DEFINE_integer("batch_size", 32, "Images per model call.")
+flags.DEFINE_string("ssim_protocol", "original", "original (the paper's) or gaussian (Pose-Transfer toolkit).")
+flags.DEFINE_string("mask_from", "target", "Whose body mask mask_ssim/mask_is use: target, or source (the "
+                    "original code's bug, to reproduce its numbers).")
+flags.DEFINE_string("inception_weights", None, "Keras InceptionV3 ImageNet weights (.h5), for is/mask_is.")
+flags.DEFINE_string("fid_weights", None, "FID Inception weights (.npz from "
+                    "`python -m keras_disentangle.metrics.fid_weights`), for fid.")
+flags.DEFINE_string("cache_dir", None, "Where FID real statistics are cached (default: LOGDIR/fid_stats).")
+flags.DEFINE_integer("leakage_n", 8, "Images the leakage maps are computed on.")
+flags.DEFINE_integer("leakage_projections", 0, "0: exact Jacobian norms; K: Hutchinson estimate, K tangents.")
+flags.DEFINE_integer("saliency_n", 8, "Images in the saliency grid.")
+flags.DEFINE_string("out", None, "Where to write the JSON report (default: LOGDIR/report.json); PNG grids go "
+                    "beside it.")
 
 
-def run_gt_swap(cfg, stage1, data_dir: str) -> dict:
-    import keras  # noqa: PLC0415
-
-    from keras_disentangle.data import load_examples  # noqa: PLC0415
-    from keras_disentangle.export import Stage1Serving  # noqa: PLC0415
-    from keras_disentangle.metrics import disentangle  # noqa: PLC0415
-    from keras_disentangle.training.steps import encoder_inputs  # noqa: PLC0415
-
-    serving = Stage1Serving(cfg, stage1)
-    # Pairs are drawn among up to 4n images so that most images appear in a few pairs at most.
-    examples = load_examples(data_dir, cfg, FLAGS.split, 4 * FLAGS.n)
-
-    def encode(batch):
-        embeddings = stage1.appearance_encoder(encoder_inputs(batch), training=False)
-        return {"fg": embeddings["fg_embedding"], "bg": embeddings.get("bg_embedding")}
-
-    def generate(codes, heatmaps):
-        return serving.generate(codes["fg"], codes["bg"], heatmaps)
-
-    batches = range(0, FLAGS.n, 32)
-    progbar = keras.utils.Progbar(len(batches), unit_name="batch")
-
-    def progress(iterable):
-        for i, item in enumerate(iterable):
-            yield item
-            progbar.update(i + 1)
-
-    result = disentangle.gt_swap(examples, generate, encode, cfg.data, n=FLAGS.n, seed=FLAGS.seed,
-                                 batch_size=32, progress=progress)
-    result["protocol"] = (
-        f"{FLAGS.split} split, pairs with different identity and background, seed {FLAGS.seed}; "
-        "SSIM: gaussian protocol on colour; L1 in [0, 1] units; region = target pose's body mask "
-        "(fg_swap, pose_transfer), its complement (bg_swap), the whole image (reconstruction).")
-    return result
+def _fail(message: str) -> None:
+    print(f"evaluate.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
-METRICS = {"gt_swap": run_gt_swap}
+def _options(folders: bool):
+    from keras_disentangle.metrics import report  # noqa: PLC0415
 
-
-def print_gt_swap(result: dict) -> None:
-    print(f"\ngt_swap on {result['n']} pairs (lower L1 is better, higher SSIM is better)")
-    print(f"{'task':<15}{'output':<12}{'SSIM':>8}{'L1':>8}{'region L1':>11}")
-    for task, by_output in result["tasks"].items():
-        for output, m in by_output.items():
-            print(f"{task:<15}{output:<12}{m['ssim']['mean']:>8.3f}{m['l1']['mean']:>8.3f}"
-                  f"{m['region_l1']['mean']:>11.3f}")
+    out = FLAGS.out or os.path.join(FLAGS.logdir or FLAGS.generated_dir, "report.json")
+    cache_dir = FLAGS.cache_dir or (None if folders else os.path.join(FLAGS.logdir, "fid_stats"))
+    options = report.EvalOptions(
+        metrics=tuple(FLAGS.metrics), task=FLAGS.task, n=FLAGS.n, seed=FLAGS.seed, split=FLAGS.split,
+        batch_size=FLAGS.batch_size, ssim_protocol=FLAGS.ssim_protocol, mask_from=FLAGS.mask_from,
+        inception_weights=FLAGS.inception_weights, fid_weights=FLAGS.fid_weights, cache_dir=cache_dir,
+        out_dir=os.path.dirname(os.path.abspath(out)), leakage_n=FLAGS.leakage_n,
+        leakage_projections=FLAGS.leakage_projections, saliency_n=FLAGS.saliency_n)
+    options.validate(folders, stage2=bool(FLAGS.stage2_dir))
+    return options, out
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.logdir or not FLAGS.data_dir:
-        print("evaluate.py: error: --logdir and --data_dir are required.", file=sys.stderr)
-        sys.exit(2)
-    unknown = [m for m in FLAGS.metrics if m not in METRICS]
-    if unknown:
-        print(f"evaluate.py: error: unknown metric(s) {', '.join(unknown)}; expected {', '.join(METRICS)}.",
-              file=sys.stderr)
-        sys.exit(2)
-    import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-
-    from keras_disentangle.export import load_stage1  # noqa: PLC0415
-    from keras_disentangle.training.checkpoint import RunDirectoryError  # noqa: PLC0415
-
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    folders = bool(FLAGS.generated_dir or FLAGS.target_dir)
+    if folders and not (FLAGS.generated_dir and FLAGS.target_dir):
+        _fail("--generated_dir and --target_dir go together.")
+    if folders and FLAGS.logdir:
+        _fail("give either --logdir (score a model) or --generated_dir/--target_dir (score files), not both.")
+    if not folders and (not FLAGS.logdir or not FLAGS.data_dir):
+        _fail("--logdir and --data_dir are required (or --generated_dir and --target_dir).")
     try:
-        cfg, stage1 = load_stage1(FLAGS.logdir)
-    except RunDirectoryError as error:
-        print(f"evaluate.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    report = {
-        "logdir": FLAGS.logdir, "data_dir": FLAGS.data_dir, "dataset": cfg.data.name, "scale": cfg.scale,
-        "split": FLAGS.split, "n": FLAGS.n, "seed": FLAGS.seed,
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "python": platform.python_version()},
-        "metrics": {},
-    }
-    for name in FLAGS.metrics:
-        try:
-            report["metrics"][name] = METRICS[name](cfg, stage1, FLAGS.data_dir)
-        except ValueError as error:
-            print(f"evaluate.py: error: {name}: {error}", file=sys.stderr)
-            sys.exit(2)
-    if "gt_swap" in report["metrics"]:
-        print_gt_swap(report["metrics"]["gt_swap"])
-    out = FLAGS.out or os.path.join(FLAGS.logdir, "report.json")
+        options, out = _options(folders)
+    except ValueError as error:
+        _fail(str(error))
+
+    from keras_disentangle.metrics import report  # noqa: PLC0415
+
+    header = {"command": " ".join(sys.argv), "task": options.task, "split": options.split, "n": options.n,
+              "seed": options.seed, "ssim_protocol": options.ssim_protocol, "mask_from": options.mask_from,
+              "versions": report.versions()}
+    cfg = stage1 = stage2 = None
+    needs_images = any(m in report.IMAGE_METRICS for m in options.metrics)
+    try:
+        if folders:
+            images = report.folder_images(FLAGS.generated_dir, FLAGS.target_dir, FLAGS.mask_dir, options.n)
+            header.update(generated_dir=FLAGS.generated_dir, target_dir=FLAGS.target_dir, mask_dir=FLAGS.mask_dir)
+            real_key = {"dataset": "folder", "split": os.path.abspath(FLAGS.target_dir), "n": len(images.targets),
+                        "names": [t for _, t in images.pairs]}
+            real_images = lambda: images.targets  # noqa: E731
+        else:
+            from keras_disentangle.data import load_examples  # noqa: PLC0415
+            from keras_disentangle.export import load_stage1, load_stage2  # noqa: PLC0415
+            from keras_disentangle.metrics.image import to_uint8  # noqa: PLC0415
+
+            if FLAGS.stage2_dir:
+                stage2 = load_stage2(FLAGS.stage2_dir, FLAGS.logdir)
+                cfg, stage1 = stage2.cfg, stage2.stage1
+                header["stage2_dirs"] = FLAGS.stage2_dir
+            else:
+                cfg, stage1 = load_stage1(FLAGS.logdir)
+            if FLAGS.dataset and FLAGS.dataset != cfg.data.name:
+                _fail(f"--dataset={FLAGS.dataset}: the run in {FLAGS.logdir} was trained on {cfg.data.name!r}.")
+            header.update(logdir=FLAGS.logdir, data_dir=FLAGS.data_dir, dataset=cfg.data.name, scale=cfg.scale)
+            images = None
+            if needs_images:
+                images = (report.sample_images(stage2, options) if options.task == "sample"
+                          else report.model_images(cfg, stage1, FLAGS.data_dir, options))
+            real_key = {"dataset": cfg.data.name, "split": options.split, "n": options.n,
+                        "size": [cfg.data.height, cfg.data.width], "data_dir": os.path.abspath(FLAGS.data_dir)}
+            real_images = lambda: to_uint8(load_examples(FLAGS.data_dir, cfg, options.split, options.n)["image"])  # noqa: E731
+        header["description"] = images.description if images else f"model metrics on the '{options.split}' split"
+        header["pairs"] = images.pairs if images else None
+        header["metrics"] = report.evaluate(options, images=images, real_images=real_images, real_key=real_key,
+                                            cfg=cfg, stage1=stage1, data_dir=FLAGS.data_dir, stage2=stage2)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error).splitlines()[0])
+    print(report.format_table(header))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nWrote {out}")
+        json.dump(header, f, indent=2)
+    print(f"Wrote {out}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.")
@@ -127,6 +127,8 @@ def run() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    # TensorFlow's savers log every checkpoint at INFO, which would break the progress bar.
+    logging.set_verbosity(logging.WARNING)
     from keras_disentangle.training.loop import TrainingDiverged, TrainingInterrupted  # noqa: PLC0415
 
     try:

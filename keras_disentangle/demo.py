@@ -1,4 +1,4 @@
-"""Pictures of a trained stage-I run on the synthetic set, for `make demo` and the README.
+"""Pictures of a trained run on the synthetic set, for `make demo` and the README.
 
   python -m keras_disentangle.demo stage1 --stage1_dir=runs/s1 --data_dir=out/records --out_dir=out/demo
 
@@ -7,6 +7,15 @@ writes
   swaps.png           per column a pair (A, B) of held-out images of different people and
                       backgrounds: A, B, then for FG swap, BG swap and pose transfer the model's
                       output above the exact ground truth that `synthetic.render` draws.
+
+  python -m keras_disentangle.demo stage2 --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
+      --stage2_dir=runs/s2-pose --data_dir=out/records --out_dir=out/demo
+
+writes
+  sampling.png        held-out images, then the same with FG, BG or pose sampled from noise, then
+                      new people with every factor sampled (and their sampled poses);
+  interpolation.png   per factor two walks between noise vectors (slerp, the rest held by a real
+                      image), then inverse interpolations between pairs of held-out images.
 """
 
 from __future__ import annotations
@@ -20,16 +29,12 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from keras_disentangle import data, visualize  # noqa: E402
-from keras_disentangle.export import Stage1Serving, load_stage1  # noqa: E402
+from keras_disentangle import apps, data, visualize  # noqa: E402
+from keras_disentangle.export import Stage1Serving, load_stage1, load_stage2  # noqa: E402
+from keras_disentangle.generate import UPSCALE, cells, skeletons  # noqa: E402
 from keras_disentangle.metrics import disentangle  # noqa: E402
 from keras_disentangle.training.steps import encoder_inputs  # noqa: E402
 
-UPSCALE = 3  # 64 x 32 tiny images are too small to judge at 1:1.
-
-
-def _cells(images: np.ndarray, scale: int) -> list[np.ndarray]:
-    return [visualize.upscale(image, scale) for image in visualize.to_uint8(images)]
 
 
 def stage1_pictures(stage1_dir: str, data_dir: str, out_dir: str, n: int = 8, seed: int = 0) -> list[str]:
@@ -45,7 +50,7 @@ def stage1_pictures(stage1_dir: str, data_dir: str, out_dir: str, n: int = 8, se
     reconstruction = serving.reconstruct(first["image"], first["keypoints"])["image"].numpy()
     path = os.path.join(out_dir, "reconstruction.png")
     visualize.save_png(path, visualize.image_grid(
-        [_cells(first["image"], scale), _cells(reconstruction, scale)], row_labels=["input", "G1(x, h)"]))
+        [cells(first["image"], scale), cells(reconstruction, scale)], row_labels=["input", "G1(x, h)"]))
     written.append(path)
 
     pairs = disentangle.pair_indices(examples["fg_id"], examples["bg_id"], n, seed)
@@ -53,20 +58,20 @@ def stage1_pictures(stage1_dir: str, data_dir: str, out_dir: str, n: int = 8, se
     batches = {"a": {k: v[a_idx] for k, v in examples.items()}, "b": {k: v[b_idx] for k, v in examples.items()}}
     codes = {side: stage1.appearance_encoder(encoder_inputs(batch), training=False)
              for side, batch in batches.items()}
-    rows, labels = [_cells(batches["a"]["image"], scale), _cells(batches["b"]["image"], scale)], ["A", "B"]
+    rows, labels = [cells(batches["a"]["image"], scale), cells(batches["b"]["image"], scale)], ["A", "B"]
     factors = [json.loads(f) for f in examples["factors"]] if all(examples["factors"]) else None
     for task in ("fg_swap", "bg_swap", "pose_transfer"):
         fg_from, bg_from, pose_from, _ = disentangle.TASK_SOURCES[task]
         output = serving.generate(codes[fg_from]["fg_embedding"], codes[bg_from].get("bg_embedding"),
                                   batches[pose_from]["heatmaps"])
-        rows.append(_cells(np.asarray(output), scale))
+        rows.append(cells(np.asarray(output), scale))
         labels.append(task.replace("_", " "))
         if factors is not None:
             side = disentangle.SIDE
             truth = np.stack([disentangle.render_target(
                 factors[pair[side[fg_from]]]["fg"], factors[pair[side[bg_from]]]["bg"],
                 factors[pair[side[pose_from]]]["pose"], cfg.data) for pair in pairs])
-            rows.append(_cells(truth, scale))
+            rows.append(cells(truth, scale))
             labels.append("  ground truth")
     path = os.path.join(out_dir, "swaps.png")
     visualize.save_png(path, visualize.image_grid(rows, row_labels=labels))
@@ -74,20 +79,68 @@ def stage1_pictures(stage1_dir: str, data_dir: str, out_dir: str, n: int = 8, se
     return written
 
 
+def stage2_pictures(stage2_dirs, data_dir: str, out_dir: str, n: int = 8, seed: int = 0,
+                    stage1_dir: str | None = None) -> list[str]:
+    """Writes sampling.png and interpolation.png (see the module docstring); returns their paths."""
+    models = load_stage2(stage2_dirs, stage1_dir)
+    scale = max(1, UPSCALE * 64 // models.cfg.data.height)
+    real = data.load_examples(data_dir, models.cfg, split="test", limit=n)
+    os.makedirs(out_dir, exist_ok=True)
+
+    rows, labels = [cells(real["image"], scale)], ["real"]
+    for factor in models.factors:
+        if factor in models.mappers:
+            rows.append(cells(apps.sample(models, n, seed, [factor], real)["image"], scale))
+            labels.append(f"sampled {factor.value}")
+    if len(models.mappers) == len(models.factors):
+        new = apps.sample(models, n, seed, models.factors)
+        rows += [cells(new["image"], scale), skeletons(new["keypoints"], models.cfg, scale)]
+        labels += ["all sampled", "  their pose"]
+    sampling = os.path.join(out_dir, "sampling.png")
+    visualize.save_png(sampling, visualize.image_grid(rows, row_labels=labels))
+
+    steps = n
+    rows, labels = [], []
+    for factor in models.mappers:
+        walks = apps.interpolate(models, factor, 2, steps, seed, "slerp", real)["image"]
+        rows += [cells(walk, scale) for walk in np.asarray(walks)]
+        labels += [f"{factor.value} slerp", ""]
+    pairs = {k: v[:4] for k, v in real.items()}
+    inverse = apps.invert_interpolate(models, {k: v[:2] for k, v in pairs.items()},
+                                      {k: v[2:4] for k, v in pairs.items()}, steps, seed=seed)["image"]
+    rows += [cells(walk, scale) for walk in np.asarray(inverse)]
+    labels += ["inverse", ""]
+    interpolation = os.path.join(out_dir, "interpolation.png")
+    visualize.save_png(interpolation, visualize.image_grid(rows, row_labels=labels))
+    return [sampling, interpolation]
+
+
 FLAGS = flags.FLAGS
+USAGE = ("usage: python -m keras_disentangle.demo stage1 --stage1_dir=DIR --data_dir=DIR --out_dir=DIR\n"
+         "       python -m keras_disentangle.demo stage2 --stage2_dir=DIR [--stage2_dir=DIR ...] --data_dir=DIR "
+         "--out_dir=DIR")
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] != "stage1":
-        raise app.UsageError("usage: python -m keras_disentangle.demo stage1 --stage1_dir=DIR --data_dir=DIR "
-                             "--out_dir=DIR")
-    for path in stage1_pictures(FLAGS.stage1_dir, FLAGS.data_dir, FLAGS.out_dir, FLAGS.n):
+    if len(argv) != 2 or argv[1] not in ("stage1", "stage2"):
+        raise app.UsageError(USAGE)
+    if argv[1] == "stage1":
+        if not FLAGS.stage1_dir:
+            raise app.UsageError("stage1: --stage1_dir is required.")
+        written = stage1_pictures(FLAGS.stage1_dir, FLAGS.data_dir, FLAGS.out_dir, FLAGS.n)
+    else:
+        if not FLAGS.stage2_dir:
+            raise app.UsageError("stage2: --stage2_dir is required (once per factor).")
+        written = stage2_pictures(FLAGS.stage2_dir, FLAGS.data_dir, FLAGS.out_dir, FLAGS.n,
+                                  stage1_dir=FLAGS.stage1_dir)
+    for path in written:
         print(f"Wrote {path}")
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.", required=True)
+    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage2: default from the stage-II runs).")
+    flags.DEFINE_multi_string("stage2_dir", [], "stage2: a stage-II run directory; repeat once per factor.")
     flags.DEFINE_string("data_dir", None, "TFRecords of the synthetic set.", required=True)
     flags.DEFINE_string("out_dir", "out/demo", "Where to write the PNGs.")
-    flags.DEFINE_integer("n", 8, "Columns (image pairs).")
+    flags.DEFINE_integer("n", 8, "Columns (image pairs; stage2: images and interpolation steps).")
     app.run(main)

@@ -42,3 +42,38 @@ def synthetic_records(synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
     build("synthetic", synthetic_root, out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def stage1_run(synthetic_records, tmp_path_factory):
+    """A stage-I run directory (appearance + pose, 2 steps, batch 4) on `synthetic_records`."""
+    import tensorflow as tf
+
+    from keras_disentangle import configs
+    from keras_disentangle.training import stage1, steps
+
+    logdir = tmp_path_factory.mktemp("stage1_run")
+    cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, steps=2, log_every=1,
+                           image_every=1000, adversarial_weight=0.0)
+    stage1.train_stage1(cfg, data_dir=synthetic_records, logdir=str(logdir), part=steps.Stage1Part.BOTH,
+                        strategy=tf.distribute.get_strategy(), verbose=False)
+    return str(logdir)
+
+
+@pytest.fixture(scope="session")
+def stage2_runs(stage1_run, synthetic_records, tmp_path_factory):
+    """One stage-II run directory per factor (3 steps, batch 4) on `stage1_run`: {"fg": dir, ...}."""
+    import tensorflow as tf
+
+    from keras_disentangle import configs
+    from keras_disentangle.training import stage2
+
+    cfg = configs.override(configs.get_config("synthetic", "tiny"), mapper_batch_size=4, steps=3, log_every=1,
+                           image_every=2)
+    runs = {}
+    for factor in ("fg", "bg", "pose"):
+        logdir = tmp_path_factory.mktemp(f"stage2_{factor}")
+        stage2.train_stage2(cfg, factor=factor, data_dir=synthetic_records, stage1_dir=stage1_run,
+                            logdir=str(logdir), strategy=tf.distribute.get_strategy(), verbose=False)
+        runs[factor] = str(logdir)
+    return runs

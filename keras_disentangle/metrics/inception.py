@@ -199,6 +199,30 @@ def classifier_logits(model, images_uint8, batch_size: int = 50, verbose: int = 
       ValueError: if `images_uint8` is not uint8 `(num_images >= 1, height, width, 3)`, or
         `batch_size` < 1.
     """
+
+    def forward(batch):
+        batch = tf.image.resize(tf.cast(batch, tf.float32), (CLASSIFIER_SIZE, CLASSIFIER_SIZE))
+        return model(batch / 127.5 - 1.0, training=False)
+
+    return run_on_uint8_images(forward, images_uint8, batch_size, verbose).astype(np.float64)
+
+
+def run_on_uint8_images(forward, images_uint8, batch_size: int = 50, verbose: int = 1) -> np.ndarray:
+    """Runs `forward` (uint8 batch tensor -> array) over images in batches, with a progress bar.
+
+    Args:
+      forward: callable taking a uint8 tensor `(batch, height, width, 3)`; traced once per shape.
+      images_uint8: `(num_images, height, width, 3)` uint8.
+      batch_size: int. Images per call. Defaults to 50.
+      verbose: int. 1 shows a progress bar, 0 is silent. Defaults to 1.
+
+    Returns:
+      The outputs concatenated along the first axis.
+
+    Raises:
+      ValueError: if `images_uint8` is not uint8 `(num_images >= 1, height, width, 3)`, or
+        `batch_size` < 1.
+    """
     images = np.asarray(images_uint8)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or not len(images):
         raise ValueError(
@@ -206,16 +230,11 @@ def classifier_logits(model, images_uint8, batch_size: int = 50, verbose: int = 
             f"{images.dtype} {images.shape}.")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}.")
-
-    @tf.function
-    def forward(batch):
-        batch = tf.image.resize(tf.cast(batch, tf.float32), (CLASSIFIER_SIZE, CLASSIFIER_SIZE))
-        return model(batch / 127.5 - 1.0, training=False)
-
+    forward = tf.function(forward)
     progress = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        outputs.append(np.asarray(forward(tf.constant(batch)), dtype=np.float64))
+        outputs.append(np.asarray(forward(tf.constant(batch))))
         progress.add(len(batch))
     return np.concatenate(outputs, axis=0)

@@ -64,7 +64,13 @@ def _sigterm_raises():
 
 def distributed_step(strategy: tf.distribute.Strategy, replica_step: Callable, jit_compile: bool = False):
     """Wraps a replica step into one `tf.function` that runs it on every replica and sums the logs."""
-    replica_fn = tf.function(replica_step, jit_compile=True) if jit_compile else replica_step
+    replica_fn = replica_step
+    if jit_compile:
+        compiled = tf.function(replica_step, jit_compile=True)
+
+        def replica_fn(batch):
+            # XLA has no string type: the batch's names and factor strings stay outside the cluster.
+            return compiled({k: v for k, v in batch.items() if v.dtype != tf.string})
 
     @tf.function
     def step(batch):

@@ -7,8 +7,8 @@ the mapper, the critic and their optimizers, never stage-I weights.
 A run directory of stage II holds, besides the shared layout of `checkpoint` (config.json,
 checkpoints/, train/):
   stage2.json               `{"factor": "fg" | "bg" | "pose", "stage1_dir": "<absolute path>"}`;
-  embeddings-<factor>.npy   the real training embeddings, cached on the first run (delete it after
-                            retraining stage I).
+  embeddings-<factor>.npz   the real training embeddings, cached with the stage-I checkpoint and
+                            data directory they came from (recomputed when either changes).
 """
 
 from __future__ import annotations
@@ -32,21 +32,21 @@ from keras_disentangle.training.stage1 import stage1_trackables
 STAGE2_FILE = "stage2.json"
 
 
-def load_frozen_stage1(stage1_dir: str) -> tuple[configs.Config, Stage1]:
+def load_frozen_stage1(stage1_dir: str) -> tuple[configs.Config, Stage1, str]:
     """Builds a stage-I run's networks, restores its newest weights and freezes them.
 
     Returns:
-      The run's config and its networks, every one with `trainable = False`.
+      The run's config, its networks (every one with `trainable = False`) and the checkpoint read.
 
     Raises:
       checkpoint.RunDirectoryError: if `stage1_dir` is not a stage-I run with a checkpoint.
     """
     cfg = checkpoint.load_config(stage1_dir)
     stage1 = build_stage1(cfg)
-    checkpoint.restore_weights(stage1_dir, **stage1_trackables(stage1))
+    restored = checkpoint.restore_weights(stage1_dir, **stage1_trackables(stage1))
     for model in stage1_trackables(stage1).values():
         model.trainable = False
-    return cfg, stage1
+    return cfg, stage1, restored
 
 
 def encode_factor(stage1: Stage1, batch: dict, factor: configs.Factor) -> tf.Tensor:
@@ -62,8 +62,16 @@ def encode_factor(stage1: Stage1, batch: dict, factor: configs.Factor) -> tf.Ten
 
 
 def real_embeddings(stage1: Stage1, cfg: configs.Config, data_dir: str, factor: configs.Factor,
-                    split: str = "train", cache: str | None = None) -> np.ndarray:
-    """Encodes every image of `split` once (unmirrored); cached to `cache` (.npy) if given.
+                    split: str = "train", cache: str | None = None, cache_key: str = "") -> np.ndarray:
+    """Encodes every image of `split` once (unmirrored).
+
+    Args:
+      stage1, cfg: the frozen stage-I networks and their config.
+      data_dir: str. TFRecords.
+      factor: Factor.
+      split: str. Shard prefix.
+      cache: optional .npz path: reused when it was written with the same `cache_key`.
+      cache_key: str. Identifies the stage-I weights and the data (e.g. checkpoint + data_dir).
 
     Returns:
       float32 `(images, K)`.
@@ -72,12 +80,14 @@ def real_embeddings(stage1: Stage1, cfg: configs.Config, data_dir: str, factor: 
       ValueError: if `data_dir` has no shard of `split`.
     """
     if cache and os.path.exists(cache):
-        return np.load(cache)
+        stored = np.load(cache)
+        if str(stored["key"]) == cache_key:
+            return stored["embeddings"]
     encode = tf.function(lambda batch: encode_factor(stage1, batch, factor))
     chunks = [encode(batch).numpy() for batch in data.eval_dataset(data_dir, cfg, split=split, batch_size=64)]
     embeddings = np.concatenate(chunks).astype(np.float32)
     if cache:
-        np.save(cache, embeddings)
+        np.savez(cache, embeddings=embeddings, key=np.array(cache_key))
     return embeddings
 
 
@@ -219,7 +229,7 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         `logdir` holds a run of another factor or stage-I model.
     """
     factor = _parse_factor(factor)
-    stage1_cfg, stage1 = load_frozen_stage1(stage1_dir)
+    stage1_cfg, stage1, restored = load_frozen_stage1(stage1_dir)
     if factor == configs.Factor.BACKGROUND and not stage1_cfg.data.has_background:
         raise ValueError(f"--factor=bg: the {stage1_cfg.data.name} model has no background factor.")
     cfg = configs.Config(stage1_cfg.data, stage1_cfg.model, cfg.train, stage1_cfg.scale)
@@ -234,8 +244,9 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         record = {"factor": factor.value, "stage1_dir": str(pathlib.Path(stage1_dir).resolve())}
         record_path.write_text(json.dumps(record, indent=2))
 
-    cache = os.path.join(logdir, f"embeddings-{factor.value}.npy") if chief and cache_embeddings else None
-    embeddings = real_embeddings(stage1, cfg, data_dir, factor, cache=cache)
+    cache = os.path.join(logdir, f"embeddings-{factor.value}.npz") if chief and cache_embeddings else None
+    key = f"{pathlib.Path(restored).resolve()}|{pathlib.Path(data_dir).resolve()}"
+    embeddings = real_embeddings(stage1, cfg, data_dir, factor, cache=cache, cache_key=key)
     global_batch = train_cfg.mapper_batch_size * train_cfg.critic_steps
     options = tf.data.Options()
     # The embeddings are one in-memory tensor, not files: shard by element.

@@ -1,0 +1,359 @@
+"""Generates pictures with a trained model: sampling, swaps, pose transfer, interpolations.
+
+  python -m keras_disentangle.generate MODE --stage2_dir=DIR [--stage2_dir=DIR ...] --out=DIR \\
+      [--stage1_dir=DIR] [--data_dir=DIR] [--n=8] [--seed=0] [--save_npz]
+
+`--stage2_dir` is repeated once per factor (each stage-II run's `stage2.json` names its factor and
+its stage-I run, so `--stage1_dir` is only needed when the stage-I run has moved). Every mode writes
+`OUT/<mode>.png`, a labelled grid, and with `--save_npz` `OUT/<mode>.npz`, the raw arrays.
+
+Modes:
+  sample --factors=fg,bg,pose          the listed factors sampled from noise, the others taken from
+                                       real test images of --data_dir; all factors = new people.
+  swap --source=IMG --target=IMG --factors=fg[,bg,pose] [--parts=head,upper_body,...]
+                                       the target with the source's factors; --parts swaps only
+                                       those FG body ROIs (clothing-part transfer).
+  transfer --source=IMG (--pose=IMG | --pose_keypoints=KP)
+                                       the source person in another pose (KP alone: pixels of
+                                       the dataset's stored size, e.g. 128 x 64 for Market).
+  interpolate --factor=fg [--steps=8] [--method=both]
+                                       walks between noise vectors of one factor (linear, slerp).
+  invert_interpolate --a=IMG --b=IMG [--steps=8] [--invert_steps=300]
+                                       inverts both images' embeddings into z by gradient descent,
+                                       walks between them; prints the final ||Phi(z) - e||^2.
+
+Images (IMG) are files or bare file names. Their keypoints come from the record of that file name
+in --data_dir (test split, then train), or from `--<flag>_keypoints="[y0, ..., y17]:[x0, ..., x17]"`
+(the annotation-CSV syntax, pixels of the file as stored, -1 = missing). Images are resized to the
+model's size as the input pipeline does.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import dataclasses  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from keras_disentangle import apps, configs, data, geometry, records, visualize  # noqa: E402
+from keras_disentangle.export import Stage2Serving, load_stage2  # noqa: E402
+from keras_disentangle.training.checkpoint import RunDirectoryError  # noqa: E402
+
+MODES = ("sample", "swap", "transfer", "interpolate", "invert_interpolate")
+UPSCALE = 3  # 64 x 32 tiny images are too small to judge at 1:1.
+_KEYPOINTS = re.compile(r"^\s*\[([^\]]*)\]\s*:\s*\[([^\]]*)\]\s*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One `generate` command, as the flags give it (see the module docstring).
+
+    Attributes:
+      mode: str. One of `MODES`.
+      stage2_dirs: tuple of str. Stage-II run directories, one per factor.
+      out: str. Output directory.
+      stage1_dir: str or None. Overrides the stage-I run recorded by the stage-II runs.
+      data_dir: str or None. TFRecords: real images and keypoints by file name.
+      n: int. Images (sample) or rows (interpolate).
+      seed: int.
+      factors: tuple of str. Sampled (sample) or swapped (swap) factors.
+      parts: tuple of str. FG body ROIs to swap.
+      factor: str. Interpolated factor.
+      images: dict flag -> IMG for `source`, `target`, `pose`, `a`, `b`.
+      keypoints: dict flag -> keypoints text for those images (`pose` without a `pose` image:
+        the target pose of `transfer`, in pixels of the dataset's stored size).
+      steps: int. Images per interpolation.
+      method: str. `linear`, `slerp` or `both`.
+      invert_steps: int. Gradient steps per inversion.
+      save_npz: bool.
+    """
+
+    mode: str
+    stage2_dirs: tuple[str, ...]
+    out: str
+    stage1_dir: str | None = None
+    data_dir: str | None = None
+    n: int = 8
+    seed: int = 0
+    factors: tuple[str, ...] = ("fg", "bg", "pose")
+    parts: tuple[str, ...] = ()
+    factor: str = "fg"
+    images: dict = dataclasses.field(default_factory=dict)
+    keypoints: dict = dataclasses.field(default_factory=dict)
+    steps: int = 8
+    method: str = "both"
+    invert_steps: int = 300
+    save_npz: bool = False
+
+
+def parse_keypoints(text: str, flag: str) -> np.ndarray:
+    """Parses `"[y0, ..., y17]:[x0, ..., x17]"` into int64 `(18, 2)` (y, x).
+
+    Raises:
+      ValueError: naming `flag` and the value, unless it holds two lists of 18 integers.
+    """
+    match = _KEYPOINTS.match(text)
+    expected = f'expected "[y0, ..., y17]:[x0, ..., x17]" with {configs.NUM_KEYPOINTS} integers per list'
+    if match is None:
+        raise ValueError(f"--{flag}={text!r}: {expected}.")
+    try:
+        ys, xs = ([int(v) for v in part.split(",") if v.strip()] for part in match.groups())
+    except ValueError:
+        raise ValueError(f"--{flag}={text!r}: {expected}.") from None
+    if len(ys) != configs.NUM_KEYPOINTS or len(xs) != configs.NUM_KEYPOINTS:
+        raise ValueError(f"--{flag}={text!r}: {expected}, got {len(ys)} and {len(xs)}.")
+    return np.stack([ys, xs], axis=-1).astype(np.int64)
+
+
+def records_by_name(data_dir: str, names: set[str]) -> dict[str, tf.Tensor]:
+    """Serialized records of the given file names, test split first, then train.
+
+    Returns:
+      dict file name -> serialized record (`records.parse_image` reads it); names not found are
+      absent.
+    """
+    found: dict[str, tf.Tensor] = {}
+    name_spec = {"name": records.IMAGE_FEATURES["name"]}
+    for split in ("test", "train"):
+        files = tf.io.gfile.glob(os.path.join(data_dir, records.shard_pattern(split)))
+        if not files or names <= set(found):
+            continue
+        for batch in tf.data.TFRecordDataset(sorted(files)).batch(512):
+            batch_names = tf.io.parse_example(batch, name_spec)["name"].numpy()
+            for index, name in enumerate(batch_names):
+                name = name.decode()
+                if name in names and name not in found:
+                    found[name] = batch[index]
+    return found
+
+
+def load_images(specs: list[tuple[str, str, str | None]], cfg: configs.Config,
+                data_dir: str | None) -> dict:
+    """Reads images given on the command line into one example dict.
+
+    Args:
+      specs: per image `(flag, path or file name, keypoints text or None)`.
+      cfg: Config. The model's data config (size, geometry).
+      data_dir: str or None. TFRecords to look file names up in.
+
+    Returns:
+      Example dict (`data.prepare_example`'s keys) with a leading batch of `len(specs)`.
+
+    Raises:
+      ValueError: naming the flag, for a missing file or when no keypoints are available.
+    """
+    wanted = {os.path.basename(path) for _, path, keypoints in specs if keypoints is None}
+    found = records_by_name(data_dir, wanted) if wanted and data_dir else {}
+    examples = []
+    for flag, path, keypoints in specs:
+        name = os.path.basename(path)
+        if keypoints is not None:
+            if not os.path.isfile(path):
+                raise ValueError(f"--{flag}={path}: no such image file.")
+            parsed = {"image": tf.io.read_file(path), "name": tf.constant(name), "factors": tf.constant(b""),
+                      "keypoints": tf.constant(parse_keypoints(keypoints, f"{flag}_keypoints")),
+                      **{key: tf.constant(-1, tf.int64) for key in ("person_id", "camera", "fg_id", "bg_id")}}
+        elif name in found:
+            parsed = records.parse_image(found[name])
+        else:
+            where = f"the test or train TFRecords of --data_dir={data_dir}" if data_dir else "any --data_dir"
+            raise ValueError(f"--{flag}={path}: no keypoints: {name} is not in {where}; pass "
+                             f'--{flag}_keypoints="[y0, ..., y17]:[x0, ..., x17]" (pixels of the file).')
+        examples.append(data.prepare_example(parsed, cfg.data))
+    return {key: np.stack([e[key].numpy() for e in examples]) for key in examples[0]}
+
+
+def _real_test_examples(models: Stage2Serving, data_dir: str | None, n: int, seed: int) -> dict:
+    if not data_dir:
+        raise ValueError("--data_dir: the factors not sampled come from real test images; give the TFRecords.")
+    pool = data.load_examples(data_dir, models.cfg, split="test", limit=max(n, 256))
+    if len(pool["image"]) < n:
+        raise ValueError(f"--n={n}: {data_dir} has only {len(pool['image'])} test images.")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(pool["image"]), n, replace=False))
+    return {k: v[chosen] for k, v in pool.items()}
+
+
+def cells(images, scale: int) -> list[np.ndarray]:
+    """Grid cells: images `(n, H, W, 3)` in [-1, 1] as uint8, enlarged `scale` times."""
+    return [visualize.upscale(image, scale) for image in visualize.to_uint8(np.asarray(images))]
+
+
+def skeletons(keypoints, cfg: configs.Config, scale: int) -> list[np.ndarray]:
+    """Grid cells: poses `(n, 18, 2)` at the model's size drawn on white, enlarged `scale` times."""
+    blank = np.full((cfg.data.height * scale, cfg.data.width * scale, 3), 255, np.uint8)
+    return [visualize.draw_keypoints(blank, k, scale=scale, radius=max(2, scale)) for k in np.asarray(keypoints)]
+
+
+def _sample(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
+    factors = apps.parse_factors(request.factors, models)
+    real = None
+    if len(factors) < len(models.factors):
+        real = _real_test_examples(models, request.data_dir, request.n, request.seed)
+    out = apps.sample(models, request.n, request.seed, factors, real)
+    label = "sampled " + "+".join(f.value for f in factors)
+    rows, labels = [cells(out["image"], scale), skeletons(out["keypoints"], models.cfg, scale)], [label, "  pose"]
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    if real is not None:
+        rows.insert(0, cells(real["image"], scale))
+        labels.insert(0, "real")
+        arrays["real_image"] = real["image"]
+    return visualize.image_grid(rows, row_labels=labels), arrays
+
+
+def _image_spec(request: Request, flag: str) -> tuple[str, str, str | None]:
+    path = request.images.get(flag)
+    if not path:
+        raise ValueError(f"--{flag}: required by mode {request.mode}.")
+    return flag, path, request.keypoints.get(flag)
+
+
+def _swap(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
+    both = load_images([_image_spec(request, "source"), _image_spec(request, "target")], models.cfg,
+                       request.data_dir)
+    source, target = ({k: v[i:i + 1] for k, v in both.items()} for i in (0, 1))
+    image = apps.swap(models, source, target, request.factors, request.parts or None)
+    what = "+".join(request.factors) + (f" ({','.join(request.parts)})" if request.parts else "")
+    grid = visualize.image_grid([cells(both["image"], scale) + cells(image, scale)],
+                                column_titles=["source", "target", f"{what} swap"])
+    return grid, {"source": both["image"][0], "target": both["image"][1], "image": np.asarray(image)[0]}
+
+
+def _transfer(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
+    specs = [_image_spec(request, "source")]
+    if request.images.get("pose"):
+        specs.append(_image_spec(request, "pose"))
+    elif request.keypoints.get("pose") is None:
+        raise ValueError("transfer: give the target pose as --pose=IMG or --pose_keypoints=KP.")
+    examples = load_images(specs, models.cfg, request.data_dir)
+    if len(specs) == 2:
+        target_keypoints = examples["keypoints"][1:]
+    else:
+        # Without an image, keypoints are pixels of the dataset's stored size, as in its CSV.
+        data_cfg = models.cfg.data
+        target_keypoints = geometry.scale_keypoints(
+            parse_keypoints(request.keypoints["pose"], "pose_keypoints")[None],
+            (data_cfg.stored_height, data_cfg.stored_width), (data_cfg.height, data_cfg.width)).numpy()
+    source = {k: v[:1] for k, v in examples.items()}
+    image = apps.transfer(models, source, target_keypoints)
+    row = cells(source["image"], scale) + skeletons(target_keypoints, models.cfg, scale) + cells(image, scale)
+    grid = visualize.image_grid([row], column_titles=["source", "pose", "transfer"])
+    return grid, {"source": source["image"][0], "target_keypoints": target_keypoints[0], "image": np.asarray(image)[0]}
+
+
+def _interpolate(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
+    methods = apps.INTERPOLATIONS if request.method == "both" else (request.method,)
+    real = _real_test_examples(models, request.data_dir, request.n, request.seed) if request.data_dir else None
+    rows, labels, arrays = [], [], {}
+    for method in methods:
+        out = apps.interpolate(models, request.factor, request.n, request.steps, request.seed, method, real)
+        arrays[f"{method}_image"], arrays[f"{method}_z"] = np.asarray(out["image"]), out["z"]
+        for index, walk in enumerate(np.asarray(out["image"])):
+            rows.append(cells(walk, scale))
+            labels.append(f"{method} {index}")
+    title = [f"t={t:.2f}" for t in np.linspace(0.0, 1.0, request.steps)]
+    return visualize.image_grid(rows, row_labels=labels, column_titles=title), arrays
+
+
+def _invert_interpolate(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
+    both = load_images([_image_spec(request, "a"), _image_spec(request, "b")], models.cfg, request.data_dir)
+    a, b = ({k: v[i:i + 1] for k, v in both.items()} for i in (0, 1))
+    out = apps.invert_interpolate(models, a, b, request.steps, request.invert_steps, request.seed)
+    reconstructions = [models.reconstruct(x["image"], x["keypoints"])["image"] for x in (a, b)]
+    walk = np.asarray(out["image"])[0]
+    row = (cells(a["image"], scale) + cells(reconstructions[0], scale) + cells(walk, scale)
+             + cells(reconstructions[1], scale) + cells(b["image"], scale))
+    titles = ["A", "G1(A)"] + [f"t={t:.2f}" for t in np.linspace(0.0, 1.0, request.steps)] + ["G1(B)", "B"]
+    for key, value in out.items():
+        if key.startswith("error_"):
+            relative = out[f"relative_{key}"]
+            print(f"{key[6:]}: ||Phi(z) - e||^2 = {value[0, 0]:.4g} (A), {value[1, 0]:.4g} (B); "
+                  f"relative {relative[0, 0]:.3g}, {relative[1, 0]:.3g}")
+    return visualize.image_grid([row], column_titles=titles), {k: np.asarray(v) for k, v in out.items()}
+
+
+_RUNNERS = {"sample": _sample, "swap": _swap, "transfer": _transfer, "interpolate": _interpolate,
+            "invert_interpolate": _invert_interpolate}
+
+
+def run(request: Request, models: Stage2Serving | None = None) -> list[str]:
+    """Runs one mode and writes its PNG (and NPZ); returns the paths written.
+
+    Args:
+      request: Request.
+      models: an already loaded Stage2Serving, or None to load `request.stage2_dirs`.
+
+    Raises:
+      ValueError: for a bad request, naming the flag and the value.
+      checkpoint.RunDirectoryError: for a directory that is not a run.
+    """
+    if request.mode not in _RUNNERS:
+        raise ValueError(f"mode: got {request.mode!r}; expected one of {', '.join(MODES)}.")
+    if models is None:
+        models = load_stage2(request.stage2_dirs, request.stage1_dir)
+    scale = max(1, UPSCALE * 64 // models.cfg.data.height)
+    grid, arrays = _RUNNERS[request.mode](models, request, scale)
+    os.makedirs(request.out, exist_ok=True)
+    written = [os.path.join(request.out, f"{request.mode}.png")]
+    visualize.save_png(written[0], grid)
+    if request.save_npz:
+        written.append(os.path.join(request.out, f"{request.mode}.npz"))
+        np.savez(written[1], **arrays)
+    return written
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so importing this module cannot clash with other CLIs.
+    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor.")
+    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name).")
+    flags.DEFINE_string("out", None, "Output directory.")
+    flags.DEFINE_string("data_dir", None, "TFRecords: real test images, keypoints by file name.")
+    flags.DEFINE_integer("n", 8, "Images (sample) or rows (interpolate).")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_list("factors", ["fg", "bg", "pose"], "sample: factors from noise; swap: factors to swap.")
+    flags.DEFINE_list("parts", [], "swap: FG body ROIs to swap (head, upper_body, legs, left_arm, ...).")
+    flags.DEFINE_string("factor", "fg", "interpolate: the factor to walk.")
+    for name in ("source", "target", "pose", "a", "b"):
+        flags.DEFINE_string(name, None, f"Image file or file name ({name}).")
+        alone = "; transfer: without --pose, the target pose itself" if name == "pose" else ""
+        flags.DEFINE_string(f"{name}_keypoints", None,
+                            f"Keypoints of --{name}: \"[y0, ..., y17]:[x0, ..., x17]\"{alone}.")
+    flags.DEFINE_integer("steps", 8, "Images per interpolation, endpoints included.")
+    flags.DEFINE_enum("method", "both", ["linear", "slerp", "both"], "interpolate: the path in z.")
+    flags.DEFINE_integer("invert_steps", 300, "invert_interpolate: gradient steps per inversion.")
+    flags.DEFINE_bool("save_npz", False, "Also write the raw arrays.")
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in MODES:
+        raise app.UsageError(f"Expected one mode from {', '.join(MODES)}, got {argv[1:]}.")
+    if not FLAGS.stage2_dir or not FLAGS.out:
+        raise app.UsageError("--stage2_dir (once per factor) and --out are required.")
+    names = ("source", "target", "pose", "a", "b")
+    request = Request(
+        mode=argv[1], stage2_dirs=tuple(FLAGS.stage2_dir), out=FLAGS.out, stage1_dir=FLAGS.stage1_dir,
+        data_dir=FLAGS.data_dir, n=FLAGS.n, seed=FLAGS.seed, factors=tuple(FLAGS.factors), parts=tuple(FLAGS.parts),
+        factor=FLAGS.factor, images={k: FLAGS[k].value for k in names},
+        keypoints={k: FLAGS[f"{k}_keypoints"].value for k in names}, steps=FLAGS.steps, method=FLAGS.method,
+        invert_steps=FLAGS.invert_steps, save_npz=FLAGS.save_npz)
+    try:
+        written = run(request)
+    except (ValueError, RunDirectoryError) as error:
+        print(f"generate: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    for path in written:
+        print(f"Wrote {path}")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

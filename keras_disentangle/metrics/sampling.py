@@ -1,0 +1,215 @@
+"""How good stage II is: sampled embeddings against real ones, sampled poses against bodies, and
+inverse interpolation's endpoints against the stage-I reconstructions.
+
+  python -m keras_disentangle.metrics.sampling --stage2_dir=DIR [--stage2_dir=DIR ...] \\
+      --data_dir=DIR [--stage1_dir=DIR] [--n=1000] [--out=report.json]
+
+* Frechet distance of embeddings, per factor: Phi(z) against the stage-I embeddings of held-out
+  (test) images, with `inception.fid_from_activations` on the K-d embeddings instead of Inception
+  features. Reported for the trained mapper and for a freshly initialized one (same seed, same
+  recipe as `train_stage2`), so the ratio says how far training moved the distribution.
+* `pose_validity`: the share of poses whose limb lengths and joint angles all lie within the
+  ranges seen in the training poses. Reported for pose_decoder(Phi(z)) and, as the baseline, for
+  pose_decoder(N(0, I)) without a mapper.
+* Inverse interpolation endpoints: SSIM (the paper's grayscale protocol) of decode(Phi(z*)) against
+  G1(x, h), and the relative inversion error `||Phi(z*) - e||^2 / ||e||^2`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from keras_disentangle import apps, configs, data, geometry
+from keras_disentangle.export import Stage2Serving, load_stage2
+from keras_disentangle.metrics import image as image_metrics
+from keras_disentangle.metrics.inception import fid_from_activations
+from keras_disentangle.models.mapper import build_mapper
+from keras_disentangle.training.stage2 import encode_factor, sample_noise
+
+# Joints (a, b, c): the angle at b between the bones b->a and b->c (shoulders, elbows, hips,
+# knees), in OpenPose-18 indices.
+JOINT_ANGLES = (
+    (1, 2, 3), (2, 3, 4), (1, 5, 6), (5, 6, 7),  # right shoulder, right elbow, left shoulder, left elbow
+    (1, 8, 9), (8, 9, 10), (1, 11, 12), (11, 12, 13),  # right hip, right knee, left hip, left knee
+)
+
+
+def embedding_frechet_distance(sampled, real) -> float:
+    """Frechet distance between two sets of embeddings `(n, K)` (FID's formula on embeddings)."""
+    return fid_from_activations(sampled, real)
+
+
+def pose_features(keypoints) -> tuple[np.ndarray, np.ndarray]:
+    """Limb lengths and joint angles of poses, NaN where a joint is missing.
+
+    Args:
+      keypoints: `(n, 18, 2)` (y, x) pixels; negative = missing.
+
+    Returns:
+      `(features, visible)`: float64 `(n, 23 + 8)`, the `geometry.LIMBS` lengths in pixels then the
+      `JOINT_ANGLES` in radians; and int `(n,)` the number of present joints.
+    """
+    keypoints = np.asarray(keypoints, np.float64)
+    present = (keypoints >= 0).all(axis=-1)
+    points = np.where(present[..., None], keypoints, np.nan)
+    limbs = np.array(geometry.LIMBS)
+    lengths = np.linalg.norm(points[:, limbs[:, 0]] - points[:, limbs[:, 1]], axis=-1)
+    angles = []
+    for a, b, c in JOINT_ANGLES:
+        u, v = points[:, a] - points[:, b], points[:, c] - points[:, b]
+        cosine = np.sum(u * v, axis=-1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-9)
+        angles.append(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    return np.concatenate([lengths, np.stack(angles, axis=-1)], axis=-1), present.sum(axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoseRange:
+    """The ranges of `pose_features` over a set of reference poses.
+
+    Attributes:
+      low, high: float64 `(31,)` per-feature min and max (NaN where no pose had the feature).
+      min_visible: int. The fewest present joints of a reference pose.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    min_visible: int
+
+
+def pose_range(keypoints) -> PoseRange:
+    """The `PoseRange` of reference poses `(n, 18, 2)` (the training poses)."""
+    features, visible = pose_features(keypoints)
+    with np.errstate(all="ignore"):
+        return PoseRange(np.nanmin(features, axis=0), np.nanmax(features, axis=0), int(visible.min()))
+
+
+def pose_validity(keypoints, reference: PoseRange) -> float:
+    """The share of poses that look like the reference bodies.
+
+    A pose is valid when it has at least `reference.min_visible` joints and every limb length and
+    joint angle it has lies within the reference range. A feature that no reference pose had makes
+    the poses that have it invalid.
+
+    Args:
+      keypoints: `(n, 18, 2)` (y, x) pixels; negative = missing.
+      reference: PoseRange.
+
+    Returns:
+      float in [0, 1].
+    """
+    features, visible = pose_features(keypoints)
+    with np.errstate(invalid="ignore"):
+        inside = (features >= reference.low) & (features <= reference.high)
+    valid = np.where(np.isnan(features), True, inside).all(axis=-1) & (visible >= reference.min_visible)
+    return float(valid.mean())
+
+
+def initial_mapper(cfg: configs.Config, factor: configs.Factor) -> keras.Model:
+    """Phi as `train_stage2` initializes it (same seed, same build order)."""
+    keras.utils.set_random_seed(cfg.train.seed)
+    return build_mapper(cfg, factor)
+
+
+def _sampled(mapper: keras.Model, cfg: configs.Config, factor: configs.Factor, n: int, seed: int) -> np.ndarray:
+    noise = sample_noise(n, cfg.model.embedding_dim(factor), cfg.train.noise_stddev, seed)
+    return mapper(noise, training=False).numpy()
+
+
+def _decoded_keypoints(models: Stage2Serving, pose) -> np.ndarray:
+    return models.pose_from_embedding(pose)[0].numpy()
+
+
+def sampling_report(models: Stage2Serving, data_dir: str, n: int = 1000, seed: int = 0) -> dict:
+    """The Frechet distances and pose validity of the module docstring.
+
+    Args:
+      models: Stage2Serving with any subset of mappers.
+      data_dir: str. TFRecords with a test split (held-out embeddings) and a train split (pose ranges).
+      n: int. Sampled embeddings per factor (and at most this many test images).
+      seed: int.
+
+    Returns:
+      dict: per factor with a mapper `{"frechet_init", "frechet_trained", "fall"}` (fall =
+      init / trained); with a pose mapper also `pose_validity`: `mapper` (pose_decoder(Phi(z))),
+      `no_mapper` (pose_decoder(N(0, I))), and for scale `test_poses` (real held-out poses) and
+      `test_poses_autoencoded` (the same through the pose auto-encoder: the decoder's ceiling).
+    """
+    cfg = models.cfg
+    test = data.load_examples(data_dir, cfg, split="test", limit=n)
+    report: dict = {"test_images": int(len(test["image"])), "samples": n}
+    for factor, mapper in models.mappers.items():
+        real = np.concatenate([encode_factor(models.stage1, {k: v[i:i + 256] for k, v in test.items()}, factor).numpy()
+                               for i in range(0, len(test["image"]), 256)])
+        trained = _sampled(mapper, cfg, factor, n, seed)
+        initial = _sampled(initial_mapper(cfg, factor), cfg, factor, n, seed)
+        fd_init, fd_trained = embedding_frechet_distance(initial, real), embedding_frechet_distance(trained, real)
+        report[factor.value] = {"frechet_init": fd_init, "frechet_trained": fd_trained,
+                                "fall": fd_init / max(fd_trained, 1e-12)}
+        if factor == configs.Factor.POSE:
+            reference = pose_range(data.load_examples(data_dir, cfg, split="train")["keypoints"])
+            unit = tf.random.stateless_normal([n, cfg.model.pose_embedding_dim], seed=[seed, 1])
+            report["pose_validity"] = {
+                "mapper": pose_validity(_decoded_keypoints(models, trained), reference),
+                "no_mapper": pose_validity(_decoded_keypoints(models, unit), reference),
+                "test_poses": pose_validity(test["keypoints"], reference),
+                "test_poses_autoencoded": pose_validity(_decoded_keypoints(models, real), reference),
+            }
+    return report
+
+
+def inversion_report(models: Stage2Serving, data_dir: str, n: int = 16, invert_steps: int = 300,
+                     seed: int = 0) -> dict:
+    """Inverse interpolation's endpoints on `n` test images: SSIM and relative inversion errors.
+
+    Returns:
+      dict: `ssim_vs_reconstruction` (mean SSIM of decode(Phi(z*)) against G1(x, h)),
+      `ssim_reconstruction_vs_image` (G1(x, h) against x, for scale) and per factor
+      `relative_error_<factor>` (mean `||Phi(z*) - e||^2 / ||e||^2`).
+    """
+    test = data.load_examples(data_dir, models.cfg, split="test", limit=2 * n)
+    half = len(test["image"]) // 2
+    a, b = ({k: v[i * half:(i + 1) * half] for k, v in test.items()} for i in (0, 1))
+    out = apps.invert_interpolate(models, a, b, steps=2, invert_steps=invert_steps, seed=seed)
+    endpoints = np.concatenate([np.asarray(out["image"])[:, 0], np.asarray(out["image"])[:, -1]])
+    images = np.concatenate([a["image"], b["image"]])
+    keypoints = np.concatenate([a["keypoints"], b["keypoints"]])
+    reconstructions = np.asarray(models.reconstruct(images, keypoints)["image"])
+    report = {"images": int(len(images)),
+              "ssim_vs_reconstruction": float(image_metrics.ssim(endpoints, reconstructions).mean()),
+              "ssim_reconstruction_vs_image": float(image_metrics.ssim(reconstructions, images).mean())}
+    report.update({k: float(np.mean(v)) for k, v in out.items() if k.startswith("relative_error_")})
+    return report
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    models = load_stage2(FLAGS.stage2_dir, FLAGS.stage1_dir)
+    report = {"sampling": sampling_report(models, FLAGS.data_dir, FLAGS.n, FLAGS.seed),
+              "inversion": inversion_report(models, FLAGS.data_dir, FLAGS.inversions, FLAGS.invert_steps, FLAGS.seed)}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if FLAGS.out:
+        with open(FLAGS.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor.")
+    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name).")
+    flags.DEFINE_string("data_dir", None, "TFRecords with test and train splits.", required=True)
+    flags.DEFINE_integer("n", 1000, "Sampled embeddings per factor.")
+    flags.DEFINE_integer("inversions", 16, "Test image pairs for inverse interpolation.")
+    flags.DEFINE_integer("invert_steps", 300, "Gradient steps per inversion.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_string("out", None, "Optional JSON file for the report.")
+    app.run(main)
