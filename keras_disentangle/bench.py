@@ -19,8 +19,9 @@ Model measurements run once per `--precision` (Keras dtype policy) and `--xla` s
 batches held in memory. Times are medians over timed windows after a warm-up, so a burst of load
 from another process moves them less than one long timing would. Every model line carries the
 analytic FLOPs per example (`FLOP_RULE`, counted from the traced graph, not by a profiler), the
-GFLOP/s achieved and its ratio to this machine's `tf.linalg.matmul` rate measured in the same run
-(a `matmul` line before and after the measurements), the load average and the resident memory.
+GFLOP/s achieved and its ratio to this machine's `tf.linalg.matmul` rate measured just before and
+just after it (other processes change both), the share of the CPUs it got, the load average and
+the resident memory.
 
 Without `--data_dir`, a temporary set of records is written first (`write_random_records`:
 smooth random images with a plausible standing pose), so the benchmark runs anywhere.
@@ -375,7 +376,8 @@ def _time_calls(call: Callable[[int], None], examples_per_call: int, settings: S
 
     Returns:
       dict with the first call's time (tracing, compiling), `ms_per_step` and `examples_per_s`
-      (median window), per-window rates, and resident memory at call 10 and at the last call.
+      (median window), per-window rates, the share of the CPUs this process used while timed, and
+      resident memory at call 10 and at the last call.
     """
     rss: dict[str, float | None] = {}
     index = 0
@@ -394,12 +396,16 @@ def _time_calls(call: Callable[[int], None], examples_per_call: int, settings: S
     while index <= settings.warmup or time.perf_counter() - start < settings.min_window_seconds:
         step()
     seconds_per_call = []
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
     for _ in range(settings.windows):
         calls, start = 0, time.perf_counter()
         while calls < settings.window_batches or time.perf_counter() - start < settings.min_window_seconds:
             step()
             calls += 1
         seconds_per_call.append((time.perf_counter() - start) / calls)
+    # The CPU time this process got while timed, per core and wall second: below 1 when other
+    # processes took cores (or the work left them idle).
+    cpu_share = (time.process_time() - cpu_start) / ((time.perf_counter() - wall_start) * (os.cpu_count() or 1))
     while index < settings.memory_steps:
         step()
     rss[str(index)] = _rss_mb()
@@ -409,6 +415,7 @@ def _time_calls(call: Callable[[int], None], examples_per_call: int, settings: S
         "ms_per_step": round(1000 * median, 2),
         "window_examples_per_s": [round(examples_per_call / s, 2) for s in seconds_per_call],
         "first_call_s": round(first_call_s, 2),
+        "cpu_share": round(cpu_share, 2),
         "calls": index,
         "rss_mb_at_call": rss,
     }
@@ -600,13 +607,19 @@ _NO_XLA = {"input", "saved_model"}
 _TRAIN_STEPS = ("train_step", "train_step_l1")
 
 
-def _add_rates(result: dict, reference: dict) -> None:
-    """GFLOP/s achieved and its ratio to the matmul rates of this run."""
+def _add_rates(result: dict, before: dict, after: dict) -> None:
+    """GFLOP/s achieved and its ratio to the matmul rates measured just before and just after.
+
+    Other processes on a shared machine change the rate both get; the mean of the two matmul
+    timings is the reference of the same period.
+    """
     gflops = result["flops_per_example"] * result["examples_per_s"] / 1e9
+    reference = {key: (before[key] + after[key]) / 2 for key in ("float32_gflops_per_s", "bfloat16_gflops_per_s")}
     result["gflops_per_s"] = round(gflops, 1)
-    result["matmul_float32_gflops_per_s"] = reference["float32_gflops_per_s"]
+    result["matmul_float32_gflops_per_s"] = [before["float32_gflops_per_s"], after["float32_gflops_per_s"]]
     result["matmul_ratio"] = round(gflops / reference["float32_gflops_per_s"], 3)
     if result["precision"] != "float32":
+        result["matmul_bfloat16_gflops_per_s"] = [before["bfloat16_gflops_per_s"], after["bfloat16_gflops_per_s"]]
         result["matmul_bfloat16_ratio"] = round(gflops / reference["bfloat16_gflops_per_s"], 3)
 
 
@@ -626,9 +639,9 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
         xla: tuple[bool, ...] = (False,)) -> list[dict]:
     """Runs the named measurements, printing one JSON line each; returns the printed records.
 
-    Model measurements run once per precision and XLA setting, after a `matmul` line with this
-    machine's reference rates (measured again in a last `matmul` line, to show drift from other
-    load). `input` runs after the training steps, so that its line can show what they consume.
+    Model measurements run once per precision and XLA setting; each is compared with the matmul
+    rates measured just before and just after it (`matmul` lines at the start and the end of the
+    run show the drift from other load). `input` runs after the training steps, so that its line can show what they consume.
 
     Args:
       names: list of str. Keys of `MEASUREMENTS`.
@@ -665,11 +678,12 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
                 reference = measure_matmul(settings.matmul_size)
                 emit({"what": "matmul", "when": "start", **labels, **_machine_fields(), **reference})
             variant = dataclasses.replace(settings, precision=precision, jit_compile=jit)
+            before = reference if name in _PLAIN else measure_matmul(settings.matmul_size)
             result = {"what": name, **labels, "height": settings.cfg.data.height,
                       "width": settings.cfg.data.width, "batch_size": settings.batch_size,
                       "precision": precision, "xla": jit, **MEASUREMENTS[name](variant)}
             if name not in _PLAIN:
-                _add_rates(result, reference)
+                _add_rates(result, before, measure_matmul(settings.matmul_size))
             if name == "input":
                 _add_consumption(result, results)
             result.update(_machine_fields(), rss_mb=_rss_mb(), peak_rss_mb=_peak_rss_mb())

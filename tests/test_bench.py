@@ -103,6 +103,7 @@ def test_all_measurements_print_json_lines(record_dir, capsys):
         assert result["gflops_per_s"] == pytest.approx(
             result["flops_per_example"] * result["examples_per_s"] / 1e9, rel=0.05, abs=0.1)
         assert result["matmul_ratio"] > 0 and "2 FLOPs per multiply-add" in result["flop_rule"]
+        assert len(result["matmul_float32_gflops_per_s"]) == 2 and 0 < result["cpu_share"] <= 1.05
     by_name = {r["what"]: r for r in results}
     # The paper's loss adds D1's forward and backward to the L1-only step.
     assert by_name["train_step"]["flops_per_example"] > by_name["train_step_l1"]["flops_per_example"]

@@ -61,7 +61,10 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
     if chief:
         checkpoint.save_config(logdir, cfg)
     train_cfg = cfg.train
-    dataset = data.train_dataset(data_dir, cfg, batch_size=train_cfg.batch_size, seed=train_cfg.seed)
+    # The paper trains the pose auto-encoder alone with its own batch (64); trained together with
+    # the appearance networks it shares their batch.
+    batch_size = train_cfg.pose_batch_size if part == steps.Stage1Part.POSE else train_cfg.batch_size
+    dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=train_cfg.seed)
     options = tf.data.Options()
     # One shard file per split is common at tiny scale; shard by element, not by file.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -86,11 +89,11 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
     def write_images(at_step: int) -> None:
         tf.summary.image("reconstruction", preview_grid(stage1, preview), step=at_step)
 
-    replica_step = steps.stage1_step(part, stage1, optimizers, train_cfg, train_cfg.batch_size)
+    replica_step = steps.stage1_step(part, stage1, optimizers, train_cfg, batch_size)
     summary_dir = os.path.join(logdir, checkpoint.SUMMARY_DIR) if chief else None
     logs = loop.run(
         strategy=strategy, replica_step=replica_step, dataset=dataset, keeper=keeper,
-        total_steps=train_cfg.steps, global_batch_size=train_cfg.batch_size,
+        total_steps=train_cfg.steps, global_batch_size=batch_size,
         checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
         image_every=train_cfg.image_every, summary_dir=summary_dir,
         write_images=write_images if chief and part != steps.Stage1Part.POSE else None,
