@@ -641,7 +641,8 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
 
     Model measurements run once per precision and XLA setting; each is compared with the matmul
     rates measured just before and just after it (`matmul` lines at the start and the end of the
-    run show the drift from other load). `input` runs after the training steps, so that its line can show what they consume.
+    run show the drift from other load). `input` runs after the training steps, so that its line
+    can show what they consume.
 
     Args:
       names: list of str. Keys of `MEASUREMENTS`.
@@ -663,7 +664,7 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
     if bad:
         raise ValueError(f"precision: expected values from {list(PRECISIONS)}, got {bad}.")
     results: list[dict] = []
-    reference = None
+    matmul_measured = False
 
     def emit(result: dict) -> None:
         print(json.dumps(result), flush=True)
@@ -674,11 +675,12 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
         variants = [(settings.precision, False)] if name in _PLAIN else [
             (precision, jit) for precision in precisions for jit in ((False,) if name in _NO_XLA else xla)]
         for precision, jit in variants:
-            if name not in _PLAIN and reference is None:
-                reference = measure_matmul(settings.matmul_size)
-                emit({"what": "matmul", "when": "start", **labels, **_machine_fields(), **reference})
+            if name not in _PLAIN:
+                before = measure_matmul(settings.matmul_size)
+                if not matmul_measured:
+                    emit({"what": "matmul", "when": "start", **labels, **_machine_fields(), **before})
+                    matmul_measured = True
             variant = dataclasses.replace(settings, precision=precision, jit_compile=jit)
-            before = reference if name in _PLAIN else measure_matmul(settings.matmul_size)
             result = {"what": name, **labels, "height": settings.cfg.data.height,
                       "width": settings.cfg.data.width, "batch_size": settings.batch_size,
                       "precision": precision, "xla": jit, **MEASUREMENTS[name](variant)}
@@ -691,7 +693,7 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
             # Free this variant's networks before the next one is built.
             keras.backend.clear_session()
             gc.collect()
-    if reference is not None:
+    if matmul_measured:
         emit({"what": "matmul", "when": "end", **labels, **_machine_fields(), **measure_matmul(settings.matmul_size)})
     return results
 

@@ -17,9 +17,9 @@ from keras_disentangle.models.layers import RoiAlign
 CFG = configs.override(
     configs.get_config("synthetic", "tiny"), first_block_channels=8, encoder_channels=(8, 16), roi_size=8,
     roi_embedding_dim=4, bg_embedding_dim=8, generator_channels=(8, 16), d1_channels=(8, 16),
-    pose_hidden_dim=16, pose_num_blocks=1, pose_embedding_dim=8, mapper_hidden_dims=(("fg", 16), ("bg", 16), ("pose", 16)),
-    mapper_num_blocks=1, critic_hidden_dim=16, critic_num_layers=1, pose_batch_size=4, mapper_batch_size=4,
-    critic_steps=2)
+    pose_hidden_dim=16, pose_num_blocks=1, pose_embedding_dim=8,
+    mapper_hidden_dims=(("fg", 16), ("bg", 16), ("pose", 16)), mapper_num_blocks=1, critic_hidden_dim=16,
+    critic_num_layers=1, pose_batch_size=4, mapper_batch_size=4, critic_steps=2)
 LABELS = {"dataset": "synthetic", "scale": "tiny"}
 
 
