@@ -221,8 +221,9 @@ _TINY_MODEL = ModelConfig(
 
 _TINY_TRAIN = TrainConfig(
     learning_rate=3e-4,
-    # L1 only: in CPU-minute runs D1 costs a third of the step (see README); --adversarial_weight=1
-    # restores the paper's loss.
+    # L1 only: a 15-minute CPU run with the paper's adversarial term (weight 1, D1 at this learning
+    # rate) collapsed and lost to the trivial baselines; L1 alone disentangles (README, gt_swap).
+    # --adversarial_weight=1 restores the paper's loss.
     adversarial_weight=0.0,
     pose_learning_rate=1e-3,
     mapper_learning_rate=1e-3,  # with clipping at 0.01: FD of fg embeddings falls ~100x in 1,000 steps
