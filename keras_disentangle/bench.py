@@ -617,10 +617,11 @@ def _add_rates(result: dict, before: dict, after: dict) -> None:
     reference = {key: (before[key] + after[key]) / 2 for key in ("float32_gflops_per_s", "bfloat16_gflops_per_s")}
     result["gflops_per_s"] = round(gflops, 1)
     result["matmul_float32_gflops_per_s"] = [before["float32_gflops_per_s"], after["float32_gflops_per_s"]]
-    result["matmul_ratio"] = round(gflops / reference["float32_gflops_per_s"], 3)
+    # Significant figures, not decimals: the tiny FC steps run at ~0.001 of the matmul rate.
+    result["matmul_ratio"] = float(f"{gflops / reference['float32_gflops_per_s']:.3g}")
     if result["precision"] != "float32":
         result["matmul_bfloat16_gflops_per_s"] = [before["bfloat16_gflops_per_s"], after["bfloat16_gflops_per_s"]]
-        result["matmul_bfloat16_ratio"] = round(gflops / reference["bfloat16_gflops_per_s"], 3)
+        result["matmul_bfloat16_ratio"] = float(f"{gflops / reference['bfloat16_gflops_per_s']:.3g}")
 
 
 def _add_consumption(result: dict, results: list[dict]) -> None:
