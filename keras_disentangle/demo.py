@@ -31,7 +31,7 @@ from absl import app, flags  # noqa: E402
 
 from keras_disentangle import apps, data, visualize  # noqa: E402
 from keras_disentangle.export import Stage1Serving, load_stage1, load_stage2  # noqa: E402
-from keras_disentangle.generate import UPSCALE, cells, skeletons  # noqa: E402
+from keras_disentangle.generate import cells, picture_scale, skeletons  # noqa: E402
 from keras_disentangle.metrics import disentangle  # noqa: E402
 from keras_disentangle.training.steps import encoder_inputs  # noqa: E402
 
@@ -41,7 +41,7 @@ def stage1_pictures(stage1_dir: str, data_dir: str, out_dir: str, n: int = 8, se
     """Writes reconstruction.png and swaps.png (see the module docstring); returns their paths."""
     cfg, stage1 = load_stage1(stage1_dir)
     serving = Stage1Serving(cfg, stage1)
-    scale = max(1, UPSCALE * 64 // cfg.data.height)
+    scale = picture_scale(cfg)
     examples = data.load_examples(data_dir, cfg, split="test", limit=max(4 * n, 64))
     os.makedirs(out_dir, exist_ok=True)
     written = []
@@ -83,7 +83,7 @@ def stage2_pictures(stage2_dirs, data_dir: str, out_dir: str, n: int = 8, seed: 
                     stage1_dir: str | None = None) -> list[str]:
     """Writes sampling.png and interpolation.png (see the module docstring); returns their paths."""
     models = load_stage2(stage2_dirs, stage1_dir)
-    scale = max(1, UPSCALE * 64 // models.cfg.data.height)
+    scale = picture_scale(models.cfg)
     real = data.load_examples(data_dir, models.cfg, split="test", limit=n)
     os.makedirs(out_dir, exist_ok=True)
 

@@ -180,6 +180,11 @@ def _real_test_examples(models: Stage2Serving, data_dir: str | None, n: int, see
     return {k: v[chosen] for k, v in pool.items()}
 
 
+def picture_scale(cfg: configs.Config) -> int:
+    """How many times to enlarge grid cells: 3x for 64-pixel-high tiny images, less for larger ones."""
+    return max(1, UPSCALE * 64 // cfg.data.height)
+
+
 def cells(images, scale: int) -> list[np.ndarray]:
     """Grid cells: images `(n, H, W, 3)` in [-1, 1] as uint8, enlarged `scale` times."""
     return [visualize.upscale(image, scale) for image in visualize.to_uint8(np.asarray(images))]
@@ -297,7 +302,7 @@ def run(request: Request, models: Stage2Serving | None = None) -> list[str]:
         raise ValueError(f"mode: got {request.mode!r}; expected one of {', '.join(MODES)}.")
     if models is None:
         models = load_stage2(request.stage2_dirs, request.stage1_dir)
-    scale = max(1, UPSCALE * 64 // models.cfg.data.height)
+    scale = picture_scale(models.cfg)
     grid, arrays = _RUNNERS[request.mode](models, request, scale)
     os.makedirs(request.out, exist_ok=True)
     written = [os.path.join(request.out, f"{request.mode}.png")]

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from keras_disentangle import configs, geometry
+from keras_disentangle import configs, data, geometry
 from keras_disentangle.metrics import image as image_metrics
 from keras_disentangle.metrics import inception
 
@@ -199,7 +199,6 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options: EvalOption
     Raises:
       ValueError: if the split has no records or pairs.
     """
-    from keras_disentangle import data  # noqa: PLC0415 (tf.data is only needed with a model)
     from keras_disentangle.export import Stage1Serving  # noqa: PLC0415
 
     serving = Stage1Serving(cfg, stage1)
@@ -469,7 +468,6 @@ def format_table(report: dict) -> str:
 
 def _first_pairs(cfg: configs.Config, data_dir: str, options: EvalOptions, count: int) -> tuple[dict, dict]:
     """The first `count` (source, target) numpy batches of the task, as `model_images` draws them."""
-    from keras_disentangle import data  # noqa: PLC0415
 
     if options.task == "reconstruct":
         batch = data.load_examples(data_dir, cfg, options.split, count)
@@ -491,14 +489,13 @@ def _write_grid(path: str, rows: list, titles: list[str], height: int) -> str:
 def gt_swap_metric(cfg: configs.Config, stage1, data_dir: str, options: EvalOptions, serving=None) -> dict:
     """`metrics.disentangle.gt_swap` on the run, with the pose auto-encoder check, and the sampled-factor
     checks when `serving` (a `Stage2Serving`) has FG (and BG) mappers."""
-    from keras_disentangle.data import load_examples  # noqa: PLC0415
     from keras_disentangle.export import Stage1Serving  # noqa: PLC0415
     from keras_disentangle.metrics import disentangle  # noqa: PLC0415
 
     stage2 = serving
     serving = serving or Stage1Serving(cfg, stage1)
     # Pairs are drawn among up to 4n images so that most images appear in a few pairs at most.
-    examples = load_examples(data_dir, cfg, options.split, 4 * options.n)
+    examples = data.load_examples(data_dir, cfg, options.split, 4 * options.n)
 
     def encode(batch):
         codes = serving.encode(tf.constant(batch["image"]), tf.constant(batch["keypoints"]))
