@@ -109,8 +109,8 @@ def main(argv):
             real_images = lambda: images.targets  # noqa: E731
         else:
             from keras_disentangle.data import load_examples  # noqa: PLC0415
-            from keras_disentangle.export import load_stage1, load_stage2  # noqa: PLC0415
-            from keras_disentangle.metrics.image import to_uint8  # noqa: PLC0415
+            from keras_disentangle.runtime import load_stage1, load_stage2  # noqa: PLC0415
+            from keras_disentangle.visualize import to_uint8  # noqa: PLC0415
 
             if FLAGS.stage2_dir:
                 stage2 = load_stage2(FLAGS.stage2_dir, FLAGS.logdir)

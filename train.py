@@ -97,7 +97,8 @@ def run() -> None:
 
     import keras  # noqa: PLC0415 (TensorFlow loads only once the command line is known to be good)
 
-    from keras_disentangle.training import checkpoint, loop  # noqa: PLC0415
+    from keras_disentangle import rundir  # noqa: PLC0415
+    from keras_disentangle.training import loop  # noqa: PLC0415
 
     keras.mixed_precision.set_global_policy(FLAGS.precision)
     try:
@@ -120,7 +121,7 @@ def run() -> None:
                                 strategy=strategy, jit_compile=FLAGS.jit_compile)
         else:
             raise UsageError(f"Unknown --stage={FLAGS.stage}; expected 1 or 2.")
-    except checkpoint.RunDirectoryError as error:
+    except rundir.RunDirectoryError as error:
         raise UsageError(str(error)) from None
 
 

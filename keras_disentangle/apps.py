@@ -1,7 +1,7 @@
 """What a trained model is for (paper Sec. 4.3-4.5): sampling, factor swaps, pose transfer,
 interpolation and inverse interpolation.
 
-Pure functions over a loaded `export.Stage2Serving` (the frozen stage-I networks plus the stage-II
+Pure functions over a loaded `runtime.Stage2Serving` (the frozen stage-I networks plus the stage-II
 mappers of any subset of factors): tensors or arrays in, float32 tensors out. The command line is
 `keras_disentangle.generate`; the SavedModel signatures of `export` call the same methods.
 
@@ -20,8 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_disentangle import configs, geometry
-from keras_disentangle.export import FACTOR_STREAMS, Stage2Serving
-from keras_disentangle.training.stage2 import sample_noise
+from keras_disentangle.runtime import FACTOR_STREAMS, Stage2Serving, sample_noise
 
 INTERPOLATIONS = ("linear", "slerp")
 

@@ -78,11 +78,15 @@ def prepare_example(parsed: dict[str, tf.Tensor], data_cfg: DataConfig, flip=Fal
     return example
 
 
-# The pose features are ~15 elementwise passes over (18 or 23, H, W) planes; XLA fuses them into a
-# few loops, which halves the CPU time of the whole input pipeline (measured with `bench`). The
-# results are bit-identical to the unfused ops (checked in tests/test_data.py).
-@tf.function(jit_compile=True)
-def _pose_features(keypoints: tf.Tensor, data_cfg: DataConfig) -> dict[str, tf.Tensor]:
+def pose_features(keypoints: tf.Tensor, data_cfg: DataConfig) -> dict[str, tf.Tensor]:
+    """What the networks read besides the image, derived from keypoints `(..., 18, 2)` at H x W.
+
+    The one definition of the geometry inputs: the pipeline and `runtime.model_inputs` both use it.
+
+    Returns:
+      dict of `heatmaps`, `body_mask`, `roi_boxes`, `roi_visibility`, `pose_vector` (the table of the
+      module docstring), batched like `keypoints`.
+    """
     height, width = data_cfg.height, data_cfg.width
     boxes, visibility = geometry.roi_boxes(
         keypoints, height, width, pad=data_cfg.roi_pad, pad_single=data_cfg.roi_pad_single)
@@ -96,7 +100,18 @@ def _pose_features(keypoints: tf.Tensor, data_cfg: DataConfig) -> dict[str, tf.T
     }
 
 
-def _shard_files(data_dir: str, split: str) -> list[str]:
+# The pose features are ~15 elementwise passes over (18 or 23, H, W) planes; XLA fuses them into a
+# few loops, which halves the CPU time of the whole input pipeline (measured with `bench`). The
+# results are bit-identical to the unfused ops (checked in tests/test_data.py).
+_pose_features = tf.function(pose_features, jit_compile=True)
+
+
+def shard_files(data_dir: str, split: str) -> list[str]:
+    """The sorted TFRecord shards of `split` in `data_dir`.
+
+    Raises:
+      ValueError: if there is none.
+    """
     pattern = os.path.join(data_dir, records.shard_pattern(split))
     files = tf.io.gfile.glob(pattern)
     if not files:
@@ -107,7 +122,7 @@ def _shard_files(data_dir: str, split: str) -> list[str]:
 
 
 def _records(data_dir: str, split: str, shuffle: bool, seed: int) -> tf.data.Dataset:
-    files = _shard_files(data_dir, split)
+    files = shard_files(data_dir, split)
     if len(files) == 1:
         return tf.data.TFRecordDataset(files)
     shards = tf.data.Dataset.from_tensor_slices(files)

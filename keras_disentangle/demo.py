@@ -30,10 +30,9 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from keras_disentangle import apps, data, visualize  # noqa: E402
-from keras_disentangle.export import Stage1Serving, load_stage1, load_stage2  # noqa: E402
-from keras_disentangle.generate import cells, picture_scale, skeletons  # noqa: E402
 from keras_disentangle.metrics import disentangle  # noqa: E402
-from keras_disentangle.training.steps import encoder_inputs  # noqa: E402
+from keras_disentangle.runtime import Stage1Serving, encoder_inputs, load_stage1, load_stage2  # noqa: E402
+from keras_disentangle.visualize import cells, picture_scale, skeletons  # noqa: E402
 
 
 

@@ -43,11 +43,11 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from keras_disentangle import apps, configs, data, geometry, records, visualize  # noqa: E402
-from keras_disentangle.export import Stage2Serving, load_stage2  # noqa: E402
-from keras_disentangle.training.checkpoint import RunDirectoryError  # noqa: E402
+from keras_disentangle.rundir import RunDirectoryError  # noqa: E402
+from keras_disentangle.runtime import Stage2Serving, load_stage2  # noqa: E402
+from keras_disentangle.visualize import cells, picture_scale, skeletons  # noqa: E402
 
 MODES = ("sample", "swap", "transfer", "interpolate", "invert_interpolate")
-UPSCALE = 3  # 64 x 32 tiny images are too small to judge at 1:1.
 _KEYPOINTS = re.compile(r"^\s*\[([^\]]*)\]\s*:\s*\[([^\]]*)\]\s*$")
 
 
@@ -122,10 +122,13 @@ def records_by_name(data_dir: str, names: set[str]) -> dict[str, tf.Tensor]:
     found: dict[str, tf.Tensor] = {}
     name_spec = {"name": records.IMAGE_FEATURES["name"]}
     for split in ("test", "train"):
-        files = tf.io.gfile.glob(os.path.join(data_dir, records.shard_pattern(split)))
-        if not files or names <= set(found):
+        if names <= set(found):
+            break
+        try:
+            files = data.shard_files(data_dir, split)
+        except ValueError:
             continue
-        for batch in tf.data.TFRecordDataset(sorted(files)).batch(512):
+        for batch in tf.data.TFRecordDataset(files).batch(512):
             batch_names = tf.io.parse_example(batch, name_spec)["name"].numpy()
             for index, name in enumerate(batch_names):
                 name = name.decode()
@@ -178,22 +181,6 @@ def _real_test_examples(models: Stage2Serving, data_dir: str | None, n: int, see
         raise ValueError(f"--n={n}: {data_dir} has only {len(pool['image'])} test images.")
     chosen = np.sort(np.random.default_rng(seed).choice(len(pool["image"]), n, replace=False))
     return {k: v[chosen] for k, v in pool.items()}
-
-
-def picture_scale(cfg: configs.Config) -> int:
-    """How many times to enlarge grid cells: 3x for 64-pixel-high tiny images, less for larger ones."""
-    return max(1, UPSCALE * 64 // cfg.data.height)
-
-
-def cells(images, scale: int) -> list[np.ndarray]:
-    """Grid cells: images `(n, H, W, 3)` in [-1, 1] as uint8, enlarged `scale` times."""
-    return [visualize.upscale(image, scale) for image in visualize.to_uint8(np.asarray(images))]
-
-
-def skeletons(keypoints, cfg: configs.Config, scale: int) -> list[np.ndarray]:
-    """Grid cells: poses `(n, 18, 2)` at the model's size drawn on white, enlarged `scale` times."""
-    blank = np.full((cfg.data.height * scale, cfg.data.width * scale, 3), 255, np.uint8)
-    return [visualize.draw_keypoints(blank, k, scale=scale, radius=max(2, scale)) for k in np.asarray(keypoints)]
 
 
 def _sample(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
@@ -296,7 +283,7 @@ def run(request: Request, models: Stage2Serving | None = None) -> list[str]:
 
     Raises:
       ValueError: for a bad request, naming the flag and the value.
-      checkpoint.RunDirectoryError: for a directory that is not a run.
+      rundir.RunDirectoryError: for a directory that is not a run.
     """
     if request.mode not in _RUNNERS:
         raise ValueError(f"mode: got {request.mode!r}; expected one of {', '.join(MODES)}.")

@@ -8,7 +8,7 @@ The first positional argument is the mode (`MODES`). `dataset` writes a contact 
 keypoints and skeleton (person's right in red, left in blue, centre in green), the body mask
 overlaid, and the 7 ROI boxes in distinct labelled colours.
 
-The helpers (`to_uint8`, `upscale`, `draw_keypoints`, `draw_boxes`, `overlay_mask`,
+The helpers (`to_uint8`, `upscale`, `picture_scale`, `cells`, `skeletons`, `draw_keypoints`, `draw_boxes`, `overlay_mask`,
 `add_caption`, `image_grid`, `save_png`) work on numpy arrays with PIL and serve any picture the
 project writes (reconstructions, swaps).
 """
@@ -31,6 +31,7 @@ ROI_COLOURS = (
 ROI_LABELS = ("head", "upper", "legs", "l_arm", "r_arm", "l_leg", "r_leg")
 _SIDE_COLOURS = {"R": (255, 60, 60), "L": (60, 140, 255), "C": (60, 220, 60)}
 _TEXT_HEIGHT = 14
+UPSCALE = 3  # 64 x 32 tiny images are too small to judge at 1:1.
 _BACKGROUND = 255
 
 
@@ -40,16 +41,30 @@ def _side(joint: int) -> str:
 
 
 def to_uint8(images) -> np.ndarray:
-    """Maps images from [-1, 1] to uint8 [0, 255].
+    """Converts images to uint8 in [0, 255]: the one rule of every picture and image metric.
+
+    uint8 input is returned unchanged. Float input is read as [-1, 1] and mapped with
+    `round((x + 1) * 127.5)`, clipped to [0, 255]. The authors' scripts truncated instead of
+    rounding (`astype(np.uint8)`), which darkens by half a gray level on average; rounding is used
+    here so that uint8 -> [-1, 1] -> uint8 round-trips exactly.
 
     Args:
-      images: float array or tensor `(..., H, W, C)` in [-1, 1]; values outside are clipped.
+      images: array or tensor `(..., 3)`, uint8 or float in [-1, 1].
 
     Returns:
       uint8 numpy array of the same shape.
+
+    Raises:
+      ValueError: if `images` is neither uint8 nor a float dtype.
     """
-    images = np.asarray(images, dtype=np.float32)
-    return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    # bfloat16 (mixed precision) is not a numpy floating type but converts like one.
+    if np.issubdtype(images.dtype, np.integer) or images.dtype.kind not in "fV":
+        raise ValueError(
+            f"images: expected uint8 in [0, 255] or float in [-1, 1], got dtype {images.dtype}.")
+    return np.clip(np.round((images.astype(np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
@@ -57,6 +72,22 @@ def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     if factor < 1:
         raise ValueError(f"factor: expected a positive integer, got {factor}.")
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def picture_scale(cfg: configs.Config) -> int:
+    """How many times to enlarge grid cells: 3x for 64-pixel-high tiny images, less for larger ones."""
+    return max(1, UPSCALE * 64 // cfg.data.height)
+
+
+def cells(images, scale: int) -> list[np.ndarray]:
+    """Grid cells: images `(n, H, W, 3)` in [-1, 1] as uint8, enlarged `scale` times."""
+    return [upscale(image, scale) for image in to_uint8(np.asarray(images))]
+
+
+def skeletons(keypoints, cfg: configs.Config, scale: int) -> list[np.ndarray]:
+    """Grid cells: poses `(n, 18, 2)` at the model's size drawn on white, enlarged `scale` times."""
+    blank = np.full((cfg.data.height * scale, cfg.data.width * scale, 3), 255, np.uint8)
+    return [draw_keypoints(blank, k, scale=scale, radius=max(2, scale)) for k in np.asarray(keypoints)]
 
 
 def _canvas(image: np.ndarray) -> tuple[Image.Image, ImageDraw.ImageDraw]:

@@ -14,7 +14,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def models(stage2_runs):
-    from keras_disentangle.export import load_stage2
+    from keras_disentangle.runtime import load_stage2
 
     return load_stage2(list(stage2_runs.values()))
 

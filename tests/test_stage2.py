@@ -45,7 +45,7 @@ def test_mapper_shapes_full_scale_market():
 
 
 def test_sample_noise_is_stateless_with_a_seed():
-    from keras_disentangle.training.stage2 import sample_noise
+    from keras_disentangle.runtime import sample_noise
 
     a, b, c = (sample_noise(2000, 8, 0.2, seed=s).numpy() for s in (5, 5, 6))
     np.testing.assert_array_equal(a, b)
@@ -106,10 +106,10 @@ def test_stage1_stays_frozen(stage1_run, synthetic_records, tmp_path):
     """Stage-II training leaves the stage-I weights bit-identical and saves none of them."""
     import tensorflow as tf
 
+    from keras_disentangle.runtime import load_frozen_stage1, stage1_trackables
     from keras_disentangle.training import stage2
-    from keras_disentangle.training.stage1 import stage1_trackables
 
-    _, frozen, _ = stage2.load_frozen_stage1(stage1_run)
+    _, frozen, _ = load_frozen_stage1(stage1_run)
     assert all(not model.trainable_variables for model in stage1_trackables(frozen).values())
     weights = [w.numpy().copy() for m in stage1_trackables(frozen).values() for w in m.weights]
     files = _digest(pathlib.Path(stage1_run))
@@ -117,7 +117,7 @@ def test_stage1_stays_frozen(stage1_run, synthetic_records, tmp_path):
     stage2.train_stage2(cfg, factor="fg", data_dir=synthetic_records, stage1_dir=stage1_run,
                         logdir=str(tmp_path / "s2"), strategy=tf.distribute.get_strategy(), verbose=False)
     assert _digest(pathlib.Path(stage1_run)) == files
-    _, reloaded, _ = stage2.load_frozen_stage1(stage1_run)
+    _, reloaded, _ = load_frozen_stage1(stage1_run)
     after = [w.numpy() for m in stage1_trackables(reloaded).values() for w in m.weights]
     assert all(np.array_equal(a, b) for a, b in zip(weights, after))
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(str(tmp_path / "s2" / "checkpoints"))}
@@ -129,13 +129,13 @@ def test_run_directory_layout_and_summaries(stage2_runs, stage1_run):
 
     import tensorflow as tf
 
-    from keras_disentangle.training import stage2
+    from keras_disentangle import rundir, runtime
 
     for factor, directory in stage2_runs.items():
-        record = json.loads((pathlib.Path(directory) / stage2.STAGE2_FILE).read_text())
+        record = json.loads((pathlib.Path(directory) / rundir.STAGE2_FILE).read_text())
         assert record == {"factor": factor, "stage1_dir": str(pathlib.Path(stage1_run).resolve())}
         assert (pathlib.Path(directory) / f"embeddings-{factor}.npz").exists()
-        assert stage2.load_stage2_run(directory).factor.value == factor
+        assert runtime.load_stage2_run(directory).factor.value == factor
     tags = set()
     for event_file in (pathlib.Path(stage2_runs["fg"]) / "train").glob("events.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
@@ -146,9 +146,10 @@ def test_run_directory_layout_and_summaries(stage2_runs, stage1_run):
 def test_a_run_of_another_factor_is_refused(stage2_runs, stage1_run, synthetic_records):
     import tensorflow as tf
 
-    from keras_disentangle.training import checkpoint, stage2
+    from keras_disentangle import rundir
+    from keras_disentangle.training import stage2
 
-    with pytest.raises(checkpoint.RunDirectoryError, match="another factor"):
+    with pytest.raises(rundir.RunDirectoryError, match="another factor"):
         stage2.train_stage2(_tiny_cfg(steps=1), factor="bg", data_dir=synthetic_records, stage1_dir=stage1_run,
                             logdir=stage2_runs["fg"], strategy=tf.distribute.get_strategy(), verbose=False)
 
@@ -177,7 +178,8 @@ def test_export_round_trip_in_fresh_process(stage2_runs, synthetic_records, tmp_
     import tensorflow as tf
 
     from keras_disentangle import data
-    from keras_disentangle.export import export_stage2, load_stage2
+    from keras_disentangle.export import export_stage2
+    from keras_disentangle.runtime import load_stage2
 
     export_stage2(list(stage2_runs.values()), str(tmp_path / "saved"))
     models = load_stage2(list(stage2_runs.values()))

@@ -41,7 +41,7 @@ def test_overfit_l1_falls_by_half(synthetic_records):
     import tensorflow as tf
 
     from keras_disentangle import configs, data, losses
-    from keras_disentangle.models.stage1 import build_stage1
+    from keras_disentangle.models.stage1 import build_stage1, reconstruct
     from keras_disentangle.training import steps
 
     cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, adversarial_weight=0.0,
@@ -54,7 +54,7 @@ def test_overfit_l1_falls_by_half(synthetic_records):
     first = float(step(batch)["loss/g1/l1"])
     for _ in range(60):
         last = float(step(batch)["loss/g1/l1"])
-    recon = steps.reconstruct(stage1, batch)
+    recon = reconstruct(stage1, batch)
     assert last <= 0.5 * first, (first, last)
     assert float(tf.reduce_mean(losses.l1_reconstruction_loss(batch["image"], recon))) < first
 
@@ -122,7 +122,7 @@ def _free_port() -> int:
 WORKER = """
 import hashlib, json, sys
 import numpy as np
-from keras_disentangle import configs
+from keras_disentangle import configs, runtime
 from keras_disentangle.training import loop, stage1, steps
 strategy = loop.make_strategy("multi_worker")
 cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, steps=3, checkpoint_every=100,
@@ -131,7 +131,7 @@ trained, _ = stage1.train_stage1(cfg, data_dir=sys.argv[1], logdir=sys.argv[2],
                                  part=steps.Stage1Part.APPEARANCE, strategy=strategy, verbose=False)
 digest = hashlib.sha256()
 # Trainable weights are all-reduced; D1's batch-norm moving statistics are per-worker by design.
-for model in stage1.stage1_trackables(trained).values():
+for model in runtime.stage1_trackables(trained).values():
     for w in model.trainable_weights:
         digest.update(np.ascontiguousarray(w.numpy()).tobytes())
 print("WEIGHTS", digest.hexdigest())
@@ -175,7 +175,8 @@ np.savez(sys.argv[3], **out)
 
 def test_export_round_trip_in_fresh_process(synthetic_records, tmp_path):
     from keras_disentangle import data
-    from keras_disentangle.export import Stage1Serving, export_stage1, load_stage1
+    from keras_disentangle.export import export_stage1
+    from keras_disentangle.runtime import Stage1Serving, load_stage1
 
     logdir = tmp_path / "run"
     assert _train(*TINY, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--steps=1").returncode == 0

@@ -36,38 +36,14 @@ import numpy as np
 from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
+from keras_disentangle.visualize import to_uint8  # noqa: F401 (the one conversion; scored images use it)
+
 SSIM_PROTOCOLS = ("original", "gaussian")
 
 # skimage's old `compare_ssim` defaults, which the paper's scripts relied on.
 _ORIGINAL_WINDOW = 7
 # The Pose-Transfer toolkit's Gaussian window.
 _GAUSSIAN_SIGMA = 1.5
-
-
-def to_uint8(images) -> np.ndarray:
-    """Converts images to uint8 in [0, 255].
-
-    uint8 input is returned unchanged. Float input is read as [-1, 1] and mapped with
-    `round((x + 1) * 127.5)`, clipped to [0, 255]. The authors' scripts truncated instead of
-    rounding (`astype(np.uint8)`), which darkens by half a gray level on average; rounding is used
-    here so that uint8 -> [-1, 1] -> uint8 round-trips exactly.
-
-    Args:
-      images: array `(..., 3)`, uint8 or float in [-1, 1].
-
-    Returns:
-      uint8 array of the same shape.
-
-    Raises:
-      ValueError: if `images` is neither uint8 nor a float dtype.
-    """
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(
-            f"images: expected uint8 in [0, 255] or float in [-1, 1], got dtype {images.dtype}.")
-    return np.clip(np.round((images.astype(np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _to_unit(images) -> np.ndarray:

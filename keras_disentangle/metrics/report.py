@@ -199,7 +199,7 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options: EvalOption
     Raises:
       ValueError: if the split has no records or pairs.
     """
-    from keras_disentangle.export import Stage1Serving  # noqa: PLC0415
+    from keras_disentangle.runtime import Stage1Serving  # noqa: PLC0415
 
     serving = Stage1Serving(cfg, stage1)
     if options.task == "reconstruct":
@@ -476,11 +476,10 @@ def _first_pairs(cfg: configs.Config, data_dir: str, options: EvalOptions, count
     return {k: v.numpy() for k, v in source.items()}, {k: v.numpy() for k, v in target.items()}
 
 
-def _write_grid(path: str, rows: list, titles: list[str], height: int) -> str:
+def _write_grid(path: str, rows: list, titles: list[str], cfg: configs.Config) -> str:
     from keras_disentangle import visualize  # noqa: PLC0415
 
-    # Tiny-scale images (64 x 32) are too small to read at 1:1, and the titles need the width.
-    scale = max(1, 128 // height)
+    scale = visualize.picture_scale(cfg)
     rows = [[visualize.upscale(cell, scale) for cell in row] for row in rows]
     visualize.save_png(path, visualize.image_grid(rows, column_titles=titles))
     return path
@@ -489,8 +488,8 @@ def _write_grid(path: str, rows: list, titles: list[str], height: int) -> str:
 def gt_swap_metric(cfg: configs.Config, stage1, data_dir: str, options: EvalOptions, serving=None) -> dict:
     """`metrics.disentangle.gt_swap` on the run, with the pose auto-encoder check, and the sampled-factor
     checks when `serving` (a `Stage2Serving`) has FG (and BG) mappers."""
-    from keras_disentangle.export import Stage1Serving  # noqa: PLC0415
     from keras_disentangle.metrics import disentangle  # noqa: PLC0415
+    from keras_disentangle.runtime import Stage1Serving  # noqa: PLC0415
 
     stage2 = serving
     serving = serving or Stage1Serving(cfg, stage1)
@@ -534,8 +533,7 @@ def gt_swap_metric(cfg: configs.Config, stage1, data_dir: str, options: EvalOpti
 def leakage_metric(cfg: configs.Config, stage1, data_dir: str, options: EvalOptions) -> dict:
     """Jacobian influence maps of each appearance code on the task's first `leakage_n` images."""
     from keras_disentangle.metrics import leakage  # noqa: PLC0415
-    from keras_disentangle.models.stage1 import appearance_embedding  # noqa: PLC0415
-    from keras_disentangle.training.steps import encoder_inputs  # noqa: PLC0415
+    from keras_disentangle.runtime import appearance_embedding, encoder_inputs  # noqa: PLC0415
 
     source, target = _first_pairs(cfg, data_dir, options, options.leakage_n)
     embeddings = np.asarray(appearance_embedding(stage1.appearance_encoder(encoder_inputs(source), training=False)))
@@ -550,7 +548,7 @@ def leakage_metric(cfg: configs.Config, stage1, data_dir: str, options: EvalOpti
     generated = np.asarray(generate(tf.constant(embeddings), tf.constant(target["heatmaps"])))
     rows = leakage.leakage_rows(generated, arrays["maps"], arrays["regions"], arrays["defined"])
     titles = ["output"] + [name for name, _ in leakage.code_blocks(cfg)]
-    path = _write_grid(os.path.join(options.out_dir, "leakage.png"), rows, titles, cfg.data.height)
+    path = _write_grid(os.path.join(options.out_dir, "leakage.png"), rows, titles, cfg)
     estimator = ("exact (one forward-mode JVP per code dimension)" if not options.leakage_projections else
                  f"Hutchinson, {options.leakage_projections} Gaussian JVP tangents per code block")
     return {**summary, "value": summary["mean_share"], "std": None, "n": count, "png": path,
@@ -565,7 +563,7 @@ def saliency_metric(cfg: configs.Config, stage1, data_dir: str, options: EvalOpt
 
     source, _ = _first_pairs(cfg, data_dir, options, options.saliency_n)
     summary, rows, titles = saliency.saliency_report(cfg, stage1, source, progress=progress_bar)
-    path = _write_grid(os.path.join(options.out_dir, "saliency.png"), rows, titles, cfg.data.height)
+    path = _write_grid(os.path.join(options.out_dir, "saliency.png"), rows, titles, cfg)
     return {**summary, "value": None, "png": path,
             "protocol": ("vanilla gradient saliency (max |grad| over channels) and Grad-CAM (D1: last LeakyReLU; "
                          "encoders: the masked first-block features), each scaled to [0, 1] per image; "

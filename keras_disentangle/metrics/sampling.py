@@ -26,11 +26,10 @@ import tensorflow as tf
 from absl import app, flags
 
 from keras_disentangle import apps, configs, data, geometry
-from keras_disentangle.export import Stage2Serving, load_stage2
 from keras_disentangle.metrics import image as image_metrics
 from keras_disentangle.metrics.inception import fid_from_activations
 from keras_disentangle.models.mapper import build_mapper
-from keras_disentangle.training.stage2 import encode_factor, sample_noise
+from keras_disentangle.runtime import Stage2Serving, encode_factor, load_stage2, sample_noise
 
 # Joints (a, b, c): the angle at b between the bones b->a and b->c (shoulders, elbows, hips,
 # knees), in OpenPose-18 indices.

@@ -1,4 +1,4 @@
-"""The stage-I networks bundled together, and the reconstructor composed from them for serving."""
+"""The stage-I networks bundled together, and the reconstruction path G1(x, h) composed from them."""
 
 from __future__ import annotations
 
@@ -68,8 +68,32 @@ def appearance_embedding(embeddings: dict) -> keras.KerasTensor:
     return keras.ops.concatenate(parts, axis=-1)
 
 
+def encoder_inputs(batch: dict) -> dict:
+    """The appearance encoder's inputs, taken from a batch of `data.py` (or `runtime.model_inputs`)."""
+    return {k: batch[k] for k in ("image", "body_mask", "roi_boxes", "roi_visibility")}
+
+
+def reconstruct(stage1: Stage1, batch: dict, training: bool | None = False):
+    """Stage-I reconstruction G1(x, h): encode appearance, decode it in the batch's own pose.
+
+    The one reconstruction path: training steps, serving and `build_reconstructor` all use it.
+
+    Args:
+      stage1: Stage1.
+      batch: dict with the `encoder_inputs` keys and `heatmaps`, eager or symbolic.
+      training: passed to the networks (None leaves it to the caller of a functional model).
+
+    Returns:
+      The generated image `(batch, H, W, 3)`.
+    """
+    embeddings = stage1.appearance_encoder(encoder_inputs(batch), training=training)
+    return stage1.generator(
+        {"appearance_embedding": appearance_embedding(embeddings), "heatmaps": batch["heatmaps"]},
+        training=training)
+
+
 def build_reconstructor(stage1: Stage1) -> keras.Model:
-    """The stage-I reconstruction path as one model, sharing the weights of `stage1`.
+    """The stage-I reconstruction path (`reconstruct`) as one model, sharing the weights of `stage1`.
 
     Args:
       stage1: Stage1.
@@ -79,10 +103,7 @@ def build_reconstructor(stage1: Stage1) -> keras.Model:
       `(batch, 128, 64, 1)`, `roi_boxes` `(batch, 7, 4)`, `roi_visibility` `(batch, 7)`, `heatmaps`
       `(batch, 128, 64, 18)` -> reconstructed image `(batch, 128, 64, 3)` float32.
     """
-    encoder_inputs = {name: keras.Input(tensor.shape[1:], name=name)
-                      for name, tensor in stage1.appearance_encoder.input.items()}
-    heatmaps_shape = stage1.generator.input["heatmaps"].shape[1:]
-    heatmaps = keras.Input(heatmaps_shape, name="heatmaps")
-    embeddings = stage1.appearance_encoder(encoder_inputs)
-    image = stage1.generator({"appearance_embedding": appearance_embedding(embeddings), "heatmaps": heatmaps})
-    return keras.Model({**encoder_inputs, "heatmaps": heatmaps}, image, name="reconstructor")
+    inputs = {name: keras.Input(tensor.shape[1:], name=name)
+              for name, tensor in stage1.appearance_encoder.input.items()}
+    inputs["heatmaps"] = keras.Input(stage1.generator.input["heatmaps"].shape[1:], name="heatmaps")
+    return keras.Model(inputs, reconstruct(stage1, inputs, training=None), name="reconstructor")

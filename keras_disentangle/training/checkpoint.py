@@ -1,9 +1,4 @@
-"""Checkpoints: the only module that knows how a run directory is laid out.
-
-A run directory (`--logdir`) holds:
-  config.json      the resolved configuration, so later stages and tools rebuild the same models;
-  checkpoints/     `tf.train.CheckpointManager` files (weights, optimizer slots, the step);
-  train/           TensorBoard event files.
+"""Training checkpoints: saving and resuming a training state in a run directory (`rundir`).
 
 Multi-worker runs: every worker must take part in a save (the variables are mirrored), but only
 the chief may write to the real directory; the others write to a scratch directory that is
@@ -12,53 +7,12 @@ removed afterwards, as the tf.distribute guide prescribes.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 
 import tensorflow as tf
 
-from keras_disentangle import configs
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-SUMMARY_DIR = "train"
-
-
-class RunDirectoryError(ValueError):
-    """A run directory that cannot be used as asked (missing, or made with another config)."""
-
-
-def save_config(logdir: str | os.PathLike, cfg: configs.Config) -> None:
-    """Writes `cfg` to `logdir/config.json`, refusing to mix two model configs in one directory.
-
-    Training may be resumed with different `train` fields (e.g. more steps), but the data and
-    model fields must match the run that wrote the checkpoints.
-
-    Raises:
-      RunDirectoryError: if the directory holds a run with other data or model fields.
-    """
-    path = pathlib.Path(logdir) / CONFIG_FILE
-    if path.exists():
-        previous = configs.from_json(path.read_text())
-        if (previous.data, previous.model) != (cfg.data, cfg.model):
-            raise RunDirectoryError(
-                f"{path} describes a run with another dataset or model config; "
-                "use a new --logdir or the same flags as that run.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(configs.to_json(cfg))
-
-
-def load_config(logdir: str | os.PathLike) -> configs.Config:
-    """Reads the config of a finished or running run.
-
-    Raises:
-      RunDirectoryError: if `logdir` has no config.json (it is not a run directory).
-    """
-    path = pathlib.Path(logdir) / CONFIG_FILE
-    if not path.exists():
-        raise RunDirectoryError(f"{logdir} is not a training run directory: {path} is missing.")
-    return configs.from_json(path.read_text())
+from keras_disentangle import rundir
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -85,7 +39,7 @@ class CheckpointKeeper:
     def __init__(self, logdir, step: tf.Variable, keep: int = 3, strategy=None, **trackables):
         self.step = step
         self._checkpoint = tf.train.Checkpoint(step=step, **trackables)
-        directory = pathlib.Path(logdir) / CHECKPOINT_DIR
+        directory = pathlib.Path(rundir.checkpoint_dir(logdir))
         self._scratch = None
         if strategy is not None and not is_chief(strategy):
             self._scratch = pathlib.Path(logdir) / f".worker-{strategy.cluster_resolver.task_id}-scratch"
@@ -110,21 +64,3 @@ class CheckpointKeeper:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         return path
-
-
-def restore_weights(logdir: str | os.PathLike, **trackables) -> str:
-    """Restores the named models' weights from the newest checkpoint of a run, ignoring the rest.
-
-    Used by stage II, export and evaluation, which need a run's networks but not its optimizers.
-
-    Returns:
-      The checkpoint path that was read.
-
-    Raises:
-      RunDirectoryError: if the run has no checkpoint.
-    """
-    latest = tf.train.latest_checkpoint(str(pathlib.Path(logdir) / CHECKPOINT_DIR))
-    if latest is None:
-        raise RunDirectoryError(f"{logdir} has no checkpoint under {CHECKPOINT_DIR}/; train it first.")
-    tf.train.Checkpoint(**trackables).restore(latest).expect_partial()
-    return latest

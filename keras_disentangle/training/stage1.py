@@ -5,13 +5,12 @@ Wires data, networks, optimizers and the replica step into the shared loop; owns
 
 from __future__ import annotations
 
-import os
-
 import keras
 import tensorflow as tf
 
-from keras_disentangle import configs, data
-from keras_disentangle.models.stage1 import Stage1, build_stage1
+from keras_disentangle import configs, data, rundir
+from keras_disentangle.models.stage1 import Stage1, build_stage1, reconstruct
+from keras_disentangle.runtime import stage1_trackables
 from keras_disentangle.training import checkpoint, loop, steps
 
 
@@ -25,19 +24,13 @@ def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimize
             "pose": adam(train_cfg.pose_learning_rate, "pose_adam")}
 
 
-def stage1_trackables(stage1: Stage1) -> dict:
-    """The networks of a stage-I checkpoint, by the names every reader of it uses."""
-    return {"appearance_encoder": stage1.appearance_encoder, "generator": stage1.generator,
-            "d1": stage1.d1, "pose_encoder": stage1.pose_encoder, "pose_decoder": stage1.pose_decoder}
-
-
 def preview_grid(stage1: Stage1, batch: dict) -> tf.Tensor:
     """TensorBoard grid, one row per example: input | body mask | heatmaps | reconstruction.
 
     Returns:
       float32 tensor `(1, batch * H, 4 * W, 3)` in [0, 1].
     """
-    reconstruction = tf.clip_by_value(steps.reconstruct(stage1, batch), -1.0, 1.0)
+    reconstruction = tf.clip_by_value(reconstruct(stage1, batch), -1.0, 1.0)
     mask = tf.tile(batch["body_mask"] * 2.0 - 1.0, [1, 1, 1, 3])
     heatmaps = tf.tile(tf.reduce_max(batch["heatmaps"], axis=-1, keepdims=True), [1, 1, 1, 3])
     rows = tf.concat([batch["image"], mask, heatmaps, reconstruction], axis=2)
@@ -55,11 +48,11 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
 
     Raises:
       ValueError: if `data_dir` holds no records for the train split.
-      checkpoint.RunDirectoryError: if `logdir` holds a run with another config.
+      rundir.RunDirectoryError: if `logdir` holds a run with another config.
     """
     chief = checkpoint.is_chief(strategy)
     if chief:
-        checkpoint.save_config(logdir, cfg)
+        rundir.save_config(logdir, cfg)
     train_cfg = cfg.train
     # The paper trains the pose auto-encoder alone with its own batch (64); trained together with
     # the appearance networks it shares their batch.
@@ -90,7 +83,7 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
         tf.summary.image("reconstruction", preview_grid(stage1, preview), step=at_step)
 
     replica_step = steps.stage1_step(part, stage1, optimizers, train_cfg, batch_size)
-    summary_dir = os.path.join(logdir, checkpoint.SUMMARY_DIR) if chief else None
+    summary_dir = rundir.summary_dir(logdir) if chief else None
     logs = loop.run(
         strategy=strategy, replica_step=replica_step, dataset=dataset, keeper=keeper,
         total_steps=train_cfg.steps, global_batch_size=batch_size,

@@ -2,19 +2,12 @@
 
 The stage-I networks are loaded from their run directory and frozen: they only encode the real
 embeddings the critic D2 sees (Eq. 4-5) and decode preview images. The stage-II checkpoint holds
-the mapper, the critic and their optimizers, never stage-I weights.
-
-A run directory of stage II holds, besides the shared layout of `checkpoint` (config.json,
-checkpoints/, train/):
-  stage2.json               `{"factor": "fg" | "bg" | "pose", "stage1_dir": "<absolute path>"}`;
-  embeddings-<factor>.npz   the real training embeddings, cached with the stage-I checkpoint and
-                            data directory they came from (recomputed when either changes).
+the mapper, the critic and their optimizers, never stage-I weights. What the run directory holds
+besides (`stage2.json`, the embedding cache) is described in `rundir`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import pathlib
 
@@ -22,44 +15,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_disentangle import configs, data, geometry, losses
+from keras_disentangle import configs, data, geometry, losses, rundir
 from keras_disentangle.models.discriminators import build_critic
 from keras_disentangle.models.mapper import build_mapper
-from keras_disentangle.models.stage1 import Stage1, appearance_embedding, build_stage1
-from keras_disentangle.training import checkpoint, loop, steps
-from keras_disentangle.training.stage1 import stage1_trackables
-
-STAGE2_FILE = "stage2.json"
-
-
-def load_frozen_stage1(stage1_dir: str) -> tuple[configs.Config, Stage1, str]:
-    """Builds a stage-I run's networks, restores its newest weights and freezes them.
-
-    Returns:
-      The run's config, its networks (every one with `trainable = False`) and the checkpoint read.
-
-    Raises:
-      checkpoint.RunDirectoryError: if `stage1_dir` is not a stage-I run with a checkpoint.
-    """
-    cfg = checkpoint.load_config(stage1_dir)
-    stage1 = build_stage1(cfg)
-    restored = checkpoint.restore_weights(stage1_dir, **stage1_trackables(stage1))
-    for model in stage1_trackables(stage1).values():
-        model.trainable = False
-    return cfg, stage1, restored
-
-
-def encode_factor(stage1: Stage1, batch: dict, factor: configs.Factor) -> tf.Tensor:
-    """The real embedding of `factor` for a data batch, by the frozen stage-I encoders.
-
-    Returns:
-      float32 `(batch, K)`, K = `cfg.model.embedding_dim(factor)`.
-    """
-    if factor == configs.Factor.POSE:
-        return stage1.pose_encoder(batch["pose_vector"], training=False)
-    embeddings = stage1.appearance_encoder(steps.encoder_inputs(batch), training=False)
-    return embeddings["fg_embedding" if factor == configs.Factor.FOREGROUND else "bg_embedding"]
-
+from keras_disentangle.models.stage1 import Stage1, appearance_embedding, encoder_inputs
+from keras_disentangle.runtime import encode_factor, load_frozen_stage1, sample_noise
+from keras_disentangle.training import checkpoint, loop
 
 def real_embeddings(stage1: Stage1, cfg: configs.Config, data_dir: str, factor: configs.Factor,
                     split: str = "train", cache: str | None = None, cache_key: str = "") -> np.ndarray:
@@ -89,28 +50,6 @@ def real_embeddings(stage1: Stage1, cfg: configs.Config, data_dir: str, factor: 
     if cache:
         np.savez(cache, embeddings=embeddings, key=np.array(cache_key))
     return embeddings
-
-
-def sample_noise(batch_size, dim: int, stddev: float, seed=None) -> tf.Tensor:
-    """z ~ N(0, stddev^2 I), the mappers' input (the authors' code uses stddev 0.2).
-
-    Args:
-      batch_size: int or scalar int tensor.
-      dim: int. K, the mapper's input size.
-      stddev: float.
-      seed: None draws from TensorFlow's global random state (training); an int, or an int
-        tensor of shape `(2,)`, draws statelessly, so the same seed gives the same z in any
-        process and inside a SavedModel.
-
-    Returns:
-      float32 `(batch_size, dim)`.
-    """
-    if seed is None:
-        return tf.random.normal([batch_size, dim], stddev=stddev)
-    seed = tf.convert_to_tensor(seed)
-    if seed.shape.rank == 0:
-        seed = tf.stack([seed, tf.zeros_like(seed)])
-    return tf.random.stateless_normal([batch_size, dim], seed=seed, stddev=stddev)
 
 
 def mapper_step(mapper: keras.Model, critic: keras.Model, mapper_optimizer, critic_optimizer,
@@ -177,7 +116,7 @@ def sample_grid(stage1: Stage1, cfg: configs.Config, factor: configs.Factor, map
     n = tf.shape(batch["image"])[0]
     sampled = mapper(sample_noise(n, cfg.model.embedding_dim(factor), cfg.train.noise_stddev, seed=seed),
                      training=False)
-    embeddings = stage1.appearance_encoder(steps.encoder_inputs(batch), training=False)
+    embeddings = stage1.appearance_encoder(encoder_inputs(batch), training=False)
     heatmaps = batch["heatmaps"]
     if factor == configs.Factor.POSE:
         pose_vector = stage1.pose_decoder(sampled, training=False)
@@ -225,7 +164,7 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
 
     Raises:
       ValueError: for an unknown factor, or `bg` on a dataset without a background factor.
-      checkpoint.RunDirectoryError: if `stage1_dir` is not a stage-I run with a checkpoint, or
+      rundir.RunDirectoryError: if `stage1_dir` is not a stage-I run with a checkpoint, or
         `logdir` holds a run of another factor or stage-I model.
     """
     factor = _parse_factor(factor)
@@ -235,16 +174,12 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     cfg = configs.Config(stage1_cfg.data, stage1_cfg.model, cfg.train, stage1_cfg.scale)
     train_cfg = cfg.train
     chief = checkpoint.is_chief(strategy)
-    record_path = pathlib.Path(logdir) / STAGE2_FILE
-    if record_path.exists() and json.loads(record_path.read_text())["factor"] != factor.value:
-        raise checkpoint.RunDirectoryError(
-            f"{record_path} describes a stage-II run of another factor; use a new --logdir for {factor.value}.")
+    rundir.check_stage2_factor(logdir, factor)
     if chief:
-        checkpoint.save_config(logdir, cfg)
-        record = {"factor": factor.value, "stage1_dir": str(pathlib.Path(stage1_dir).resolve())}
-        record_path.write_text(json.dumps(record, indent=2))
+        rundir.save_config(logdir, cfg)
+        rundir.write_stage2_record(logdir, factor, stage1_dir)
 
-    cache = os.path.join(logdir, f"embeddings-{factor.value}.npz") if chief and cache_embeddings else None
+    cache = rundir.embeddings_path(logdir, factor) if chief and cache_embeddings else None
     key = f"{pathlib.Path(restored).resolve()}|{pathlib.Path(data_dir).resolve()}"
     embeddings = real_embeddings(stage1, cfg, data_dir, factor, cache=cache, cache_key=key)
     global_batch = train_cfg.mapper_batch_size * train_cfg.critic_steps
@@ -282,43 +217,8 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         total_steps=train_cfg.steps, global_batch_size=train_cfg.mapper_batch_size,
         checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
         image_every=train_cfg.image_every,
-        summary_dir=os.path.join(logdir, checkpoint.SUMMARY_DIR) if chief else None,
+        summary_dir=rundir.summary_dir(logdir) if chief else None,
         write_images=write_images if chief else None,
         learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
         jit_compile=jit_compile, verbose=verbose and chief)
     return mapper, logs
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage2Run:
-    """A trained stage-II run, loaded.
-
-    Attributes:
-      factor: Factor. What the mapper samples.
-      stage1_dir: str. The stage-I run it was trained on (as recorded in `stage2.json`).
-      cfg: Config. The run's config (data and model fields equal the stage-I run's).
-      mapper: keras.Model. Phi with its newest weights, `(batch, K)` -> `(batch, K)`.
-    """
-
-    factor: configs.Factor
-    stage1_dir: str
-    cfg: configs.Config
-    mapper: keras.Model
-
-
-def load_stage2_run(stage2_dir: str) -> Stage2Run:
-    """Reads `stage2.json` and config.json of a stage-II run and restores its mapper.
-
-    Raises:
-      checkpoint.RunDirectoryError: if `stage2_dir` is not a stage-II run with a checkpoint.
-    """
-    record_path = pathlib.Path(stage2_dir) / STAGE2_FILE
-    if not record_path.exists():
-        raise checkpoint.RunDirectoryError(f"{stage2_dir} is not a stage-II run directory: {record_path} is missing.")
-    record = json.loads(record_path.read_text())
-    cfg = checkpoint.load_config(stage2_dir)
-    factor = _parse_factor(record["factor"])
-    mapper = build_mapper(cfg, factor)
-    checkpoint.restore_weights(stage2_dir, mapper=mapper)
-    return Stage2Run(factor, record["stage1_dir"], cfg, mapper)
-

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from keras_disentangle import configs, losses
-from keras_disentangle.models.stage1 import Stage1, appearance_embedding
+from keras_disentangle.models.stage1 import Stage1, reconstruct
 
 
 class Stage1Part(str, enum.Enum):
@@ -28,19 +28,6 @@ class Stage1Part(str, enum.Enum):
 
 def _mean(per_example: tf.Tensor, global_batch_size: int) -> tf.Tensor:
     return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=global_batch_size)
-
-
-def encoder_inputs(batch: dict) -> dict:
-    """The appearance encoder's inputs, taken from a data batch."""
-    return {k: batch[k] for k in ("image", "body_mask", "roi_boxes", "roi_visibility")}
-
-
-def reconstruct(stage1: Stage1, batch: dict, training: bool = False) -> tf.Tensor:
-    """Stage-I reconstruction G1(x, h): encode appearance, decode it in the batch's own pose."""
-    embeddings = stage1.appearance_encoder(encoder_inputs(batch), training=training)
-    return stage1.generator(
-        {"appearance_embedding": appearance_embedding(embeddings), "heatmaps": batch["heatmaps"]},
-        training=training)
 
 
 def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,

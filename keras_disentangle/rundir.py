@@ -1,0 +1,158 @@
+"""The run directory: the only module that knows where a run keeps what.
+
+A run directory (`train.py --logdir`) holds:
+  config.json               the resolved configuration, so later stages and tools rebuild the same
+                            models (`configs.to_json`);
+  checkpoints/              `tf.train.CheckpointManager` files (weights, optimizer slots, the step);
+  train/                    TensorBoard event files;
+and a stage-II run also
+  stage2.json               `{"factor": "fg" | "bg" | "pose", "stage1_dir": "<absolute path>"}`;
+  embeddings-<factor>.npz   the real training embeddings, cached with the stage-I checkpoint and
+                            data directory they came from (recomputed when either changes);
+and, once evaluated,
+  report.json               `evaluate.py`'s report (PNG grids beside it);
+  fid_stats/                FID statistics of real image sets, cached by a hash of the set.
+
+Training writes (`training/`), everything else reads; both go through these functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+
+from keras_disentangle import configs
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+SUMMARY_DIR = "train"
+STAGE2_FILE = "stage2.json"
+REPORT_FILE = "report.json"
+FID_CACHE_DIR = "fid_stats"
+
+
+class RunDirectoryError(ValueError):
+    """A run directory that cannot be used as asked (missing, or made with another config)."""
+
+
+def checkpoint_dir(logdir: str | os.PathLike) -> str:
+    return os.path.join(logdir, CHECKPOINT_DIR)
+
+
+def summary_dir(logdir: str | os.PathLike) -> str:
+    return os.path.join(logdir, SUMMARY_DIR)
+
+
+def embeddings_path(logdir: str | os.PathLike, factor: configs.Factor) -> str:
+    """The real-embedding cache of a stage-II run of `factor`."""
+    return os.path.join(logdir, f"embeddings-{configs.Factor(factor).value}.npz")
+
+
+def report_path(logdir: str | os.PathLike) -> str:
+    return os.path.join(logdir, REPORT_FILE)
+
+
+def fid_cache_dir(logdir: str | os.PathLike) -> str:
+    return os.path.join(logdir, FID_CACHE_DIR)
+
+
+def save_config(logdir: str | os.PathLike, cfg: configs.Config) -> None:
+    """Writes `cfg` to `logdir/config.json`, refusing to mix two model configs in one directory.
+
+    Training may be resumed with different `train` fields (e.g. more steps), but the data and
+    model fields must match the run that wrote the checkpoints.
+
+    Raises:
+      RunDirectoryError: if the directory holds a run with other data or model fields.
+    """
+    path = pathlib.Path(logdir) / CONFIG_FILE
+    if path.exists():
+        previous = configs.from_json(path.read_text())
+        if (previous.data, previous.model) != (cfg.data, cfg.model):
+            raise RunDirectoryError(
+                f"{path} describes a run with another dataset or model config; "
+                "use a new --logdir or the same flags as that run.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(configs.to_json(cfg))
+
+
+def load_config(logdir: str | os.PathLike) -> configs.Config:
+    """Reads the config of a finished or running run.
+
+    Raises:
+      RunDirectoryError: if `logdir` has no config.json (it is not a run directory).
+    """
+    path = pathlib.Path(logdir) / CONFIG_FILE
+    if not path.exists():
+        raise RunDirectoryError(f"{logdir} is not a training run directory: {path} is missing.")
+    return configs.from_json(path.read_text())
+
+
+def restore_weights(logdir: str | os.PathLike, **trackables) -> str:
+    """Restores the named models' weights from the newest checkpoint of a run, ignoring the rest.
+
+    Used by stage II, export and evaluation, which need a run's networks but not its optimizers.
+
+    Returns:
+      The checkpoint path that was read.
+
+    Raises:
+      RunDirectoryError: if the run has no checkpoint.
+    """
+    import tensorflow as tf  # noqa: PLC0415 (command lines read the layout before TensorFlow loads)
+
+    latest = tf.train.latest_checkpoint(checkpoint_dir(logdir))
+    if latest is None:
+        raise RunDirectoryError(f"{logdir} has no checkpoint under {CHECKPOINT_DIR}/; train it first.")
+    tf.train.Checkpoint(**trackables).restore(latest).expect_partial()
+    return latest
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage2Record:
+    """What `stage2.json` says: the factor a stage-II run samples and the stage-I run it stands on."""
+
+    factor: configs.Factor
+    stage1_dir: str
+
+
+def write_stage2_record(logdir: str | os.PathLike, factor: configs.Factor, stage1_dir: str) -> None:
+    """Writes `stage2.json`, refusing a directory that holds a run of another factor.
+
+    Raises:
+      RunDirectoryError: if `logdir` holds a stage-II run of another factor.
+    """
+    factor = configs.Factor(factor)
+    check_stage2_factor(logdir, factor)
+    path = pathlib.Path(logdir) / STAGE2_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"factor": factor.value, "stage1_dir": str(pathlib.Path(stage1_dir).resolve())},
+                               indent=2))
+
+
+def check_stage2_factor(logdir: str | os.PathLike, factor: configs.Factor) -> None:
+    """Raises RunDirectoryError if `logdir` holds a stage-II run of a factor other than `factor`."""
+    factor = configs.Factor(factor)
+    path = pathlib.Path(logdir) / STAGE2_FILE
+    if path.exists() and json.loads(path.read_text())["factor"] != factor.value:
+        raise RunDirectoryError(
+            f"{path} describes a stage-II run of another factor; use a new --logdir for {factor.value}.")
+
+
+def read_stage2_record(logdir: str | os.PathLike) -> Stage2Record:
+    """Reads `stage2.json`.
+
+    Raises:
+      RunDirectoryError: if `logdir` has no `stage2.json` or names an unknown factor.
+    """
+    path = pathlib.Path(logdir) / STAGE2_FILE
+    if not path.exists():
+        raise RunDirectoryError(f"{logdir} is not a stage-II run directory: {path} is missing.")
+    record = json.loads(path.read_text())
+    try:
+        factor = configs.Factor(record["factor"])
+    except ValueError:
+        raise RunDirectoryError(f"{path}: unknown factor {record['factor']!r}; expected fg, bg or pose.") from None
+    return Stage2Record(factor, record["stage1_dir"])
