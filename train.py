@@ -19,19 +19,25 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from keras_disentangle import cli, configs  # noqa: E402 (neither loads TensorFlow)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.")
-flags.DEFINE_string("dataset", "synthetic", "market, deepfashion or synthetic.")
+flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.", lower_bound=1, upper_bound=2)
+flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "The dataset preset.")
 flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python -m tfrecords.build`.")
+flags.mark_flag_as_required("data_dir")
 flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
-flags.DEFINE_string("scale", "full", "full (the paper's sizes) or tiny (CPU minutes).")
-flags.DEFINE_string("model", "both", "Stage I: appearance, pose or both.")
-flags.DEFINE_string("fg_encoder", None, "roi7 (BodyROI7) or whole (WholeBody).")
-flags.DEFINE_string("factor", None, "Stage II: fg, bg or pose.")
+flags.mark_flag_as_required("logdir")
+flags.DEFINE_enum("scale", "full", list(configs.SCALES), "full (the paper's sizes) or tiny (CPU minutes).")
+flags.DEFINE_enum("model", "both", ["appearance", "pose", "both"], "Stage I: which networks to train.")
+flags.DEFINE_enum("fg_encoder", None, [k.value for k in configs.FgEncoderKind],
+                  "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
+flags.DEFINE_enum("factor", None, [f.value for f in configs.Factor], "Stage II: the factor to sample.")
 flags.DEFINE_string("stage1_dir", None, "Stage II: the stage-I run directory to load, frozen.")
-flags.DEFINE_string("strategy", "default", "default, mirrored or multi_worker (TF_CONFIG).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 flags.DEFINE_string("precision", "float32", "float32 or mixed_bfloat16 (CPUs with bf16 units, TPUs).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_float("max_minutes", None, "Stop after this much training time (checkpointed; rerun continues).")
@@ -46,13 +52,7 @@ flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard i
 flags.DEFINE_integer("seed", None, "Override: random seed.")
 
 
-class UsageError(Exception):
-    """A bad command line: reported as one line, exit code 2."""
-
-
-def _config():
-    from keras_disentangle import configs  # noqa: PLC0415
-
+def _config() -> configs.Config:
     try:
         cfg = configs.get_config(FLAGS.dataset, FLAGS.scale)
         return configs.override(
@@ -61,13 +61,13 @@ def _config():
             adversarial_weight=FLAGS.adversarial_weight, checkpoint_every=FLAGS.checkpoint_every,
             log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise cli.UsageError(str(error)) from None
 
 
 def _require(flag: str) -> str:
     value = getattr(FLAGS, flag)
     if not value:
-        raise UsageError(f"--{flag} is required.")
+        raise cli.UsageError(f"--{flag} is required with --stage={FLAGS.stage}.")
     return value
 
 
@@ -78,65 +78,51 @@ def _check_data_dir(data_dir: str) -> None:
     path = pathlib.Path(data_dir)
     hint = "write it with `python -m tfrecords.build`"
     if not path.is_dir():
-        raise UsageError(f"--data_dir={data_dir} does not exist; {hint}.")
+        raise ValueError(f"--data_dir={data_dir} does not exist; {hint}.")
     shards = sorted(path.glob(records.shard_pattern("train")))
     if not shards:
-        raise UsageError(f"--data_dir={data_dir} has no {records.shard_pattern('train')} files; {hint}.")
+        raise ValueError(f"--data_dir={data_dir} has no {records.shard_pattern('train')} files; {hint}.")
     import tensorflow as tf  # noqa: PLC0415
 
     if not any(True for _ in tf.data.TFRecordDataset([str(s) for s in shards]).take(1)):
-        raise UsageError(f"--data_dir={data_dir}: the train TFRecords hold no records; {hint}.")
+        raise ValueError(f"--data_dir={data_dir}: the train TFRecords hold no records; {hint}.")
 
 
 def run() -> None:
     cfg = _config()
-    data_dir, logdir = _require("data_dir"), _require("logdir")
-    _check_data_dir(data_dir)
+    data_dir, logdir = FLAGS.data_dir, FLAGS.logdir
     if FLAGS.precision not in ("float32", "mixed_bfloat16"):
-        raise UsageError(f"Unknown --precision={FLAGS.precision}; expected float32 or mixed_bfloat16.")
+        raise cli.UsageError(f"Unknown --precision={FLAGS.precision}; expected float32 or mixed_bfloat16.")
+    if FLAGS.stage == 2:
+        factor, stage1_dir = _require("factor"), _require("stage1_dir")
+    _check_data_dir(data_dir)
 
     import keras  # noqa: PLC0415 (TensorFlow loads only once the command line is known to be good)
 
-    from keras_disentangle import rundir  # noqa: PLC0415
     from keras_disentangle.training import loop  # noqa: PLC0415
 
     keras.mixed_precision.set_global_policy(FLAGS.precision)
-    try:
-        strategy = loop.make_strategy(FLAGS.strategy)
-        if FLAGS.stage == 1:
-            from keras_disentangle.training import stage1, steps  # noqa: PLC0415
+    strategy = loop.make_strategy(FLAGS.strategy)
+    if FLAGS.stage == 1:
+        from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 
-            try:
-                part = steps.Stage1Part(FLAGS.model)
-            except ValueError:
-                raise UsageError(f"Unknown --model={FLAGS.model}; expected appearance, pose or both.") from None
-            stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=part, strategy=strategy,
-                                jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
-        elif FLAGS.stage == 2:
-            from keras_disentangle.training import stage2  # noqa: PLC0415
+        stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=steps.Stage1Part(FLAGS.model),
+                            strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
+    else:
+        from keras_disentangle.training import stage2  # noqa: PLC0415
 
-            factor = _require("factor")
-            stage1_dir = _require("stage1_dir")
-            stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
-                                strategy=strategy, jit_compile=FLAGS.jit_compile)
-        else:
-            raise UsageError(f"Unknown --stage={FLAGS.stage}; expected 1 or 2.")
-    except rundir.RunDirectoryError as error:
-        raise UsageError(str(error)) from None
+        stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
+                            strategy=strategy, jit_compile=FLAGS.jit_compile)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_positional(argv)
     # TensorFlow's savers log every checkpoint at INFO, which would break the progress bar.
     logging.set_verbosity(logging.WARNING)
     from keras_disentangle.training.loop import TrainingDiverged, TrainingInterrupted  # noqa: PLC0415
 
     try:
         run()
-    except UsageError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
     except TrainingDiverged as error:
         print(f"train.py: {error}", file=sys.stderr)
         sys.exit(1)
@@ -146,4 +132,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -27,9 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import json  # noqa: E402
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from keras_disentangle import apps, data, visualize  # noqa: E402
+from keras_disentangle import apps, cli, data, visualize  # noqa: E402
 from keras_disentangle.metrics import disentangle  # noqa: E402
 from keras_disentangle.runtime import Stage1Serving, encoder_inputs, load_stage1, load_stage2  # noqa: E402
 from keras_disentangle.visualize import cells, picture_scale, skeletons  # noqa: E402
@@ -115,21 +115,27 @@ def stage2_pictures(stage2_dirs, data_dir: str, out_dir: str, n: int = 8, seed: 
 
 
 FLAGS = flags.FLAGS
-USAGE = ("usage: python -m keras_disentangle.demo stage1 --stage1_dir=DIR --data_dir=DIR --out_dir=DIR\n"
-         "       python -m keras_disentangle.demo stage2 --stage2_dir=DIR [--stage2_dir=DIR ...] --data_dir=DIR "
-         "--out_dir=DIR")
+MODES = ("stage1", "stage2")
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage2: default from the stage-II runs).")
+    flags.DEFINE_multi_string("stage2_dir", [], "stage2: a stage-II run directory; repeat once per factor.")
+    flags.DEFINE_string("data_dir", None, "TFRecords of the synthetic set.")
+    flags.mark_flag_as_required("data_dir")
+    flags.DEFINE_string("out_dir", "out/demo", "Where to write the PNGs.")
+    flags.DEFINE_integer("n", 8, "Columns (image pairs; stage2: images and interpolation steps).", lower_bound=1)
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("stage1", "stage2"):
-        raise app.UsageError(USAGE)
-    if argv[1] == "stage1":
+    mode = cli.mode(argv, MODES)
+    if mode == "stage1":
         if not FLAGS.stage1_dir:
-            raise app.UsageError("stage1: --stage1_dir is required.")
+            raise cli.UsageError("stage1: --stage1_dir is required.")
         written = stage1_pictures(FLAGS.stage1_dir, FLAGS.data_dir, FLAGS.out_dir, FLAGS.n)
     else:
         if not FLAGS.stage2_dir:
-            raise app.UsageError("stage2: --stage2_dir is required (once per factor).")
+            raise cli.UsageError("stage2: --stage2_dir is required (once per factor).")
         written = stage2_pictures(FLAGS.stage2_dir, FLAGS.data_dir, FLAGS.out_dir, FLAGS.n,
                                   stage1_dir=FLAGS.stage1_dir)
     for path in written:
@@ -137,9 +143,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage2: default from the stage-II runs).")
-    flags.DEFINE_multi_string("stage2_dir", [], "stage2: a stage-II run directory; repeat once per factor.")
-    flags.DEFINE_string("data_dir", None, "TFRecords of the synthetic set.", required=True)
-    flags.DEFINE_string("out_dir", "out/demo", "Where to write the PNGs.")
-    flags.DEFINE_integer("n", 8, "Columns (image pairs; stage2: images and interpolation steps).")
-    app.run(main)
+    cli.run(main, define_flags)

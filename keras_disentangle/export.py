@@ -1,7 +1,6 @@
 """SavedModel export for serving (TF Serving, `tf.saved_model.load`, `saved_model_cli`).
 
-  python -m keras_disentangle.export --stage=1 --logdir=runs/s1 --out=export/s1
-  python -m keras_disentangle.export --stage1_dir=runs/s1 --out=export/s1     (the same)
+  python -m keras_disentangle.export --stage1_dir=runs/s1 --out=export/s1
   python -m keras_disentangle.export --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg \
       --stage2_dir=runs/s2-bg --stage2_dir=runs/s2-pose --out=export/s2
 
@@ -33,8 +32,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
+from keras_disentangle import cli  # noqa: E402
 from keras_disentangle.runtime import Stage1Serving, load_stage1, load_stage2, stage1_trackables  # noqa: E402
 
 
@@ -67,35 +67,24 @@ def export_stage2(stage2_dirs, out: str, stage1_dir: str | None = None) -> str:
 FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
-    # Defined only when run as a program: apps, generate and the metrics import this module next
-    # to their own flags.
-    flags.DEFINE_integer("stage", None, "1: export a stage-I run (--logdir); 2: needs --stage2_dir.")
-    flags.DEFINE_string("logdir", None, "With --stage=1: the stage-I run directory (= --stage1_dir).")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.")
-    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor.")
-    flags.DEFINE_string("out", None, "Where to write the SavedModel.")
+def define_flags() -> None:
+    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage II: default from the stage-II runs).")
+    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor. Without it the "
+                              "stage-I SavedModel is written.")
+    flags.DEFINE_string("out", None, "Directory to write the SavedModel to.")
+    flags.mark_flag_as_required("out")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    stage1_dir = FLAGS.stage1_dir or FLAGS.logdir
-    if not FLAGS.out or not (stage1_dir or FLAGS.stage2_dir):
-        raise app.UsageError("--out and --stage1_dir (or --stage=1 --logdir; and --stage2_dir per factor for "
-                             "stage II) are required.")
-    if FLAGS.stage == 2 and not FLAGS.stage2_dir:
-        raise app.UsageError("--stage=2 needs --stage2_dir once per factor.")
-    try:
-        if FLAGS.stage2_dir and FLAGS.stage != 1:
-            out = export_stage2(FLAGS.stage2_dir, FLAGS.out, stage1_dir)
-        else:
-            out = export_stage1(stage1_dir, FLAGS.out)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    cli.no_positional(argv)
+    if not (FLAGS.stage1_dir or FLAGS.stage2_dir):
+        raise cli.UsageError("--stage1_dir (stage I) or --stage2_dir once per factor (stage II) is required.")
+    if FLAGS.stage2_dir:
+        out = export_stage2(FLAGS.stage2_dir, FLAGS.out, FLAGS.stage1_dir)
+    else:
+        out = export_stage1(FLAGS.stage1_dir, FLAGS.out)
     print(f"Wrote {out}")
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

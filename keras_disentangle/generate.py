@@ -16,9 +16,9 @@ Modes:
   transfer --source=IMG (--pose=IMG | --pose_keypoints=KP)
                                        the source person in another pose (KP alone: pixels of
                                        the dataset's stored size, e.g. 128 x 64 for Market).
-  interpolate --factor=fg [--steps=8] [--method=both]
+  interpolate --factor=fg [--frames=8] [--method=both]
                                        walks between noise vectors of one factor (linear, slerp).
-  invert_interpolate --a=IMG --b=IMG [--steps=8] [--invert_steps=300]
+  invert_interpolate --a=IMG --b=IMG [--frames=8] [--invert_steps=300]
                                        inverts both images' embeddings into z by gradient descent,
                                        walks between them; prints the final ||Phi(z) - e||^2.
 
@@ -36,14 +36,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # noqa: E402
 import re  # noqa: E402
-import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from keras_disentangle import apps, configs, data, geometry, records, visualize  # noqa: E402
-from keras_disentangle.rundir import RunDirectoryError  # noqa: E402
+from keras_disentangle import apps, cli, configs, data, geometry, records, visualize  # noqa: E402
 from keras_disentangle.runtime import Stage2Serving, load_stage2  # noqa: E402
 from keras_disentangle.visualize import cells, picture_scale, skeletons  # noqa: E402
 
@@ -69,7 +67,7 @@ class Request:
       images: dict flag -> IMG for `source`, `target`, `pose`, `a`, `b`.
       keypoints: dict flag -> keypoints text for those images (`pose` without a `pose` image:
         the target pose of `transfer`, in pixels of the dataset's stored size).
-      steps: int. Images per interpolation.
+      frames: int. Images per interpolation, endpoints included.
       method: str. `linear`, `slerp` or `both`.
       invert_steps: int. Gradient steps per inversion.
       save_npz: bool.
@@ -87,7 +85,7 @@ class Request:
     factor: str = "fg"
     images: dict = dataclasses.field(default_factory=dict)
     keypoints: dict = dataclasses.field(default_factory=dict)
-    steps: int = 8
+    frames: int = 8
     method: str = "both"
     invert_steps: int = 300
     save_npz: bool = False
@@ -244,24 +242,24 @@ def _interpolate(models: Stage2Serving, request: Request, scale: int) -> tuple[n
     real = _real_test_examples(models, request.data_dir, request.n, request.seed) if request.data_dir else None
     rows, labels, arrays = [], [], {}
     for method in methods:
-        out = apps.interpolate(models, request.factor, request.n, request.steps, request.seed, method, real)
+        out = apps.interpolate(models, request.factor, request.n, request.frames, request.seed, method, real)
         arrays[f"{method}_image"], arrays[f"{method}_z"] = np.asarray(out["image"]), out["z"]
         for index, walk in enumerate(np.asarray(out["image"])):
             rows.append(cells(walk, scale))
             labels.append(f"{method} {index}")
-    title = [f"t={t:.2f}" for t in np.linspace(0.0, 1.0, request.steps)]
+    title = [f"t={t:.2f}" for t in np.linspace(0.0, 1.0, request.frames)]
     return visualize.image_grid(rows, row_labels=labels, column_titles=title), arrays
 
 
 def _invert_interpolate(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
     both = load_images([_image_spec(request, "a"), _image_spec(request, "b")], models.cfg, request.data_dir)
     a, b = ({k: v[i:i + 1] for k, v in both.items()} for i in (0, 1))
-    out = apps.invert_interpolate(models, a, b, request.steps, request.invert_steps, request.seed)
+    out = apps.invert_interpolate(models, a, b, request.frames, request.invert_steps, request.seed)
     reconstructions = [models.reconstruct(x["image"], x["keypoints"])["image"] for x in (a, b)]
     walk = np.asarray(out["image"])[0]
     row = (cells(a["image"], scale) + cells(reconstructions[0], scale) + cells(walk, scale)
              + cells(reconstructions[1], scale) + cells(b["image"], scale))
-    titles = ["A", "G1(A)"] + [f"t={t:.2f}" for t in np.linspace(0.0, 1.0, request.steps)] + ["G1(B)", "B"]
+    titles = ["A", "G1(A)"] + [f"t={t:.2f}" for t in np.linspace(0.0, 1.0, request.frames)] + ["G1(B)", "B"]
     for key, value in out.items():
         if key.startswith("error_"):
             relative = out[f"relative_{key}"]
@@ -301,51 +299,55 @@ def run(request: Request, models: Stage2Serving | None = None) -> list[str]:
 
 
 FLAGS = flags.FLAGS
+IMAGE_FLAGS = ("source", "target", "pose", "a", "b")
+# The image flags each mode needs (transfer also takes its pose as --pose or --pose_keypoints).
+MODE_IMAGES = {"swap": ("source", "target"), "transfer": ("source",), "invert_interpolate": ("a", "b")}
 
 
-def _define_flags() -> None:
-    # Defined only when run as a program, so importing this module cannot clash with other CLIs.
-    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor.")
+def define_flags() -> None:
+    factors = [f.value for f in configs.Factor]
+    flags.DEFINE_multi_string("stage2_dir", None, "A stage-II run directory; repeat once per factor.")
+    flags.mark_flag_as_required("stage2_dir")
     flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name).")
     flags.DEFINE_string("out", None, "Output directory.")
+    flags.mark_flag_as_required("out")
     flags.DEFINE_string("data_dir", None, "TFRecords: real test images, keypoints by file name.")
-    flags.DEFINE_integer("n", 8, "Images (sample) or rows (interpolate).")
+    flags.DEFINE_integer("n", 8, "Images (sample) or rows (interpolate).", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Random seed.")
-    flags.DEFINE_list("factors", ["fg", "bg", "pose"], "sample: factors from noise; swap: factors to swap.")
-    flags.DEFINE_list("parts", [], "swap: FG body ROIs to swap (head, upper_body, legs, left_arm, ...).")
-    flags.DEFINE_string("factor", "fg", "interpolate: the factor to walk.")
-    for name in ("source", "target", "pose", "a", "b"):
+    flags.DEFINE_list("factors", factors, "sample: factors from noise; swap: factors to swap.")
+    flags.register_validator("factors", lambda names: bool(names) and set(names) <= set(factors),
+                             message=f"--factors takes a comma-separated subset of {','.join(factors)}")
+    flags.DEFINE_list("parts", [], "swap: FG body ROIs to swap (" + ", ".join(geometry.ROI_NAMES) + ").")
+    flags.register_validator("parts", lambda names: set(names) <= set(geometry.ROI_NAMES),
+                             message=f"--parts takes a comma-separated subset of {','.join(geometry.ROI_NAMES)}")
+    flags.DEFINE_enum("factor", "fg", factors, "interpolate: the factor to walk.")
+    for name in IMAGE_FLAGS:
         flags.DEFINE_string(name, None, f"Image file or file name ({name}).")
         alone = "; transfer: without --pose, the target pose itself" if name == "pose" else ""
         flags.DEFINE_string(f"{name}_keypoints", None,
                             f"Keypoints of --{name}: \"[y0, ..., y17]:[x0, ..., x17]\"{alone}.")
-    flags.DEFINE_integer("steps", 8, "Images per interpolation, endpoints included.")
+    flags.DEFINE_integer("frames", 8, "Images per interpolation, endpoints included.", lower_bound=2)
     flags.DEFINE_enum("method", "both", ["linear", "slerp", "both"], "interpolate: the path in z.")
-    flags.DEFINE_integer("invert_steps", 300, "invert_interpolate: gradient steps per inversion.")
+    flags.DEFINE_integer("invert_steps", 300, "invert_interpolate: gradient steps per inversion.", lower_bound=0)
     flags.DEFINE_bool("save_npz", False, "Also write the raw arrays.")
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in MODES:
-        raise app.UsageError(f"Expected one mode from {', '.join(MODES)}, got {argv[1:]}.")
-    if not FLAGS.stage2_dir or not FLAGS.out:
-        raise app.UsageError("--stage2_dir (once per factor) and --out are required.")
-    names = ("source", "target", "pose", "a", "b")
+    mode = cli.mode(argv, MODES)
+    missing = [f"--{name}" for name in MODE_IMAGES.get(mode, ()) if not FLAGS[name].value]
+    if mode == "transfer" and not (FLAGS.pose or FLAGS.pose_keypoints):
+        missing.append("--pose or --pose_keypoints")
+    if missing:
+        raise cli.UsageError(f"{mode}: {', '.join(missing)} required.")
     request = Request(
-        mode=argv[1], stage2_dirs=tuple(FLAGS.stage2_dir), out=FLAGS.out, stage1_dir=FLAGS.stage1_dir,
+        mode=mode, stage2_dirs=tuple(FLAGS.stage2_dir), out=FLAGS.out, stage1_dir=FLAGS.stage1_dir,
         data_dir=FLAGS.data_dir, n=FLAGS.n, seed=FLAGS.seed, factors=tuple(FLAGS.factors), parts=tuple(FLAGS.parts),
-        factor=FLAGS.factor, images={k: FLAGS[k].value for k in names},
-        keypoints={k: FLAGS[f"{k}_keypoints"].value for k in names}, steps=FLAGS.steps, method=FLAGS.method,
+        factor=FLAGS.factor, images={k: FLAGS[k].value for k in IMAGE_FLAGS},
+        keypoints={k: FLAGS[f"{k}_keypoints"].value for k in IMAGE_FLAGS}, frames=FLAGS.frames, method=FLAGS.method,
         invert_steps=FLAGS.invert_steps, save_npz=FLAGS.save_npz)
-    try:
-        written = run(request)
-    except (ValueError, RunDirectoryError) as error:
-        print(f"generate: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    for path in written:
+    for path in run(request):
         print(f"Wrote {path}")
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

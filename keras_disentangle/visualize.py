@@ -19,10 +19,10 @@ import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
-from keras_disentangle import configs, data, geometry
+from keras_disentangle import cli, configs, data, geometry
 
 ROI_COLOURS = (
     (230, 25, 75), (245, 130, 48), (255, 225, 25), (60, 180, 75), (70, 240, 240), (0, 130, 200),
@@ -332,14 +332,8 @@ def write_dataset_sheet(data_dir: str, cfg: configs.Config, out: str, n: int = 1
 
 
 def _dataset_mode(flag_values: flags.FlagValues) -> str:
-    if not flag_values.data_dir or not flag_values.out:
-        raise app.UsageError("dataset mode needs --data_dir and --out.")
     cfg = configs.get_config(flag_values.dataset, flag_values.scale)
-    try:
-        count = write_dataset_sheet(
-            flag_values.data_dir, cfg, flag_values.out, flag_values.n, flag_values.split)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
+    count = write_dataset_sheet(flag_values.data_dir, cfg, flag_values.out, flag_values.n, flag_values.split)
     return f"wrote {flag_values.out}: {count} {flag_values.split} examples of {flag_values.data_dir}"
 
 
@@ -348,23 +342,19 @@ MODES: dict[str, Callable[[flags.FlagValues], str]] = {
 }
 
 
-def _define_flags() -> None:
-    # Defined only when run as a program, so that importing this module next to other command-line
-    # modules (bench, train) cannot clash on shared flag names.
+def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Directory of TFRecord shards.")
     flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "Preset dataset.")
     flags.DEFINE_enum("scale", "full", list(configs.SCALES), "Preset scale (sets the image size).")
     flags.DEFINE_string("split", "train", "Shard prefix to read.")
     flags.DEFINE_string("out", None, "PNG file to write.")
-    flags.DEFINE_integer("n", 16, "Examples on the sheet.")
+    flags.DEFINE_integer("n", 16, "Examples on the sheet.", lower_bound=1)
+    flags.mark_flags_as_required(["data_dir", "out"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[1] not in MODES:
-        raise app.UsageError(f"Expected one mode argument from {sorted(MODES)}, got {argv[1:]}.")
-    print(MODES[argv[1]](flags.FLAGS))
+    print(MODES[cli.mode(argv, list(MODES))](flags.FLAGS))
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

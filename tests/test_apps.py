@@ -155,8 +155,8 @@ def _names(synthetic_root, count):
     ("swap", {"factors": ("fg",), "parts": ("upper_body", "legs")}),
     ("transfer", {}),
     ("transfer", {"keypoints_only": True}),
-    ("interpolate", {"factor": "bg", "steps": 3}),
-    ("invert_interpolate", {"steps": 3, "invert_steps": 10}),
+    ("interpolate", {"factor": "bg", "frames": 3}),
+    ("invert_interpolate", {"frames": 3, "invert_steps": 10}),
 ])
 def test_generate_modes_write_labelled_grids(mode, extra, models, stage2_runs, synthetic_root, synthetic_records,
                                              tmp_path):

@@ -127,16 +127,16 @@ def test_model_metrics_refuse_folders():
         report.EvalOptions(metrics=("ssim", "leakage")).validate(folders=True)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--metrics=ssim,bogus", "--logdir=x", "--data_dir=y"], "--metrics"),
-    (["--metrics=is", "--logdir=x", "--data_dir=y"], "--inception_weights="),
-    (["--generated_dir=x"], "--generated_dir and --target_dir go together"),
-    (["--metrics=ssim", "--logdir={empty}", "--data_dir=y"], "not a training run directory"),
+@pytest.mark.parametrize("args, code, message", [
+    (["--metrics=ssim,bogus", "--stage1_dir=x", "--data_dir=y"], 2, "--metrics"),
+    (["--metrics=is", "--stage1_dir=x", "--data_dir=y"], 2, "--inception_weights="),
+    (["--generated_dir=x"], 2, "--generated_dir and --target_dir go together"),
+    (["--metrics=ssim", "--stage1_dir={empty}", "--data_dir=y"], 1, "not a training run directory"),
 ])
-def test_bad_flags_exit_2_with_one_line(args, message, tmp_path):
+def test_bad_command_lines_exit_with_one_line(args, code, message, tmp_path):
     args = [a.format(empty=tmp_path) for a in args]
     result = _evaluate(*args, timeout=120)
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == code, result.stderr[-2000:]
     lines = _error_lines(result.stderr)
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
 
@@ -146,7 +146,7 @@ def test_bad_flags_exit_2_with_one_line(args, message, tmp_path):
 @pytest.mark.slow
 def test_evaluate_end_to_end_on_a_stage1_run(stage1_run, synthetic_records, tmp_path):
     out = tmp_path / "eval" / "report.json"
-    result = _evaluate(f"--logdir={stage1_run}", f"--data_dir={synthetic_records}", "--task=transfer", "--n=6",
+    result = _evaluate(f"--stage1_dir={stage1_run}", f"--data_dir={synthetic_records}", "--task=transfer", "--n=6",
                        "--metrics=ssim,mask_ssim,gt_swap,leakage,saliency", "--mask_from=source",
                        "--leakage_n=1", "--leakage_projections=2", "--saliency_n=2", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -39,9 +39,9 @@ import zlib  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from keras_disentangle import records  # noqa: E402
+from keras_disentangle import cli, records  # noqa: E402
 from tfrecords import deepfashion, market, synthetic_reader  # noqa: E402
 from tfrecords.market import BadInput, Pair, Reason, Split  # noqa: E402
 
@@ -247,7 +247,6 @@ def build(
 
 
 def define_flags() -> None:
-    """Defines the CLI flags (only when run as a program, so importing this module defines none)."""
     flags.DEFINE_enum("dataset", None, list(READERS), "Dataset layout of --root.")
     flags.DEFINE_string("root", None, "Dataset folder.")
     flags.DEFINE_string("out", None, "Output folder for the TFRecords.")
@@ -262,13 +261,13 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_positional(argv)
     options = flags.FLAGS
     try:
         summary = build(options.dataset, options.root, options.out, options.splits, options.shards,
                         options.skip_bad, options.progress_every)
     except BadInput as error:
+        # The report is `FILE:ROW: what is wrong`, which names the place better than a tool prefix.
         print(error, file=sys.stderr)
         return 1
     print(summary.report())
@@ -276,5 +275,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

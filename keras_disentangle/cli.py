@@ -1,0 +1,96 @@
+"""The command-line convention every tool of the project follows.
+
+* Flags are absl flags, defined in the tool's `define_flags()`, which `run` calls only when the
+  module runs as a program (so importing a tool as a library defines nothing). Choices are
+  `flags.DEFINE_enum`, required flags are marked with `flags.mark_flag_as_required`, so both show in
+  `--help` and fail while parsing.
+* Exit codes: 2 for a usage error (an unknown or malformed flag, a missing required flag, a stray
+  or unknown positional argument, a bad combination of flags: `UsageError`); 1 for a runtime error
+  (a missing file or run directory, bad data: `ValueError`, `OSError`). Either is one line on stderr,
+  `<tool>: error: <message>`, with no traceback and no flag dump.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from absl import app, flags
+
+USAGE = 2
+RUNTIME = 1
+
+
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit code 2."""
+
+
+def fail(prog: str, message: object, code: int) -> None:
+    """Prints `prog: error: <first line of message>` to stderr and exits with `code`."""
+    lines = str(message).strip().splitlines() or [type(message).__name__]
+    print(f"{prog}: error: {lines[0]}", file=sys.stderr)
+    sys.exit(code)
+
+
+def no_positional(argv: Sequence[str]) -> None:
+    """Raises UsageError for positional arguments after the program name."""
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
+def mode(argv: Sequence[str], modes: Sequence[str]) -> str:
+    """The one positional argument, which must be one of `modes`; raises UsageError otherwise."""
+    if len(argv) != 2 or argv[1] not in modes:
+        raise UsageError(f"expected one mode from {', '.join(modes)}, got {' '.join(argv[1:]) or 'none'}.")
+    return argv[1]
+
+
+def run(main: Callable[[list[str]], int | None], define_flags: Callable[[], None] | None = None,
+        argv: Sequence[str] | None = None) -> None:
+    """Defines the tool's flags, parses `argv` (default `sys.argv`) and runs `main` by the convention.
+
+    Never returns: exits with what `main` returns (0 for None), 2 on a usage error, 1 on a runtime error.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    prog = os.path.basename(argv[0]) if argv else "keras_disentangle"
+    if define_flags is not None:
+        define_flags()
+
+    def parse(arguments: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(arguments)
+        except flags.Error as error:
+            fail(prog, error, USAGE)
+
+    def checked(arguments: list[str]) -> int | None:
+        try:
+            return main(arguments)
+        except (UsageError, app.UsageError) as error:
+            fail(prog, error, USAGE)
+        except (ValueError, OSError) as error:
+            fail(prog, error, RUNTIME)
+
+    app.run(checked, argv=argv, flags_parser=parse)
+
+
+def _entry(module_name: str) -> Callable[[], None]:
+    """A console-script entry point (pyproject.toml) that runs the tool `module_name` by `run`."""
+
+    def entry() -> None:
+        module = importlib.import_module(module_name)
+        run(module.main, getattr(module, "define_flags", None))
+
+    entry.__name__ = module_name.rsplit(".", 1)[-1]
+    return entry
+
+
+export = _entry("keras_disentangle.export")
+generate = _entry("keras_disentangle.generate")
+demo = _entry("keras_disentangle.demo")
+visualize = _entry("keras_disentangle.visualize")
+sampling = _entry("keras_disentangle.metrics.sampling")
+fid_weights = _entry("keras_disentangle.metrics.fid_weights")
+synthetic = _entry("tfrecords.synthetic")
+build = _entry("tfrecords.build")

@@ -1,0 +1,84 @@
+"""Every command-line tool follows `keras_disentangle.cli`: exit 2 and one line for a bad flag, exit 1
+and one line for a missing input, never a traceback.
+
+The tools run in this process through the same `cli.run` as `python -m`, so TensorFlow loads once
+for the whole table rather than once per tool; their flags are removed again after each run.
+"""
+
+import importlib
+import importlib.util
+import pathlib
+
+import pytest
+from absl import flags
+
+from keras_disentangle import cli
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+MISSING = "/nonexistent/keras-disentangle"
+
+# tool -> (positional arguments, arguments naming inputs that do not exist, or None when the tool reads
+# no input and writes only: then an output below a regular file stands for the missing input).
+TOOLS = {
+    "train.py": ([], [f"--data_dir={MISSING}", "--logdir={tmp}/run"]),
+    "evaluate.py": ([], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}"]),
+    "keras_disentangle.export": ([], [f"--stage1_dir={MISSING}", "--out={tmp}/saved"]),
+    "keras_disentangle.generate": (["sample"], [f"--stage2_dir={MISSING}", "--out={tmp}"]),
+    "keras_disentangle.demo": (["stage1"], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}", "--out_dir={tmp}"]),
+    "keras_disentangle.visualize": (["dataset"], [f"--data_dir={MISSING}", "--out={tmp}/sheet.png"]),
+    "keras_disentangle.metrics.sampling": ([], [f"--stage2_dir={MISSING}", f"--data_dir={MISSING}"]),
+    "keras_disentangle.metrics.fid_weights": ([], None),
+    "tfrecords.build": ([], ["--dataset=market", f"--root={MISSING}", "--out={tmp}/records"]),
+    "tfrecords.synthetic": ([], ["--out={file}/synthetic", "--ids=2", "--images_per_id=1"]),
+}
+
+
+def _load(tool: str):
+    if tool.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(f"cli_{tool[:-3]}", REPO_ROOT / tool)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # a script defines its flags in its body
+        return module
+    return importlib.import_module(tool)
+
+
+def _run(tool: str, argv: list[str], capsys) -> tuple[int, list[str]]:
+    """Runs `tool` with `argv` as its command line; returns the exit code and the stderr lines."""
+    defined = set(flags.FLAGS)
+    try:
+        module = _load(tool)
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(module.main, getattr(module, "define_flags", None), [tool, *argv])
+    finally:
+        for name in set(flags.FLAGS) - defined:
+            delattr(flags.FLAGS, name)
+        flags.FLAGS.unparse_flags()
+    return exit_info.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_bad_flag_exits_2_with_one_line(tool, capsys):
+    positional, _ = TOOLS[tool]
+    code, lines = _run(tool, [*positional, "--no_such_flag=1"], capsys)
+    assert code == cli.USAGE, lines
+    assert len(lines) == 1 and "no_such_flag" in lines[0], lines
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_stray_argument_exits_2_with_one_line(tool, capsys):
+    positional, inputs = TOOLS[tool]
+    code, lines = _run(tool, [*positional, "stray", *(inputs or ["--out=x"])], capsys)
+    assert code == cli.USAGE, lines
+    assert len(lines) == 1 and "stray" in lines[0], lines
+
+
+@pytest.mark.parametrize("tool", sorted(t for t, (_, inputs) in TOOLS.items() if inputs))
+def test_missing_input_exits_1_with_one_line(tool, capsys, tmp_path):
+    positional, inputs = TOOLS[tool]
+    regular_file = tmp_path / "file"
+    regular_file.write_text("")
+    argv = [a.format(tmp=tmp_path, file=regular_file) for a in inputs]
+    code, lines = _run(tool, [*positional, *argv], capsys)
+    assert code == cli.RUNTIME, lines
+    assert len(lines) == 1 and ("nonexistent" in lines[0] or str(regular_file) in lines[0]), lines
+    assert "Traceback" not in "\n".join(lines)
