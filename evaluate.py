@@ -5,16 +5,13 @@
       --out=report.json
   python evaluate.py --generated_dir=DIR --target_dir=DIR [--mask_dir=DIR] --metrics=ssim,fid ...
 
-Metrics (protocols in keras_disentangle/metrics/report.py and the README's table):
-  ssim, mask_ssim  per-image SSIM of generated vs target; --ssim_protocol=original (the paper's:
-                   gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit); mask-SSIM masks
-                   both with the target's body mask (--mask_from=source reproduces the original).
-  is, mask_is      Inception Score, 10 splits (--inception_weights=Keras InceptionV3 .h5).
-  fid              FID on the 2015 Inception pool-3 features (--fid_weights=.npz); the real set is
-                   the first n images of the split, its statistics cached in --cache_dir.
-  gt_swap          swaps and pose transfer against the synthetic set's exact ground truth.
-  leakage          share of each appearance code's Jacobian mass inside its own region; PNG grid.
-  saliency         saliency / Grad-CAM of D1 and the encoders; PNG grid.
+  python evaluate.py --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
+      --stage2_dir=runs/s2-pose --data_dir=out/records --metrics=sampling,inversion
+
+Metrics: `--help` lists them with their flags. Each is one module of keras_disentangle/metrics/suite/
+registered in keras_disentangle/metrics/registry.py, which holds its protocol: image metrics (ssim,
+mask_ssim, is, mask_is, fid) on a model's output or on folders, model metrics on a stage-I run
+(gt_swap, leakage, saliency), stage-II metrics on --stage2_dir runs (sampling, inversion).
 """
 
 from __future__ import annotations
@@ -33,53 +30,50 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    from keras_disentangle.metrics.report import METRICS, TASKS  # noqa: PLC0415
+    from keras_disentangle.metrics import registry  # noqa: PLC0415 (loads no TensorFlow)
 
+    metrics = registry.metrics()
+    defaults = registry.EvalOptions
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.")
-    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory (repeat per factor): --task=sample and "
-                              "the sampled-factor checks of gt_swap.")
+    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory (repeat per factor): --task=sample, the "
+                              "stage-II metrics and the sampled-factor checks of gt_swap.")
     flags.DEFINE_string("data_dir", None, "TFRecords written by `python -m tfrecords.build`.")
     flags.DEFINE_enum("dataset", None, ["market", "deepfashion", "synthetic"],
                       "Optional check: the dataset the run must have been trained on.")
     flags.DEFINE_string("generated_dir", None, "Score this folder of images instead of a model's output.")
     flags.DEFINE_string("target_dir", None, "With --generated_dir: the targets, matched by file name.")
     flags.DEFINE_string("mask_dir", None, "With --generated_dir: body masks (nonzero = body), by file name.")
-    flags.DEFINE_list("metrics", ["ssim", "mask_ssim"], "Comma-separated subset of: " + ", ".join(METRICS) + ".")
-    flags.register_validator("metrics", lambda names: bool(names) and set(names) <= set(METRICS),
-                             message=f"--metrics takes a comma-separated subset of {','.join(METRICS)}")
-    flags.DEFINE_enum("task", "transfer", list(TASKS), "reconstruct, transfer (pose transfer on the pairs file) "
-                      "or sample (every factor from stage II's mappers; needs --stage2_dir).")
-    flags.DEFINE_string("split", "test", "Which split's records to evaluate on.")
-    flags.DEFINE_integer("n", 200, "How many images (or pairs) to score.", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Seed of the gt_swap pair draw and of the leakage estimator.")
-    flags.DEFINE_integer("batch_size", 32, "Images per model call.", lower_bound=1)
-    flags.DEFINE_enum("ssim_protocol", "original", ["original", "gaussian"],
-                      "original (the paper's) or gaussian (Pose-Transfer toolkit).")
-    flags.DEFINE_enum("mask_from", "target", ["target", "source"], "Whose body mask mask_ssim/mask_is use: "
-                      "target, or source (the original code's bug, to reproduce its numbers).")
-    flags.DEFINE_string("inception_weights", None, "Keras InceptionV3 ImageNet weights (.h5), for is/mask_is.")
-    flags.DEFINE_string("fid_weights", None, "FID Inception weights (.npz from "
-                        "`python -m keras_disentangle.metrics.fid_weights`), for fid.")
+    flags.DEFINE_list("metrics", ["ssim", "mask_ssim"], "Comma-separated subset of: " + "; ".join(
+        f"{name} ({metric.help})" for name, metric in metrics.items()) + ".")
+    flags.register_validator("metrics", lambda names: bool(names) and set(names) <= set(metrics),
+                             message=f"--metrics takes a comma-separated subset of {','.join(metrics)}")
+    flags.DEFINE_enum("task", defaults.task, list(registry.TASKS), "reconstruct, transfer (pose transfer on the "
+                      "pairs file) or sample (every factor from stage II's mappers; needs --stage2_dir).")
+    flags.DEFINE_string("split", defaults.split, "Which split's records to evaluate on.")
+    flags.DEFINE_integer("n", defaults.n, "How many images (or pairs) to score.", lower_bound=1)
+    flags.DEFINE_integer("seed", defaults.seed, "Seed of every random draw (gt_swap pairs, leakage tangents, ...).")
+    flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per model call.", lower_bound=1)
     flags.DEFINE_string("cache_dir", None, "Where FID real statistics are cached (default: STAGE1_DIR/fid_stats).")
-    flags.DEFINE_integer("leakage_n", 8, "Images the leakage maps are computed on.", lower_bound=1)
-    flags.DEFINE_integer("leakage_projections", 0, "0: exact Jacobian norms; K: Hutchinson estimate, K tangents.",
-                         lower_bound=0)
-    flags.DEFINE_integer("saliency_n", 8, "Images in the saliency grid.", lower_bound=1)
     flags.DEFINE_string("out", None, "Where to write the JSON report (default: STAGE1_DIR/report.json); PNG grids "
                         "go beside it.")
+    for flag in registry.metric_flags().values():
+        if flag.choices:
+            flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help)
+        else:
+            getattr(flags, f"DEFINE_{flag.kind}")(flag.name, flag.default, flag.help,
+                                                  **({"lower_bound": flag.lower_bound} if flag.lower_bound is not None
+                                                     else {}))
 
 
 def _options(folders: bool):
-    from keras_disentangle.metrics import report  # noqa: PLC0415
+    from keras_disentangle.metrics import registry  # noqa: PLC0415
 
     out = FLAGS.out or rundir.report_path(FLAGS.stage1_dir or FLAGS.generated_dir)
     cache_dir = FLAGS.cache_dir or (None if folders else rundir.fid_cache_dir(FLAGS.stage1_dir))
-    options = report.EvalOptions(
+    options = registry.EvalOptions(
         metrics=tuple(FLAGS.metrics), task=FLAGS.task, n=FLAGS.n, seed=FLAGS.seed, split=FLAGS.split,
-        batch_size=FLAGS.batch_size, ssim_protocol=FLAGS.ssim_protocol, mask_from=FLAGS.mask_from,
-        inception_weights=FLAGS.inception_weights, fid_weights=FLAGS.fid_weights, cache_dir=cache_dir,
-        out_dir=os.path.dirname(os.path.abspath(out)), leakage_n=FLAGS.leakage_n,
-        leakage_projections=FLAGS.leakage_projections, saliency_n=FLAGS.saliency_n)
+        batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=os.path.dirname(os.path.abspath(out)),
+        params={name: FLAGS[name].value for name in registry.metric_flags()})
     options.validate(folders, stage2=bool(FLAGS.stage2_dir))
     return options, out
 
@@ -99,13 +93,13 @@ def main(argv):
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
 
-    from keras_disentangle.metrics import report  # noqa: PLC0415
+    from keras_disentangle.metrics import registry, report  # noqa: PLC0415
 
     header = {"command": " ".join(sys.argv), "task": options.task, "split": options.split, "n": options.n,
-              "seed": options.seed, "ssim_protocol": options.ssim_protocol, "mask_from": options.mask_from,
-              "versions": report.versions()}
+              "seed": options.seed, **options.params, "versions": report.versions()}
     cfg = stage1 = stage2 = None
-    needs_images = any(m in report.IMAGE_METRICS for m in options.metrics)
+    registered = registry.metrics()
+    needs_images = any(registry.Needs.IMAGES in registered[m].needs for m in options.metrics)
     if folders:
         images = report.folder_images(FLAGS.generated_dir, FLAGS.target_dir, FLAGS.mask_dir, options.n)
         header.update(generated_dir=FLAGS.generated_dir, target_dir=FLAGS.target_dir, mask_dir=FLAGS.mask_dir)
@@ -136,8 +130,9 @@ def main(argv):
         real_images = lambda: to_uint8(load_examples(FLAGS.data_dir, cfg, options.split, options.n)["image"])  # noqa: E731
     header["description"] = images.description if images else f"model metrics on the '{options.split}' split"
     header["pairs"] = images.pairs if images else None
-    header["metrics"] = report.evaluate(options, images=images, real_images=real_images, real_key=real_key,
-                                        cfg=cfg, stage1=stage1, data_dir=FLAGS.data_dir, stage2=stage2)
+    header["metrics"] = report.evaluate(registry.Inputs(
+        options, images=images, real_images=real_images, real_key=real_key, cfg=cfg, stage1=stage1, stage2=stage2,
+        data_dir=FLAGS.data_dir))
     print(report.format_table(header))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:

@@ -26,7 +26,6 @@ TOOLS = {
     "keras_disentangle.generate": (["sample"], [f"--stage2_dir={MISSING}", "--out={tmp}"]),
     "keras_disentangle.demo": (["stage1"], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}", "--out_dir={tmp}"]),
     "keras_disentangle.visualize": (["dataset"], [f"--data_dir={MISSING}", "--out={tmp}/sheet.png"]),
-    "keras_disentangle.metrics.sampling": ([], [f"--stage2_dir={MISSING}", f"--data_dir={MISSING}"]),
     "keras_disentangle.metrics.fid_weights": ([], None),
     "tfrecords.build": ([], ["--dataset=market", f"--root={MISSING}", "--out={tmp}/records"]),
     "tfrecords.synthetic": ([], ["--out={file}/synthetic", "--ids=2", "--images_per_id=1"]),

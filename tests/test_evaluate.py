@@ -1,4 +1,5 @@
-"""Tests for evaluate.py and keras_disentangle.metrics.report: known answers, flags, end to end."""
+"""Tests for evaluate.py, keras_disentangle.metrics.report and the registered metrics: known answers,
+flags, end to end."""
 
 import json
 import os
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_disentangle.metrics import report
+from keras_disentangle.metrics import registry, report
+from keras_disentangle.metrics.suite import fid, inception_score, mask_inception_score, ssim
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
@@ -61,11 +63,10 @@ def test_folder_images_match_by_name_and_score_like_image_metrics(tmp_path, rng)
     _write_folder(tmp_path / "gen", generated)
     _write_folder(tmp_path / "tgt", targets)
     images = report.folder_images(str(tmp_path / "gen"), str(tmp_path / "tgt"))
-    options = report.EvalOptions(metrics=("ssim",), n=3)
-    result = report.ssim_metric(images, options)
-    from keras_disentangle.metrics.image import ssim
+    result = ssim.compute(registry.Inputs(registry.EvalOptions(metrics=("ssim",), n=3), images=images))
+    from keras_disentangle.metrics import image
 
-    assert result["value"] == pytest.approx(ssim(generated, targets, "original").mean())
+    assert result["value"] == pytest.approx(image.ssim(generated, targets, "original").mean())
     (tmp_path / "tgt" / "002.png").unlink()
     with pytest.raises(ValueError, match="no file '002.png'"):
         report.folder_images(str(tmp_path / "gen"), str(tmp_path / "tgt"))
@@ -79,11 +80,11 @@ def test_inception_score_of_uniform_logits_is_one_and_mask_is_masks():
         seen.append(batch)
         return np.zeros((len(batch), 1000))
 
-    result = report.inception_score(images, classifier)
+    result = inception_score.inception_score(images, classifier)
     assert result["value"] == pytest.approx(1.0) and result["std"] == pytest.approx(0.0) and result["n"] == 20
     masks = np.zeros((20, 8, 8, 1))
     masks[:, :4] = 1.0
-    masked = report.masked_images(images, masks)
+    masked = mask_inception_score.masked_images(images, masks)
     assert masked[:, :4].min() == 200 and masked[:, 4:].max() == 0
 
 
@@ -97,13 +98,13 @@ def test_fid_of_a_set_with_itself_is_zero_and_real_statistics_are_cached(tmp_pat
 
     key = {"dataset": "synthetic", "split": "test", "n": 64, "size": [64, 32]}
     stats, path = report.cached_statistics(str(tmp_path), key, compute)
-    assert report.fid_value(features, stats) == pytest.approx(0.0, abs=1e-6)
+    assert fid.fid_value(features, stats) == pytest.approx(0.0, abs=1e-6)
     again, same_path = report.cached_statistics(str(tmp_path), key, compute)
     assert calls == [1] and same_path == path and "synthetic-test-64" in os.path.basename(path)
     np.testing.assert_allclose(again["sigma"], stats["sigma"])
     _, other = report.cached_statistics(str(tmp_path), dict(key, n=32), lambda: features[:32])
     assert other != path
-    assert report.fid_value(features + 1.0, stats) == pytest.approx(8.0, rel=1e-6)
+    assert fid.fid_value(features + 1.0, stats) == pytest.approx(8.0, rel=1e-6)
 
 
 # --- Flags -----------------------------------------------------------------------------------
@@ -112,19 +113,34 @@ def test_fid_of_a_set_with_itself_is_zero_and_real_statistics_are_cached(tmp_pat
     ({"metrics": ("bogus",)}, "--metrics"),
     ({"metrics": ("is",)}, "keras.applications.InceptionV3(weights='imagenet')"),
     ({"metrics": ("fid",)}, "python -m keras_disentangle.metrics.fid_weights"),
-    ({"metrics": ("ssim",), "ssim_protocol": "fancy"}, "--ssim_protocol=fancy"),
-    ({"metrics": ("mask_ssim",), "mask_from": "both"}, "--mask_from=both"),
+    ({"metrics": ("ssim",), "params": {"ssim_protocol": "fancy"}}, "--ssim_protocol=fancy"),
+    ({"metrics": ("mask_ssim",), "params": {"mask_from": "both"}}, "--mask_from=both"),
+    ({"metrics": ("leakage",), "params": {"leakage_n": 0}}, "--leakage_n=0"),
     ({"metrics": ("ssim",), "task": "sample"}, "--stage2_dir"),
+    ({"metrics": ("sampling",)}, "--stage2_dir"),
     ({"metrics": ("is",), "n": 5}, "n >= 10"),
 ])
 def test_options_reject_bad_settings_naming_the_flag(fields, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        report.EvalOptions(**fields).validate(folders=False)
+        registry.EvalOptions(**fields).validate(folders=False)
 
 
 def test_model_metrics_refuse_folders():
     with pytest.raises(ValueError, match="need a model"):
-        report.EvalOptions(metrics=("ssim", "leakage")).validate(folders=True)
+        registry.EvalOptions(metrics=("ssim", "leakage")).validate(folders=True)
+
+
+def test_every_registered_metric_declares_itself_and_loads_no_tensorflow():
+    """The registry is read before the flags are parsed: it must stay light."""
+    code = ("import sys; from keras_disentangle.metrics import registry; m = registry.metrics(); "
+            "assert list(m) == [x.METRIC.name for x in map(__import__('importlib').import_module, "
+            "['keras_disentangle.metrics.suite.' + n for n in registry.MODULES])]; "
+            "assert all(x.help and x.needs and callable(x.compute) for x in m.values()); "
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow loaded'; print(','.join(m))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [",".join(registry.metrics())]
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -1,8 +1,9 @@
 """How good stage II is: sampled embeddings against real ones, sampled poses against bodies, and
-inverse interpolation's endpoints against the stage-I reconstructions.
+inverse interpolation's endpoints against the stage-I reconstructions. `evaluate.py` runs them as
+the metrics `sampling` and `inversion` (`metrics/suite/`):
 
-  python -m keras_disentangle.metrics.sampling --stage2_dir=DIR [--stage2_dir=DIR ...] \\
-      --data_dir=DIR [--stage1_dir=DIR] [--n=1000] [--out=report.json]
+  python evaluate.py --stage1_dir=DIR --stage2_dir=DIR [--stage2_dir=DIR ...] --data_dir=DIR \\
+      --metrics=sampling,inversion [--sampling_n=1000]
 
 * Frechet distance of embeddings, per factor: Phi(z) against the stage-I embeddings of held-out
   (test) images, with `inception.fid_from_activations` on the K-d embeddings instead of Inception
@@ -18,18 +19,15 @@ inverse interpolation's endpoints against the stage-I reconstructions.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import flags
-
-from keras_disentangle import apps, cli, configs, data, geometry
+from keras_disentangle import apps, configs, data, geometry
 from keras_disentangle.metrics import image as image_metrics
 from keras_disentangle.metrics.inception import fid_from_activations
 from keras_disentangle.models.mapper import build_mapper
-from keras_disentangle.runtime import Stage2Serving, encode_factor, load_stage2, sample_noise
+from keras_disentangle.runtime import Stage2Serving, encode_factor, sample_noise
 
 # Joints (a, b, c): the angle at b between the bones b->a and b->c (shoulders, elbows, hips,
 # knees), in OpenPose-18 indices.
@@ -184,34 +182,3 @@ def inversion_report(models: Stage2Serving, data_dir: str, n: int = 16, invert_s
               "ssim_reconstruction_vs_image": float(image_metrics.ssim(reconstructions, images).mean())}
     report.update({k: float(np.mean(v)) for k, v in out.items() if k.startswith("relative_error_")})
     return report
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    flags.DEFINE_multi_string("stage2_dir", None, "A stage-II run directory; repeat once per factor.")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name).")
-    flags.DEFINE_string("data_dir", None, "TFRecords with test and train splits.")
-    flags.mark_flags_as_required(["stage2_dir", "data_dir"])
-    flags.DEFINE_integer("n", 1000, "Sampled embeddings per factor.", lower_bound=2)
-    flags.DEFINE_integer("inversions", 16, "Test image pairs for inverse interpolation.", lower_bound=1)
-    flags.DEFINE_integer("invert_steps", 300, "Gradient steps per inversion.", lower_bound=0)
-    flags.DEFINE_integer("seed", 0, "Random seed.")
-    flags.DEFINE_string("out", None, "Optional JSON file for the report.")
-
-
-def main(argv):
-    cli.no_positional(argv)
-    models = load_stage2(FLAGS.stage2_dir, FLAGS.stage1_dir)
-    report = {"sampling": sampling_report(models, FLAGS.data_dir, FLAGS.n, FLAGS.seed),
-              "inversion": inversion_report(models, FLAGS.data_dir, FLAGS.inversions, FLAGS.invert_steps, FLAGS.seed)}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if FLAGS.out:
-        with open(FLAGS.out, "w") as f:
-            f.write(text + "\n")
-
-
-if __name__ == "__main__":
-    cli.run(main, define_flags)

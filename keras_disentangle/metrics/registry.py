@@ -1,0 +1,197 @@
+"""The metrics `evaluate.py` can run: one module per metric in `metrics/suite/`, listed in `MODULES`.
+
+A metric module declares `METRIC = Metric(...)`: its name, what it needs (`Needs`), its own flags
+(`Flag`, defined by `evaluate.py` for every registered metric), a check of the settings that runs
+before anything heavy, and its computation `compute(inputs) -> dict` (`value`, `n`, `protocol`, and
+whatever else it reports). Adding a metric is one module in `suite/` and its name in `MODULES`.
+
+This module and the metric modules load no TensorFlow at import: `evaluate.py` reads the registry to
+define its flags before it parses them. The computations import what they use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+# Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
+MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "gt_swap", "leakage",
+           "saliency", "sampling", "inversion")
+TASKS = ("reconstruct", "transfer", "sample")
+
+
+class Needs(str, enum.Enum):
+    """What a metric reads besides the settings."""
+
+    IMAGES = "images"  # an image set: a model's output (--task) or --generated_dir;
+    TARGETS = "targets"  # ... with a real target photo per image (not --task=sample);
+    STAGE1 = "stage1"  # a stage-I run (--stage1_dir), not folders;
+    STAGE2 = "stage2"  # stage-II runs (--stage2_dir, one per factor).
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A metric's own command-line flag (absl `DEFINE_<kind>`); `choices` makes it an enum."""
+
+    name: str
+    kind: str  # "string", "integer" or "enum"
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    lower_bound: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """The settings of one evaluation.
+
+    Attributes:
+      metrics: tuple of str. Registered metric names.
+      task: str. `reconstruct`, `transfer` or `sample` (see `metrics.report`).
+      n: int. Images (or pairs) to score.
+      seed: int. Seed of every random draw.
+      split: str. Records split.
+      batch_size: int. Images per model call.
+      cache_dir: str or None. Where FID real statistics are cached (None: not cached).
+      out_dir: str. Where PNG grids are written.
+      params: the metrics' own flags by name (`Flag.default` for those not given).
+    """
+
+    metrics: tuple[str, ...]
+    task: str = "transfer"
+    n: int = 200
+    seed: int = 0
+    split: str = "test"
+    batch_size: int = 32
+    cache_dir: str | None = None
+    out_dir: str = "."
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        # A metric's flag reads like a field: options.ssim_protocol.
+        flag = metric_flags().get(name)
+        if flag is None:
+            raise AttributeError(name)
+        return self.params.get(name, flag.default)
+
+    def validate(self, folders: bool, stage2: bool = False) -> None:
+        """Checks the settings before anything heavy runs.
+
+        Args:
+          folders: bool. Whether images come from `--generated_dir/--target_dir` (no model).
+          stage2: bool. Whether stage-II runs are loaded (`--stage2_dir`).
+
+        Raises:
+          ValueError: one line naming the setting, the value and what is expected.
+        """
+        registered = metrics()
+        unknown = [m for m in self.metrics if m not in registered]
+        if unknown or not self.metrics:
+            raise ValueError(f"--metrics: unknown or empty {','.join(unknown)!r}; expected a comma-separated "
+                             f"subset of {','.join(registered)}.")
+        if self.task not in TASKS:
+            raise ValueError(f"--task={self.task}: expected one of {', '.join(TASKS)}.")
+        for name in ("n", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name}={getattr(self, name)}: expected a positive integer.")
+        chosen = [registered[m] for m in self.metrics]
+        for flag in {f.name: f for metric in chosen for f in metric.flags}.values():
+            value = getattr(self, flag.name)
+            if flag.choices and value not in flag.choices:
+                raise ValueError(f"--{flag.name}={value}: expected one of {', '.join(flag.choices)}.")
+            if flag.lower_bound is not None and value < flag.lower_bound:
+                raise ValueError(f"--{flag.name}={value}: expected at least {flag.lower_bound}.")
+        model_only = [m.name for m in chosen if {Needs.STAGE1, Needs.STAGE2} & set(m.needs)]
+        if folders and model_only:
+            raise ValueError(f"--metrics={','.join(model_only)} need a model (--stage1_dir); with "
+                             "--generated_dir/--target_dir only image metrics run.")
+        if self.task == "sample" and (folders or not stage2):
+            raise ValueError("--task=sample: stage-II sampling evaluation needs --stage1_dir and --stage2_dir "
+                             "(one stage-II run per factor).")
+        for metric in chosen:
+            if Needs.STAGE2 in metric.needs and not stage2:
+                raise ValueError(f"--metrics={metric.name} scores stage II: pass --stage2_dir once per factor.")
+            if Needs.TARGETS in metric.needs and self.task == "sample":
+                raise ValueError(f"--metrics={metric.name}: sampled images have no target photo; with "
+                                 "--task=sample use metrics without a target.")
+            if metric.check is not None:
+                metric.check(self)
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What the metrics of one evaluation read (None where the evaluation has no such thing).
+
+    Attributes:
+      options: EvalOptions.
+      images: `report.ImageSet` or None.
+      real_images: () -> uint8 `(n, H, W, 3)`, the real set of FID (called on a cache miss).
+      real_key: dict. Identifies the real set in the FID cache.
+      cfg: Config of the stage-I run.
+      stage1: its `Stage1` networks.
+      stage2: `runtime.Stage2Serving` or None.
+      data_dir: str. TFRecords.
+    """
+
+    options: EvalOptions
+    images: Any = None
+    real_images: Callable[[], Any] | None = None
+    real_key: dict | None = None
+    cfg: Any = None
+    stage1: Any = None
+    stage2: Any = None
+    data_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One registered metric (see the module docstring).
+
+    Attributes:
+      name: str. Its `--metrics` name and its key in the report.
+      help: str. One line for `--help`.
+      needs: tuple of Needs.
+      compute: Inputs -> dict with at least `value` (None for a table or a picture), `n`, `protocol`.
+      flags: its own flags.
+      check: optional EvalOptions -> None raising ValueError, for what only this metric requires.
+      table: optional result -> lines of the plain-text report (default: one line with `value`).
+    """
+
+    name: str
+    help: str
+    needs: tuple[Needs, ...]
+    compute: Callable[[Inputs], dict]
+    flags: tuple[Flag, ...] = ()
+    check: Callable[[EvalOptions], None] | None = None
+    table: Callable[[dict], list[str]] | None = None
+
+
+def metrics() -> dict[str, Metric]:
+    """Every registered metric by name, in `MODULES` order."""
+    found = [importlib.import_module(f"keras_disentangle.metrics.suite.{module}").METRIC for module in MODULES]
+    return {metric.name: metric for metric in found}
+
+
+def metric_flags() -> dict[str, Flag]:
+    """The metrics' own flags by name; metrics that share a flag share its `Flag`."""
+    return {flag.name: flag for metric in metrics().values() for flag in metric.flags}
+
+
+def existing_file(flag: str, path: str | None, how: str) -> None:
+    """Raises ValueError naming `--flag` when `path` is not a file; `how` says how to get it."""
+    if not path or not os.path.isfile(path):
+        raise ValueError(f"--{flag}={path or ''}: {how}")
+
+
+# Flags that several metrics read.
+SSIM_PROTOCOL = Flag("ssim_protocol", "enum", "original",
+                     "original (the paper's: gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit).",
+                     choices=("original", "gaussian"))
+MASK_FROM = Flag("mask_from", "enum", "target", "Whose body mask mask_ssim/mask_is use: target, or source (the "
+                 "original code's bug, to reproduce its numbers).", choices=("target", "source"))
+INCEPTION_WEIGHTS = Flag("inception_weights", "string", None,
+                         "Keras InceptionV3 ImageNet weights (.h5), for is/mask_is.")
