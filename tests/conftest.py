@@ -27,7 +27,7 @@ def fixtures_dir():
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A tiny synthetic set in the Market-1501 layout (8 identities x 4 images), made once."""
-    from keras_disentangle import synthetic
+    from tfrecords import synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
     synthetic.generate(root, ids=8, images_per_id=4, cameras=3, seed=3)

@@ -14,7 +14,8 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_disentangle import records, synthetic
-from tfrecords import deepfashion, market
+from tfrecords import common, deepfashion
+from tfrecords import synthetic as writer
 from tfrecords.build import BadInput, Reason, build
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -312,7 +313,7 @@ def test_duplicate_annotation_row_is_bad(market_copy):
     path = market_copy / MARKET_TEST_CSV
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines + [lines[1]]) + "\n")
-    annotations = market.read_annotation_csv(path)
+    annotations = common.read_annotation_csv(path)
     assert isinstance(annotations.entries[-1], BadInput)
     assert str(annotations.entries[-1]).endswith(f":24: second row for {VICTIM} (first at row 2)")
 
@@ -405,7 +406,7 @@ def test_synthetic_size_comes_from_factors(tmp_path):
 
 def test_generated_synthetic_set_round_trips(tmp_path):
     root = tmp_path / "synthetic"
-    synthetic.generate(root, ids=4, images_per_id=3, height=64, width=32, seed=1)
+    writer.generate(root, ids=4, images_per_id=3, height=64, width=32, seed=1)
     factors = json.loads((root / "factors.json").read_text())
     summary = build("synthetic", root, tmp_path / "out", progress_every=0)
     assert summary.records["train"] + summary.records["test"] == len(

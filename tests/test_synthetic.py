@@ -1,4 +1,5 @@
-"""Tests of the procedural synthetic people (keras_disentangle.synthetic, tfrecords.synthetic)."""
+"""Tests of the procedural synthetic people (keras_disentangle.synthetic) and their dataset writer
+(tfrecords.synthetic)."""
 
 import itertools
 import json
@@ -12,6 +13,8 @@ import pytest
 from PIL import Image
 
 from keras_disentangle import synthetic
+from tfrecords import market, synthetic_reader
+from tfrecords import synthetic as writer
 
 NAME = re.compile(r"^(\d{4})_c([1-9])s([1-9])_(\d{6})_(\d{2})\.jpg$")
 ROW = re.compile(r"^([^:]+\.jpg): (\[[-0-9, ]*\]): (\[[-0-9, ]*\])$")
@@ -38,7 +41,7 @@ def _parse_annotations(path):
 
 
 def _generate(out, seed=3):
-    return synthetic.generate(out, ids=4, images_per_id=3, cameras=3, seed=seed)
+    return writer.generate(out, ids=4, images_per_id=3, cameras=3, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ def test_csv_parser_accepts_the_real_fixtures(fixtures_dir):
 
 def test_layout_names_and_identity_split(dataset):
     root, summary, factors = dataset
-    folders = {f: _folder_names(root, f) for f in synthetic.SPLIT_DIRS}
+    folders = {f: _folder_names(root, f) for f in market.IMAGE_DIRS}
     assert {f: len(n) for f, n in folders.items()} == summary["counts"]
     assert sum(summary["counts"].values()) == 12 == len(factors["images"])
     ids = {}
@@ -79,7 +82,7 @@ def test_layout_names_and_identity_split(dataset):
     assert ids["query"] <= ids["bounding_box_test"]
     assert len(ids["bounding_box_train"]) == len(ids["bounding_box_test"]) == 2
     assert sorted(factors["identities"]) == ["1", "2", "3", "4"]
-    assert factors["format"] == synthetic.FACTORS_FORMAT and (factors["height"], factors["width"]) == SIZE
+    assert factors["format"] == synthetic_reader.FORMAT and (factors["height"], factors["width"]) == SIZE
     json.dumps(factors)  # Every parameter is plain JSON.
 
 
@@ -150,7 +153,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(dataset, tmp_
 def test_render_of_stored_factors_reproduces_the_jpegs(dataset):
     root, _, factors = dataset
     for name, entry in factors["images"].items():
-        folder = next(f for f in synthetic.SPLIT_DIRS if (root / f / name).exists())
+        folder = next(f for f in market.IMAGE_DIRS if (root / f / name).exists())
         stored = np.asarray(Image.open(root / folder / name), np.float64)
         image = synthetic.render(factors["identities"][str(entry["fg_id"])],
                                  factors["backgrounds"][str(entry["bg_id"])], entry["pose"], SIZE)
@@ -248,9 +251,9 @@ def test_backgrounds_vary_by_sequence_around_the_camera(dataset):
 
 def test_generate_rejects_bad_arguments_and_foreign_folders(tmp_path):
     with pytest.raises(ValueError, match="`ids`.*got 1"):
-        synthetic.generate(tmp_path / "a", ids=1)
+        writer.generate(tmp_path / "a", ids=1)
     with pytest.raises(ValueError, match="`cameras`.*got 10"):
-        synthetic.generate(tmp_path / "a", cameras=10)
+        writer.generate(tmp_path / "a", cameras=10)
     (tmp_path / "market" / "query").mkdir(parents=True)
     (tmp_path / "market" / "query" / "0001_c1s1_000001_00.jpg").write_bytes(b"real photo")
     with pytest.raises(ValueError, match="factors.json"):

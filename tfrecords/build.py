@@ -43,7 +43,7 @@ from absl import flags  # noqa: E402
 
 from keras_disentangle import cli, records  # noqa: E402
 from tfrecords import deepfashion, market, synthetic_reader  # noqa: E402
-from tfrecords.market import BadInput, Pair, Reason, Split  # noqa: E402
+from tfrecords.common import SPLITS, BadInput, Pair, Reason, Split  # noqa: E402
 
 __all__ = ["BadInput", "Reason", "Summary", "build"]
 
@@ -256,8 +256,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("progress_every", 1000, "Progress line every this many rows; 0 for none.",
                          lower_bound=0)
     flags.mark_flags_as_required(["dataset", "root", "out"])
-    flags.register_validator("splits", lambda splits: splits is None or set(splits) <= set(market.SPLITS),
-                             message=f"--splits takes names from {', '.join(market.SPLITS)}")
+    flags.register_validator("splits", lambda splits: splits is None or set(splits) <= set(SPLITS),
+                             message=f"--splits takes names from {', '.join(SPLITS)}")
 
 
 def main(argv: Sequence[str]) -> int:

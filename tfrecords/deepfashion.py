@@ -22,9 +22,7 @@ import pathlib
 import re
 
 from keras_disentangle import configs
-from tfrecords.market import Annotation, Reason, Split, open_split, read_annotation_csv
-
-SPLITS = ("train", "test")
+from tfrecords.common import SPLITS, Annotation, Reason, Split, open_split, read_annotation_csv
 
 _GARMENT_KEY = re.compile(r"id\d{10}(?=_)")
 

@@ -1,15 +1,6 @@
-"""Market-1501 reader, and the annotation/pair CSV format that every supported dataset uses.
+"""Market-1501 reader, and the Market-1501 layout the synthetic set is written in.
 
-The public pose-transfer code bases (PG2, Deformable GAN, PATN) ship their keypoints for Market-1501
-and DeepFashion in one format, so the CSV parsing lives here and `deepfashion.py` and
-`synthetic_reader.py` reuse it:
-
-* annotation CSV: the header `name:keypoints_y:keypoints_x`, then one row per image
-  `0002_c1s1_069056_02.jpg: [y0, ..., y17]: [x0, ..., x17]`; 18 integers per list, OpenPose order,
-  -1 for a missing joint.
-* pairs CSV: the header `from,to`, then `source_name,target_name` per row.
-
-Market-1501 layout under the root:
+Layout under the root:
 
 | split | images | annotations | pairs |
 |---|---|---|---|
@@ -17,383 +8,40 @@ Market-1501 layout under the root:
 | test | `bounding_box_test/` | `market-annotation-test.csv` | `market-pairs-test.csv` (optional) |
 
 `query/` is not a split. Person id = the first 4 characters of the file name, camera = the digit
-after `_c` (`0002_c1s1_069056_02.jpg` -> person 2, camera 1).
-
-Problems with one item (a row, an image, a pair) come back as `BadInput` values so that the caller
-decides whether to stop or skip; problems that spoil a whole split (a missing or malformed CSV
-header, a missing image folder) are raised.
+after `_c` (`0002_c1s1_069056_02.jpg` -> person 2, camera 1). The CSV formats and the reader
+machinery are in `common.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import pathlib
 import re
-from typing import Callable, Iterator
-
-import tensorflow as tf
+from typing import Callable
 
 from keras_disentangle import configs
+from tfrecords.common import SPLITS, Annotation, Reason, Split, open_split, read_annotation_csv
 
-ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
-PAIRS_HEADER = "from,to"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-SPLITS = ("train", "test")
-
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_INTEGER = re.compile(r"-?\d+")
+QUERY_DIR = "query"
+# The image folders of the layout: the two splits', then the query folder.
+IMAGE_DIRS = ("bounding_box_train", "bounding_box_test", QUERY_DIR)
 _MARKET_NAME = re.compile(r"(\d{4})_c(\d)")
 
 
-class Reason(str, enum.Enum):
-    """Why an item did not become a record (the keys of the skip counts)."""
-
-    NO_ANNOTATION = "no annotation"
-    BAD_ROW = "bad row"
-    BAD_NAME = "bad name"
-    KEYPOINT_OUTSIDE = "keypoint outside image"
-    MISSING_IMAGE = "missing image"
-    CORRUPT_IMAGE = "corrupt image"
-    WRONG_SIZE = "wrong image size"
-    NO_FACTORS = "no factors"
-    PAIR_WITHOUT_RECORD = "pair without record"
-    BAD_FILE = "bad file"
-
-
-class BadInput(ValueError):
-    """A problem in the input data, located by file and 1-based CSV row.
-
-    `str()` is the one-line report `FILE:ROW: message` (`FILE: message` when no row applies).
-
-    Attributes:
-      file: str. The CSV (or other file) at fault, or the one referencing the image at fault.
-      row: int or None. 1-based line number in `file`; the header is line 1.
-      message: str. What is wrong: the value received and what was expected.
-      reason: Reason. The category counted when the item is skipped.
-    """
-
-    def __init__(self, file, row: int | None, message: str, reason: Reason):
-        self.file = str(file)
-        self.row = row
-        self.message = message
-        self.reason = Reason(reason)
-        location = self.file if row is None else f"{self.file}:{row}"
-        super().__init__(f"{location}: {message}")
-
-
-@dataclasses.dataclass(frozen=True)
-class RawExample:
-    """One image record before serialization; the fields are `records.image_features`' arguments."""
-
-    image: bytes
-    name: str
-    height: int
-    width: int
-    keypoints: tuple[tuple[int, int], ...]
-    person_id: int
-    camera: int = -1
-    fg_id: int = -1
-    bg_id: int = -1
-    factors: bytes = b""
-
-    def features(self) -> dict:
-        """The keyword arguments of `records.serialize_image` (and halves of `serialize_pair`)."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-
-
-@dataclasses.dataclass(frozen=True)
-class Annotation:
-    """One well-formed annotation row. `keypoints` is 18 (y, x) pairs as written in the CSV."""
-
-    name: str
-    keypoints: tuple[tuple[int, int], ...]
-    file: str
-    row: int
-
-    def bad(self, message: str, reason: Reason) -> BadInput:
-        return BadInput(self.file, self.row, message, reason)
-
-
-@dataclasses.dataclass(frozen=True)
-class AnnotationFile:
-    """A parsed annotation CSV.
-
-    Attributes:
-      path: pathlib.Path. The CSV.
-      entries: tuple of Annotation or BadInput, one per data row in file order (blank lines
-        excepted); a BadInput marks a malformed or duplicate row.
-      names: frozenset of str. Every name the rows give, malformed rows included, so that an image
-        whose row is bad is not counted a second time as unannotated.
-    """
-
-    path: pathlib.Path
-    entries: tuple[Annotation | BadInput, ...]
-    names: frozenset[str]
-
-
-@dataclasses.dataclass(frozen=True)
-class Pair:
-    """One row of a pairs CSV: a source and a target image name of the same split."""
-
-    source: str
-    target: str
-    file: str
-    row: int
-
-
-def _read_lines(path: pathlib.Path, header: str) -> Iterator[tuple[int, str]]:
-    """Yields (1-based line number, stripped text) of the non-blank data lines after `header`.
-
-    Raises:
-      BadInput: if the file is missing, is not UTF-8 text, or its first line is not `header`.
-    """
-    try:
-        # utf-8-sig drops a byte-order mark; splitlines() accepts LF and CRLF endings alike.
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise BadInput(path, None, "file does not exist", Reason.BAD_FILE) from None
-    except UnicodeDecodeError as error:
-        raise BadInput(path, None, f"not UTF-8 text ({error.reason} at byte {error.start})",
-                       Reason.BAD_FILE) from None
-    if not lines or lines[0].strip() != header:
-        first = lines[0].strip() if lines else ""
-        raise BadInput(path, 1, f"header is {first!r}, expected {header!r}", Reason.BAD_FILE)
-    for number, line in enumerate(lines[1:], start=2):
-        if line.strip():
-            yield number, line.strip()
-
-
-def _check_name(name: str, field: str, path: pathlib.Path, row: int) -> None:
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise BadInput(path, row, f"{field} {name!r} is not a file name", Reason.BAD_ROW)
-
-
-def _parse_int_list(text: str, field: str, path: pathlib.Path, row: int) -> list[int]:
-    text = text.strip()
-    if not (text.startswith("[") and text.endswith("]")):
-        raise BadInput(path, row, f"{field} {text!r} is not a [...] list", Reason.BAD_ROW)
-    tokens = [token.strip() for token in text[1:-1].split(",")]
-    if len(tokens) != configs.NUM_KEYPOINTS:
-        raise BadInput(path, row, f"{field} has {len(tokens)} values, expected {configs.NUM_KEYPOINTS}",
-                       Reason.BAD_ROW)
-    for index, token in enumerate(tokens):
-        if not _INTEGER.fullmatch(token):
-            raise BadInput(path, row, f"{field}[{index}] is {token!r}, expected an integer", Reason.BAD_ROW)
-    return [int(token) for token in tokens]
-
-
-def _parse_annotation(line: str, path: pathlib.Path, row: int) -> Annotation:
-    fields = line.split(":")
-    if len(fields) != 3:
-        raise BadInput(path, row, f"{len(fields)} ':'-separated fields, expected 3 ({ANNOTATION_HEADER})",
-                       Reason.BAD_ROW)
-    name = fields[0].strip()
-    _check_name(name, "name", path, row)
-    ys = _parse_int_list(fields[1], "keypoints_y", path, row)
-    xs = _parse_int_list(fields[2], "keypoints_x", path, row)
-    return Annotation(name, tuple(zip(ys, xs)), str(path), row)
-
-
-def read_annotation_csv(path: pathlib.Path) -> AnnotationFile:
-    """Parses an annotation CSV strictly.
-
-    A row must have exactly three `:`-separated fields: a file name and two `[...]` lists of 18
-    integers (y first). A second row for the same name is bad too (it would make two records).
-
-    Args:
-      path: pathlib.Path. The CSV.
-
-    Returns:
-      AnnotationFile with one entry per data row.
-
-    Raises:
-      BadInput: for a missing or undecodable file or a wrong header (row 1).
-    """
-    entries: list[Annotation | BadInput] = []
-    names: set[str] = set()
-    first_row: dict[str, int] = {}
-    for row, line in _read_lines(path, ANNOTATION_HEADER):
-        names.add(line.split(":", 1)[0].strip())
-        try:
-            annotation = _parse_annotation(line, path, row)
-        except BadInput as error:
-            entries.append(error)
-            continue
-        if annotation.name in first_row:
-            first = first_row[annotation.name]
-            entries.append(annotation.bad(f"second row for {annotation.name} (first at row {first})",
-                                          Reason.BAD_ROW))
-            continue
-        first_row[annotation.name] = row
-        entries.append(annotation)
-    return AnnotationFile(path, tuple(entries), frozenset(names))
-
-
-def read_pairs_csv(path: pathlib.Path) -> tuple[Pair | BadInput, ...]:
-    """Parses a pairs CSV (`from,to` header, then `source,target` names).
-
-    Returns:
-      One Pair, or BadInput for a row without exactly two file names, per data row.
-
-    Raises:
-      BadInput: for a missing or undecodable file or a wrong header (row 1).
-    """
-    pairs: list[Pair | BadInput] = []
-    for row, line in _read_lines(path, PAIRS_HEADER):
-        fields = [field.strip() for field in line.split(",")]
-        try:
-            if len(fields) != 2:
-                raise BadInput(path, row, f"{len(fields)} ','-separated fields, expected 2 ({PAIRS_HEADER})",
-                               Reason.BAD_ROW)
-            _check_name(fields[0], "from", path, row)
-            _check_name(fields[1], "to", path, row)
-        except BadInput as error:
-            pairs.append(error)
-            continue
-        pairs.append(Pair(fields[0], fields[1], str(path), row))
-    return tuple(pairs)
-
-
-def check_keypoints(annotation: Annotation, height: int, width: int) -> None:
-    """Checks that every present joint lies inside a `height x width` image.
-
-    A joint with -1 in either coordinate is missing (docs/CONTRACTS.md); any other value must be a
-    pixel index.
-
-    Raises:
-      BadInput: naming the first joint outside the image.
-    """
-    for joint, (y, x) in enumerate(annotation.keypoints):
-        if y == -1 or x == -1:
-            continue
-        if not (0 <= y < height and 0 <= x < width):
-            raise annotation.bad(
-                f"keypoint {joint} (y={y}, x={x}) is outside the {height}x{width} (HxW) image; "
-                "expected 0 <= y < height and 0 <= x < width, or -1 for a missing joint",
-                Reason.KEYPOINT_OUTSIDE)
-
-
-def read_image(path: pathlib.Path, annotation: Annotation, height: int, width: int) -> bytes:
-    """Reads an encoded image and checks it by decoding it as the input pipeline will.
-
-    Args:
-      path: pathlib.Path. The JPEG or PNG file.
-      annotation: Annotation. The row that references the image (for error messages).
-      height, width: int. The size the dataset's images must have.
-
-    Returns:
-      The file's bytes, unchanged.
-
-    Raises:
-      BadInput: for a missing or unreadable file, data that is not a decodable JPEG or PNG, or a
-        decoded size other than `height x width`.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise annotation.bad(f"{path}: image file does not exist", Reason.MISSING_IMAGE) from None
-    except OSError as error:
-        raise annotation.bad(f"{path}: cannot read image ({error.strerror})", Reason.CORRUPT_IMAGE) from None
-    if not data.startswith((_JPEG_MAGIC, _PNG_MAGIC)):
-        raise annotation.bad(f"{path}: not a JPEG or PNG file", Reason.CORRUPT_IMAGE)
-    try:
-        shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
-    except tf.errors.OpError as error:
-        detail = re.sub(r"\s*\[Op:\w+\]$", "", error.message.split("}}")[-1].strip().splitlines()[0])
-        raise annotation.bad(f"{path}: cannot decode image ({detail})", Reason.CORRUPT_IMAGE) from None
-    if tuple(shape[:2]) != (height, width):
-        raise annotation.bad(f"{path}: image is {shape[0]}x{shape[1]} (HxW), expected {height}x{width}",
-                             Reason.WRONG_SIZE)
-    return data
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """One split of a dataset laid out as an image folder plus annotation (and pairs) CSVs.
-
-    Attributes:
-      name: str. The split (`train`, `test`).
-      image_dir: pathlib.Path. The folder of the split's images.
-      annotations: AnnotationFile. The split's annotation CSV.
-      pairs: tuple of Pair or BadInput. The rows of the split's pairs CSV (empty when it has none).
-      height, width: int. The image size every image must have.
-      labels: callable. Maps an Annotation to the RawExample fields other than the image, name,
-        size and keypoints (`person_id`, `camera`, and for the synthetic set `fg_id`, `bg_id`,
-        `factors`); raises BadInput.
-    """
-
-    name: str
-    image_dir: pathlib.Path
-    annotations: AnnotationFile
-    pairs: tuple[Pair | BadInput, ...]
-    height: int
-    width: int
-    labels: Callable[[Annotation], dict]
-
-    @property
-    def size(self) -> int:
-        """The number of annotation rows: an upper bound on the records."""
-        return len(self.annotations.entries)
-
-    def unannotated(self) -> tuple[str, ...]:
-        """Names of the images in `image_dir` that no annotation row names, sorted."""
-        return tuple(sorted(
-            path.name for path in self.image_dir.iterdir()
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.name not in self.annotations.names))
-
-    def examples(self) -> Iterator[RawExample | BadInput]:
-        """Yields a RawExample, or the BadInput that prevents one, per annotation row in file order."""
-        for entry in self.annotations.entries:
-            if isinstance(entry, BadInput):
-                yield entry
-                continue
-            try:
-                check_keypoints(entry, self.height, self.width)
-                labels = self.labels(entry)
-                image = read_image(self.image_dir / entry.name, entry, self.height, self.width)
-            except BadInput as error:
-                yield error
-                continue
-            yield RawExample(image=image, name=entry.name, height=self.height, width=self.width,
-                             keypoints=entry.keypoints, **labels)
-
-
-def open_split(
-    name: str,
-    image_dir: pathlib.Path,
-    annotations: AnnotationFile,
-    pairs_csv: pathlib.Path,
-    height: int,
-    width: int,
-    labels: Callable[[Annotation], dict],
-) -> Split:
-    """Assembles a split from its parsed annotations (the images are read lazily by `Split.examples`).
-
-    Args:
-      name: str. The split.
-      image_dir: pathlib.Path. Its image folder; must exist.
-      annotations: AnnotationFile. Its parsed annotation CSV (parsed by the caller because
-        DeepFashion's labels need every name of the split).
-      pairs_csv: pathlib.Path. Its pairs CSV; the split has no pairs when the file does not exist.
-      height, width: int. The required image size.
-      labels: callable. See `Split.labels`.
-
-    Returns:
-      Split.
-
-    Raises:
-      BadInput: for a missing image folder or a pairs CSV with a wrong header.
-    """
-    if not image_dir.is_dir():
-        raise BadInput(image_dir, None, f"image folder of split {name!r} does not exist", Reason.BAD_FILE)
-    pairs = read_pairs_csv(pairs_csv) if pairs_csv.exists() else ()
-    return Split(name, image_dir, annotations, pairs, height, width, labels)
+def image_dir(root: pathlib.Path, split: str) -> pathlib.Path:
+    return pathlib.Path(root) / f"bounding_box_{split}"
 
 
 def annotation_csv(root: pathlib.Path, split: str) -> pathlib.Path:
-    return root / f"market-annotation-{split}.csv"
+    return pathlib.Path(root) / f"market-annotation-{split}.csv"
+
+
+def pairs_csv(root: pathlib.Path, split: str) -> pathlib.Path:
+    return pathlib.Path(root) / f"market-pairs-{split}.csv"
+
+
+def image_name(person_id: int, camera: int, sequence: int, frame: int, box: int) -> str:
+    """The Market-1501 file name `PPPP_cCsS_FFFFFF_NN.jpg`."""
+    return f"{person_id:04d}_c{camera}s{sequence}_{frame:06d}_{box:02d}.jpg"
 
 
 def available_splits(root: pathlib.Path) -> tuple[str, ...]:
@@ -447,6 +95,5 @@ def read_split(
         extra = extra_labels(annotation) if extra_labels is not None else {}
         return {**market_labels(annotation), **extra}
 
-    return open_split(split, root / f"bounding_box_{split}", read_annotation_csv(annotation_csv(root, split)),
-                      root / f"market-pairs-{split}.csv", height or stored.stored_height,
-                      width or stored.stored_width, labels)
+    return open_split(split, image_dir(root, split), read_annotation_csv(annotation_csv(root, split)),
+                      pairs_csv(root, split), height or stored.stored_height, width or stored.stored_width, labels)
