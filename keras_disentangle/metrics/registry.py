@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -179,6 +180,16 @@ def metrics() -> dict[str, Metric]:
 def metric_flags() -> dict[str, Flag]:
     """The metrics' own flags by name; metrics that share a flag share its `Flag`."""
     return {flag.name: flag for metric in metrics().values() for flag in metric.flags}
+
+
+def json_table(heading: str) -> Callable[[dict], list[str]]:
+    """A `Metric.table` that prints `heading` (formatted with the result) and the result's own fields."""
+
+    def table(result: dict) -> list[str]:
+        shown = {k: v for k, v in result.items() if k not in ("value", "n", "protocol")}
+        return ["\n" + heading.format(**result), json.dumps(shown, indent=2)]
+
+    return table
 
 
 def existing_file(flag: str, path: str | None, how: str) -> None:

@@ -3,9 +3,7 @@ SSIM of decode(Phi(z*)) against the stage-I reconstruction, and the relative inv
 
 from __future__ import annotations
 
-import json
-
-from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs
+from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs, json_table
 
 
 def compute(inputs: Inputs) -> dict:
@@ -19,13 +17,8 @@ def compute(inputs: Inputs) -> dict:
                          "||Phi(z*) - e||^2 / ||e||^2 per factor")}
 
 
-def table(result: dict) -> list[str]:
-    shown = {k: v for k, v in result.items() if k not in ("value", "n", "protocol")}
-    return [f"\ninversion on {result['n']} images", json.dumps(shown, indent=2)]
-
-
 METRIC = Metric(
     name="inversion", help="stage II: inverse interpolation endpoints against the reconstructions",
-    needs=(Needs.STAGE2,), compute=compute, table=table,
+    needs=(Needs.STAGE2,), compute=compute, table=json_table("inversion on {n} images"),
     flags=(Flag("inversions", "integer", 16, "inversion: test image pairs.", lower_bound=1),
            Flag("invert_steps", "integer", 300, "inversion: gradient steps per inversion.", lower_bound=0)))

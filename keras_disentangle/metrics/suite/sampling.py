@@ -4,9 +4,7 @@ and with a pose mapper the share of sampled poses that look like bodies."""
 
 from __future__ import annotations
 
-import json
-
-from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs
+from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs, json_table
 
 
 def compute(inputs: Inputs) -> dict:
@@ -21,12 +19,7 @@ def compute(inputs: Inputs) -> dict:
                          "train split's ranges")}
 
 
-def table(result: dict) -> list[str]:
-    shown = {k: v for k, v in result.items() if k not in ("value", "n", "protocol")}
-    return [f"\nsampling ({result['n']} samples per factor)", json.dumps(shown, indent=2)]
-
-
 METRIC = Metric(
     name="sampling", help="stage II: Frechet distance of sampled to real embeddings, sampled pose validity",
-    needs=(Needs.STAGE2,), compute=compute, table=table,
+    needs=(Needs.STAGE2,), compute=compute, table=json_table("sampling ({n} samples per factor)"),
     flags=(Flag("sampling_n", "integer", 1000, "sampling: sampled embeddings per factor.", lower_bound=2),))
