@@ -312,24 +312,26 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, "Output directory.")
     flags.mark_flag_as_required("out")
     flags.DEFINE_string("data_dir", None, "TFRecords: real test images, keypoints by file name.")
-    flags.DEFINE_integer("n", 8, "Images (sample) or rows (interpolate).", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed.")
-    flags.DEFINE_list("factors", factors, "sample: factors from noise; swap: factors to swap.")
+    # The defaults are Request's.
+    flags.DEFINE_integer("n", Request.n, "Images (sample) or rows (interpolate).", lower_bound=1)
+    flags.DEFINE_integer("seed", Request.seed, "Random seed.")
+    flags.DEFINE_list("factors", list(Request.factors), "sample: factors from noise; swap: factors to swap.")
     flags.register_validator("factors", lambda names: bool(names) and set(names) <= set(factors),
                              message=f"--factors takes a comma-separated subset of {','.join(factors)}")
     flags.DEFINE_list("parts", [], "swap: FG body ROIs to swap (" + ", ".join(geometry.ROI_NAMES) + ").")
     flags.register_validator("parts", lambda names: set(names) <= set(geometry.ROI_NAMES),
                              message=f"--parts takes a comma-separated subset of {','.join(geometry.ROI_NAMES)}")
-    flags.DEFINE_enum("factor", "fg", factors, "interpolate: the factor to walk.")
+    flags.DEFINE_enum("factor", Request.factor, factors, "interpolate: the factor to walk.")
     for name in IMAGE_FLAGS:
         flags.DEFINE_string(name, None, f"Image file or file name ({name}).")
         alone = "; transfer: without --pose, the target pose itself" if name == "pose" else ""
         flags.DEFINE_string(f"{name}_keypoints", None,
                             f"Keypoints of --{name}: \"[y0, ..., y17]:[x0, ..., x17]\"{alone}.")
-    flags.DEFINE_integer("frames", 8, "Images per interpolation, endpoints included.", lower_bound=2)
-    flags.DEFINE_enum("method", "both", ["linear", "slerp", "both"], "interpolate: the path in z.")
-    flags.DEFINE_integer("invert_steps", 300, "invert_interpolate: gradient steps per inversion.", lower_bound=0)
-    flags.DEFINE_bool("save_npz", False, "Also write the raw arrays.")
+    flags.DEFINE_integer("frames", Request.frames, "Images per interpolation, endpoints included.", lower_bound=2)
+    flags.DEFINE_enum("method", Request.method, [*apps.INTERPOLATIONS, "both"], "interpolate: the path in z.")
+    flags.DEFINE_integer("invert_steps", Request.invert_steps, "invert_interpolate: gradient steps per inversion.",
+                         lower_bound=0)
+    flags.DEFINE_bool("save_npz", Request.save_npz, "Also write the raw arrays.")
 
 
 def main(argv):
