@@ -90,7 +90,7 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options) -> ImageSe
       cfg: Config of the run.
       stage1: Stage1 with restored weights.
       data_dir: str. TFRecords directory.
-      options. Uses `task`, `n`, `split`, `batch_size`.
+      options: registry.EvalOptions. Uses `task`, `n`, `split`, `batch_size`.
 
     Returns:
       ImageSet. Generated with the source's appearance codes in the target's pose heatmaps.
