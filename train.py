@@ -117,7 +117,7 @@ def run() -> None:
             factor = _require("factor")
             stage1_dir = _require("stage1_dir")
             stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
-                                strategy=strategy, jit_compile=FLAGS.jit_compile)
+                                strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
         else:
             raise UsageError(f"Unknown --stage={FLAGS.stage}; expected 1 or 2.")
     except checkpoint.RunDirectoryError as error:
