@@ -26,7 +26,7 @@ flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mappe
 flags.DEFINE_string("dataset", "synthetic", "market, deepfashion or synthetic.")
 flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python -m tfrecords.build`.")
 flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
-flags.DEFINE_string("scale", "full", "full (the paper's sizes) or tiny (CPU minutes).")
+flags.DEFINE_string("scale", "full", "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI).")
 flags.DEFINE_string("model", "both", "Stage I: appearance, pose or both.")
 flags.DEFINE_string("fg_encoder", None, "roi7 (BodyROI7) or whole (WholeBody).")
 flags.DEFINE_string("factor", None, "Stage II: fg, bg or pose.")
