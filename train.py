@@ -30,7 +30,8 @@ flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python
 flags.mark_flag_as_required("data_dir")
 flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
 flags.mark_flag_as_required("logdir")
-flags.DEFINE_enum("scale", "full", list(configs.SCALES), "full (the paper's sizes) or tiny (CPU minutes).")
+flags.DEFINE_enum("scale", "full", list(configs.SCALES),
+                  "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI).")
 flags.DEFINE_enum("model", "both", ["appearance", "pose", "both"], "Stage I: which networks to train.")
 flags.DEFINE_enum("fg_encoder", None, [k.value for k in configs.FgEncoderKind],
                   "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
@@ -112,7 +113,7 @@ def run() -> None:
         from keras_disentangle.training import stage2  # noqa: PLC0415
 
         stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
-                            strategy=strategy, jit_compile=FLAGS.jit_compile)
+                            strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
 
 
 def main(argv):

@@ -140,7 +140,7 @@ def _parse_factor(factor) -> configs.Factor:
 
 def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir: str, logdir: str,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False, cache_embeddings: bool = True,
-                 verbose: bool = True) -> tuple[keras.Model, dict[str, float]]:
+                 max_minutes: float | None = None, verbose: bool = True) -> tuple[keras.Model, dict[str, float]]:
     """Trains the mapper of `factor` on the frozen stage-I run in `stage1_dir`.
 
     The data and model fields come from the stage-I run (the mapper must fit its embeddings);
@@ -157,6 +157,8 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
       strategy: tf.distribute.Strategy.
       jit_compile: bool. Compile the replica step with XLA.
       cache_embeddings: bool. Keep the real embeddings in `logdir` for resumed runs.
+      max_minutes: float or None. Stop (and checkpoint) after this much training time; rerunning
+        continues towards `steps`.
       verbose: bool. Show the progress bar.
 
     Returns:
@@ -220,5 +222,5 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         summary_dir=rundir.summary_dir(logdir) if chief else None,
         write_images=write_images if chief else None,
         learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-        jit_compile=jit_compile, verbose=verbose and chief)
+        jit_compile=jit_compile, max_minutes=max_minutes, verbose=verbose and chief)
     return mapper, logs
