@@ -46,7 +46,7 @@ demo: venv
 	$(TIMER) run stage2-pictures -- $(PY) -m keras_disentangle.demo stage2 --stage2_dir=$(DEMO_RUNS)/stage2-fg \
 		--stage2_dir=$(DEMO_RUNS)/stage2-bg --stage2_dir=$(DEMO_RUNS)/stage2-pose --data_dir=$(DEMO_RECORDS) \
 		--out_dir=$(DEMO_DIR)
-	$(TIMER) run gt_swap -- $(PY) evaluate.py --logdir=$(DEMO_RUNS)/stage1 --data_dir=$(DEMO_RECORDS) \
+	$(TIMER) run gt_swap -- $(PY) evaluate.py --stage1_dir=$(DEMO_RUNS)/stage1 --data_dir=$(DEMO_RECORDS) \
 		--metrics=gt_swap --n=100 --out=$(DEMO_DIR)/gt_swap.json
 	$(TIMER) table
 

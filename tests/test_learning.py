@@ -38,8 +38,9 @@ def micro_run(tmp_path_factory):
     import keras
     import tensorflow as tf
 
-    from keras_disentangle import configs, synthetic
+    from keras_disentangle import configs
     from keras_disentangle.training import stage1, steps
+    from tfrecords import synthetic
     from tfrecords.build import build
 
     root = tmp_path_factory.mktemp("learning_synthetic")
@@ -61,10 +62,10 @@ def reports(micro_run, tmp_path_factory):
     logdir, records = micro_run
     out = tmp_path_factory.mktemp("learning_eval")
     runs = {
-        "reconstruct": _evaluate(f"--logdir={logdir}", f"--data_dir={records}", "--task=reconstruct", "--n=100",
+        "reconstruct": _evaluate(f"--stage1_dir={logdir}", f"--data_dir={records}", "--task=reconstruct", "--n=100",
                                  "--metrics=ssim,mask_ssim,gt_swap,leakage,saliency", "--leakage_n=4",
                                  "--leakage_projections=2", "--saliency_n=4", f"--out={out / 'reconstruct.json'}"),
-        "transfer": _evaluate(f"--logdir={logdir}", f"--data_dir={records}", "--task=transfer", "--n=100",
+        "transfer": _evaluate(f"--stage1_dir={logdir}", f"--data_dir={records}", "--task=transfer", "--n=100",
                               "--metrics=ssim,mask_ssim", f"--out={out / 'transfer.json'}"),
     }
     written = {}
