@@ -184,7 +184,7 @@ def _numeric(values) -> bool:
     return True
 
 
-def frame(image: np.ndarray, keypoints: np.ndarray, aspect: float, margin: float = 0.1):
+def frame(image: np.ndarray, keypoints: np.ndarray, aspect: float, margin: float = 0.15):
     """Crops the person to a box of `aspect` = height / width, padding (never squashing).
 
     The box holds every keypoint with `margin` x its size on each side, is widened or heightened to
