@@ -26,7 +26,7 @@ Modes:
 
 Images (IMG) are files or bare file names. Their keypoints come from
 `--<flag>_keypoints="[y0, ..., y17]:[x0, ..., x17]"` (the annotation-CSV syntax, pixels of the file as
-stored, -1 = missing), else from the record of that file name in --data_dir (test split, then train),
+stored, -1 = missing) or `--<flag>_keypoints=FILE.json` (OpenPose or our JSON, docs/CONTRACTS.md), else from the record of that file name in --data_dir (test split, then train),
 else, for any photo file, from the built-in estimator (`keras_disentangle.keypoints`; the models
 come from `make pose-models`). An estimated photo is framed on its person at the model's aspect
 ratio (padded, never squashed); `transfer` and `swap` then also write `OUT/<mode>_photo.png`, the
@@ -206,7 +206,12 @@ def load_images(specs: list[tuple[str, str, str | None]], cfg: configs.Config,
         if keypoint_text is not None:
             if not os.path.isfile(path):
                 raise ValueError(f"--{flag}={path}: no such image file.")
-            parsed = _file_example(name, tf.io.read_file(path), parse_keypoints(keypoint_text, f"{flag}_keypoints"))
+            if keypoint_text.strip().lower().endswith(".json"):
+                height, width = keypoints.read_image(path).shape[:2]
+                given = keypoints.read_keypoints_json(keypoint_text.strip(), height, width)
+            else:
+                given = parse_keypoints(keypoint_text, f"{flag}_keypoints")
+            parsed = _file_example(name, tf.io.read_file(path), given)
         elif name in found:
             parsed = records.parse_image(found[name])
         elif os.path.isfile(path):
@@ -292,8 +297,13 @@ def _transfer(models: Stage1Serving, request: Request, scale: int) -> tuple[np.n
     else:
         # Without an image, keypoints are pixels of the dataset's stored size, as in its CSV.
         data_cfg = models.cfg.data
+        text = request.keypoints["pose"].strip()
+        if text.lower().endswith(".json"):
+            given = keypoints.read_keypoints_json(text, data_cfg.stored_height, data_cfg.stored_width)
+        else:
+            given = parse_keypoints(text, "pose_keypoints")
         target_keypoints = geometry.scale_keypoints(
-            parse_keypoints(request.keypoints["pose"], "pose_keypoints")[None],
+            given[None],
             (data_cfg.stored_height, data_cfg.stored_width), (data_cfg.height, data_cfg.width)).numpy()
     source = {k: v[:1] for k, v in examples.items()}
     image = apps.transfer(models, source, target_keypoints)
@@ -415,7 +425,7 @@ def define_flags() -> None:
         flags.DEFINE_string(name, None, f"Image file or file name ({name}).")
         alone = "; transfer: without --pose, the target pose itself" if name == "pose" else ""
         flags.DEFINE_string(f"{name}_keypoints", None,
-                            f"Keypoints of --{name}: \"[y0, ..., y17]:[x0, ..., x17]\"{alone}.")
+                            f"Keypoints of --{name}: \"[y0, ..., y17]:[x0, ..., x17]\" or a .json file{alone}.")
     flags.DEFINE_integer("frames", Request.frames, "Images per interpolation, endpoints included.", lower_bound=2)
     flags.DEFINE_enum("method", Request.method, [*apps.INTERPOLATIONS, "both"], "interpolate: the path in z.")
     flags.DEFINE_integer("invert_steps", Request.invert_steps, "invert_interpolate: gradient steps per inversion.",

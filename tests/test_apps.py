@@ -1,6 +1,7 @@
 """Applications over trained models (sampling, swaps, transfer, interpolation, inversion) and the
 `generate` command line, at tiny scale on the shared stage-I / stage-II runs."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -204,8 +205,12 @@ def test_image_files_need_keypoints(models, synthetic_root, synthetic_records, t
     raw = records.parse_image(generate.records_by_name(synthetic_records, {name})[name])["keypoints"].numpy()
     text = f"[{', '.join(map(str, raw[:, 0]))}]:[{', '.join(map(str, raw[:, 1]))}]"
     from_file = generate.load_images([("source", str(outside), text)], models.cfg, None)
+    # ... and so does the file with our keypoint JSON.
+    (tmp_path / "kp.json").write_text(json.dumps({"keypoints": raw.tolist()}))
+    from_json = generate.load_images([("source", str(outside), str(tmp_path / "kp.json"))], models.cfg, None)
     for key in ("image", "keypoints", "heatmaps", "roi_boxes"):
         np.testing.assert_array_equal(from_file[key], from_record[key], err_msg=key)
+        np.testing.assert_array_equal(from_json[key], from_record[key], err_msg=key)
 
 
 def test_transfer_and_swap_of_photos_with_stage1_alone(stage1_run, fixtures_dir, tmp_path):

@@ -157,3 +157,16 @@ def test_command_writes_rows_the_converters_read(fixtures_dir, tmp_path):
 def test_missing_model_names_the_set_up_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="fetch it with `python -m keras_disentangle.blazepose"):
         blazepose.BlazePose(tmp_path)
+
+
+def test_command_frames_to_the_model_size(fixtures_dir, tmp_path):
+    photo = fixtures_dir / DF / "test" / FULL
+    result = _command(str(photo), f"--out={tmp_path}", "--size=128x64", "--format=json")
+    assert result.returncode == 0, result.stderr
+    crop = np.asarray(Image.open(tmp_path / f"{photo.stem}.png"))
+    points = np.array(json.loads((tmp_path / f"{photo.stem}.json").read_text())["keypoints"])
+    assert crop.shape == (128, 64, 3) and points.shape == (18, 2)
+    present = (points >= 0).all(1)
+    assert present.sum() >= 12 and (points[present] < [128, 64]).all()
+    # The person spans most of the crop's height: framed, not shrunk into a corner.
+    assert np.ptp(points[present, 0]) > 0.6 * 128
