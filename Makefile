@@ -50,11 +50,18 @@ demo: venv
 		--metrics=gt_swap --n=100 --out=$(DEMO_DIR)/gt_swap.json
 	$(TIMER) table
 
+# BlazePose .tflite files for keras_disentangle.keypoints (from the mediapipe wheel, fetched with pip).
+.PHONY: pose-models
+POSE_MODELS := weights/blazepose
+$(POSE_MODELS)/pose_landmark_full.tflite: | $(VENV)/.installed
+	$(PY) -m keras_disentangle.blazepose --out=$(POSE_MODELS)
+pose-models: $(POSE_MODELS)/pose_landmark_full.tflite
+
 # The suite CI runs (slow tests excluded by default; see pytest.ini).
-test: venv
+test: venv pose-models
 	$(PY) -m pytest -q
 
-test-all: venv
+test-all: venv pose-models
 	$(PY) -m pytest -q -m "slow or not slow"
 
 clean:

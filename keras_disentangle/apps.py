@@ -159,7 +159,7 @@ def swap(models: Stage2Serving, source: dict, target: dict, factors: Iterable[st
     """The target images with `factors` taken from the source images.
 
     Args:
-      models: Stage2Serving (only its stage-I networks are used).
+      models: Stage1Serving or Stage2Serving (only the stage-I networks are used).
       source, target: example dicts of n images each.
       factors: which of fg, bg, pose to take from the source.
       parts: optional body ROI names: of the FG only these ROIs' codes are taken from the source

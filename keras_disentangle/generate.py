@@ -2,10 +2,12 @@
 
   python -m keras_disentangle.generate MODE --stage2_dir=DIR [--stage2_dir=DIR ...] --out=DIR \\
       [--stage1_dir=DIR] [--data_dir=DIR] [--n=8] [--seed=0] [--save_npz]
+  python -m keras_disentangle.generate transfer|swap --stage1_dir=DIR --out=DIR ...
 
 `--stage2_dir` is repeated once per factor (each stage-II run's `stage2.json` names its factor and
-its stage-I run, so `--stage1_dir` is only needed when the stage-I run has moved). Every mode writes
-`OUT/<mode>.png`, a labelled grid, and with `--save_npz` `OUT/<mode>.npz`, the raw arrays.
+its stage-I run, so `--stage1_dir` is only needed when the stage-I run has moved). `transfer` and
+`swap` need stage I only: `--stage1_dir` alone is enough. Every mode writes `OUT/<mode>.png`, a
+labelled grid, and with `--save_npz` `OUT/<mode>.npz`, the raw arrays.
 
 Modes:
   sample --factors=fg,bg,pose          the listed factors sampled from noise, the others taken from
@@ -22,10 +24,14 @@ Modes:
                                        inverts both images' embeddings into z by gradient descent,
                                        walks between them; prints the final ||Phi(z) - e||^2.
 
-Images (IMG) are files or bare file names. Their keypoints come from the record of that file name
-in --data_dir (test split, then train), or from `--<flag>_keypoints="[y0, ..., y17]:[x0, ..., x17]"`
-(the annotation-CSV syntax, pixels of the file as stored, -1 = missing). Images are resized to the
-model's size as the input pipeline does.
+Images (IMG) are files or bare file names. Their keypoints come from
+`--<flag>_keypoints="[y0, ..., y17]:[x0, ..., x17]"` (the annotation-CSV syntax, pixels of the file as
+stored, -1 = missing) or `--<flag>_keypoints=FILE.json` (OpenPose or our JSON, docs/CONTRACTS.md), else from the record of that file name in --data_dir (test split, then train),
+else, for any photo file, from the built-in estimator (`keras_disentangle.keypoints`; the models
+come from `make pose-models`). An estimated photo is framed on its person at the model's aspect
+ratio (padded, never squashed); `transfer` and `swap` then also write `OUT/<mode>_photo.png`, the
+result pasted back into the photo whose framing it has (the source for transfer, the target for
+swap). Images are resized to the model's size as the input pipeline does.
 """
 
 from __future__ import annotations
@@ -36,13 +42,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # noqa: E402
 import re  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_disentangle import apps, cli, configs, data, geometry, records, visualize  # noqa: E402
-from keras_disentangle.runtime import Stage2Serving, load_stage2  # noqa: E402
+import functools  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from keras_disentangle import apps, cli, configs, data, geometry, keypoints, records, visualize  # noqa: E402
+from keras_disentangle.runtime import Stage1Serving, Stage2Serving, load_stage1, load_stage2  # noqa: E402
 from keras_disentangle.visualize import cells, picture_scale, skeletons  # noqa: E402
 
 MODES = ("sample", "swap", "transfer", "interpolate", "invert_interpolate")
@@ -135,14 +146,51 @@ def records_by_name(data_dir: str, names: set[str]) -> dict[str, tf.Tensor]:
     return found
 
 
+@dataclasses.dataclass(frozen=True)
+class Framing:
+    """Where a model-size picture sits in a photo: `photo` uint8 [H, W, 3], `box` (top, left, h, w)."""
+
+    photo: np.ndarray
+    box: tuple[int, int, int, int]
+
+
+@functools.cache
+def _estimator() -> keypoints.Estimator:
+    return keypoints.Estimator()
+
+
+def _file_example(name: str, image: tf.Tensor, keypoint_array: np.ndarray) -> dict:
+    return {"image": image, "name": tf.constant(name), "factors": tf.constant(b""),
+            "keypoints": tf.constant(keypoint_array.astype(np.int64)),
+            **{key: tf.constant(-1, tf.int64) for key in ("person_id", "camera", "fg_id", "bg_id")}}
+
+
+def _estimated_example(flag: str, path: str, cfg: configs.Config) -> tuple[dict, Framing]:
+    """The photo framed on its person at the model's aspect ratio, keypoints from the estimator."""
+    photo = keypoints.read_image(path)
+    try:
+        estimate = _estimator()(photo, f"--{flag}={path}")
+    except ValueError as error:
+        raise ValueError(f'{error}; pass --{flag}_keypoints="[y0, ..., y17]:[x0, ..., x17]".') from None
+    if estimate.num_people > 1:
+        print(f"--{flag}={path}: {estimate.num_people} people found; using the largest", file=sys.stderr)
+    crop, crop_keypoints, box = keypoints.frame(photo, estimate.keypoints, cfg.data.height / cfg.data.width)
+    example = _file_example(os.path.basename(path), tf.io.encode_png(crop), crop_keypoints)
+    return example, Framing(photo, box)
+
+
 def load_images(specs: list[tuple[str, str, str | None]], cfg: configs.Config,
-                data_dir: str | None) -> dict:
+                data_dir: str | None, framings: dict | None = None) -> dict:
     """Reads images given on the command line into one example dict.
+
+    Keypoints come from the keypoints text, else the record of the file name in `data_dir`, else
+    (for an existing photo file) the estimator, which also frames the photo on its person.
 
     Args:
       specs: per image `(flag, path or file name, keypoints text or None)`.
       cfg: Config. The model's data config (size, geometry).
       data_dir: str or None. TFRecords to look file names up in.
+      framings: optional dict, filled with flag -> Framing for every photo framed by the estimator.
 
     Returns:
       Example dict (`data.prepare_example`'s keys) with a leading batch of `len(specs)`.
@@ -150,23 +198,29 @@ def load_images(specs: list[tuple[str, str, str | None]], cfg: configs.Config,
     Raises:
       ValueError: naming the flag, for a missing file or when no keypoints are available.
     """
-    wanted = {os.path.basename(path) for _, path, keypoints in specs if keypoints is None}
+    wanted = {os.path.basename(path) for _, path, text in specs if text is None}
     found = records_by_name(data_dir, wanted) if wanted and data_dir else {}
     examples = []
-    for flag, path, keypoints in specs:
+    for flag, path, keypoint_text in specs:
         name = os.path.basename(path)
-        if keypoints is not None:
+        if keypoint_text is not None:
             if not os.path.isfile(path):
                 raise ValueError(f"--{flag}={path}: no such image file.")
-            parsed = {"image": tf.io.read_file(path), "name": tf.constant(name), "factors": tf.constant(b""),
-                      "keypoints": tf.constant(parse_keypoints(keypoints, f"{flag}_keypoints")),
-                      **{key: tf.constant(-1, tf.int64) for key in ("person_id", "camera", "fg_id", "bg_id")}}
+            if keypoint_text.strip().lower().endswith(".json"):
+                height, width = keypoints.read_image(path).shape[:2]
+                given = keypoints.read_keypoints_json(keypoint_text.strip(), height, width)
+            else:
+                given = parse_keypoints(keypoint_text, f"{flag}_keypoints")
+            parsed = _file_example(name, tf.io.read_file(path), given)
         elif name in found:
             parsed = records.parse_image(found[name])
+        elif os.path.isfile(path):
+            parsed, framing = _estimated_example(flag, path, cfg)
+            if framings is not None:
+                framings[flag] = framing
         else:
             where = f"the test or train TFRecords of --data_dir={data_dir}" if data_dir else "any --data_dir"
-            raise ValueError(f"--{flag}={path}: no keypoints: {name} is not in {where}; pass "
-                             f'--{flag}_keypoints="[y0, ..., y17]:[x0, ..., x17]" (pixels of the file).')
+            raise ValueError(f"--{flag}={path}: no such file, and {name} is not in {where}.")
         examples.append(data.prepare_example(parsed, cfg.data))
     return {key: np.stack([e[key].numpy() for e in examples]) for key in examples[0]}
 
@@ -204,37 +258,61 @@ def _image_spec(request: Request, flag: str) -> tuple[str, str, str | None]:
     return flag, path, request.keypoints.get(flag)
 
 
-def _swap(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
+def paste_back(framing: Framing, image) -> np.ndarray:
+    """A model-size picture (float [-1, 1], (H, W, 3)) scaled to its box and pasted into the photo."""
+    top, left, h, w = framing.box
+    tile = np.asarray(Image.fromarray(visualize.to_uint8(np.asarray(image)[None])[0]).resize((w, h), Image.BICUBIC))
+    photo = framing.photo.copy()
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + h, photo.shape[0]), min(left + w, photo.shape[1])
+    photo[y0:y1, x0:x1] = tile[y0 - top:y1 - top, x0 - left:x1 - left]
+    return photo
+
+
+def _swap(models: Stage1Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
+    framings = {}
     both = load_images([_image_spec(request, "source"), _image_spec(request, "target")], models.cfg,
-                       request.data_dir)
+                       request.data_dir, framings)
     source, target = ({k: v[i:i + 1] for k, v in both.items()} for i in (0, 1))
     image = apps.swap(models, source, target, request.factors, request.parts or None)
     what = "+".join(request.factors) + (f" ({','.join(request.parts)})" if request.parts else "")
     grid = visualize.image_grid([cells(both["image"], scale) + cells(image, scale)],
                                 column_titles=["source", "target", f"{what} swap"])
-    return grid, {"source": both["image"][0], "target": both["image"][1], "image": np.asarray(image)[0]}
+    arrays = {"source": both["image"][0], "target": both["image"][1], "image": np.asarray(image)[0]}
+    if "target" in framings:  # The swap is the target with some of the source's factors.
+        arrays["photo"] = paste_back(framings["target"], arrays["image"])
+    return grid, arrays
 
 
-def _transfer(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
+def _transfer(models: Stage1Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
     specs = [_image_spec(request, "source")]
     if request.images.get("pose"):
         specs.append(_image_spec(request, "pose"))
     elif request.keypoints.get("pose") is None:
         raise ValueError("transfer: give the target pose as --pose=IMG or --pose_keypoints=KP.")
-    examples = load_images(specs, models.cfg, request.data_dir)
+    framings = {}
+    examples = load_images(specs, models.cfg, request.data_dir, framings)
     if len(specs) == 2:
         target_keypoints = examples["keypoints"][1:]
     else:
         # Without an image, keypoints are pixels of the dataset's stored size, as in its CSV.
         data_cfg = models.cfg.data
+        text = request.keypoints["pose"].strip()
+        if text.lower().endswith(".json"):
+            given = keypoints.read_keypoints_json(text, data_cfg.stored_height, data_cfg.stored_width)
+        else:
+            given = parse_keypoints(text, "pose_keypoints")
         target_keypoints = geometry.scale_keypoints(
-            parse_keypoints(request.keypoints["pose"], "pose_keypoints")[None],
+            given[None],
             (data_cfg.stored_height, data_cfg.stored_width), (data_cfg.height, data_cfg.width)).numpy()
     source = {k: v[:1] for k, v in examples.items()}
     image = apps.transfer(models, source, target_keypoints)
     row = cells(source["image"], scale) + skeletons(target_keypoints, models.cfg, scale) + cells(image, scale)
     grid = visualize.image_grid([row], column_titles=["source", "pose", "transfer"])
-    return grid, {"source": source["image"][0], "target_keypoints": target_keypoints[0], "image": np.asarray(image)[0]}
+    arrays = {"source": source["image"][0], "target_keypoints": target_keypoints[0], "image": np.asarray(image)[0]}
+    if "source" in framings:
+        arrays["photo"] = paste_back(framings["source"], arrays["image"])
+    return grid, arrays
 
 
 def _interpolate(models: Stage2Serving, request: Request, scale: int) -> tuple[np.ndarray, dict]:
@@ -272,12 +350,28 @@ _RUNNERS = {"sample": _sample, "swap": _swap, "transfer": _transfer, "interpolat
             "invert_interpolate": _invert_interpolate}
 
 
-def run(request: Request, models: Stage2Serving | None = None) -> list[str]:
-    """Runs one mode and writes its PNG (and NPZ); returns the paths written.
+# Modes that need stage I only (they run on `--stage1_dir` without a stage-II run).
+STAGE1_MODES = ("swap", "transfer")
+
+
+def load_models(request: Request) -> Stage1Serving:
+    """Stage2Serving of `request.stage2_dirs`, or for transfer and swap without them Stage1Serving."""
+    if request.stage2_dirs:
+        return load_stage2(request.stage2_dirs, request.stage1_dir)
+    if request.mode not in STAGE1_MODES or not request.stage1_dir:
+        raise ValueError(f"{request.mode}: needs --stage2_dir (one per factor)"
+                         + ("; or --stage1_dir alone" if request.mode in STAGE1_MODES else "") + ".")
+    return Stage1Serving(*load_stage1(request.stage1_dir))
+
+
+def run(request: Request, models: Stage1Serving | None = None) -> list[str]:
+    """Runs one mode and writes its PNG (and NPZ, and for a photo framed by the estimator
+    `<mode>_photo.png`); returns the paths written.
 
     Args:
       request: Request.
-      models: an already loaded Stage2Serving, or None to load `request.stage2_dirs`.
+      models: an already loaded Stage2Serving (Stage1Serving for transfer and swap), or None to
+        load `request.stage2_dirs` (or `request.stage1_dir` alone for transfer and swap).
 
     Raises:
       ValueError: for a bad request, naming the flag and the value.
@@ -286,15 +380,19 @@ def run(request: Request, models: Stage2Serving | None = None) -> list[str]:
     if request.mode not in _RUNNERS:
         raise ValueError(f"mode: got {request.mode!r}; expected one of {', '.join(MODES)}.")
     if models is None:
-        models = load_stage2(request.stage2_dirs, request.stage1_dir)
+        models = load_models(request)
     scale = picture_scale(models.cfg)
     grid, arrays = _RUNNERS[request.mode](models, request, scale)
+    photo = arrays.pop("photo", None)
     os.makedirs(request.out, exist_ok=True)
     written = [os.path.join(request.out, f"{request.mode}.png")]
     visualize.save_png(written[0], grid)
+    if photo is not None:
+        written.append(os.path.join(request.out, f"{request.mode}_photo.png"))
+        visualize.save_png(written[-1], photo)
     if request.save_npz:
         written.append(os.path.join(request.out, f"{request.mode}.npz"))
-        np.savez(written[1], **arrays)
+        np.savez(written[-1], **arrays)
     return written
 
 
@@ -306,9 +404,10 @@ MODE_IMAGES = {"swap": ("source", "target"), "transfer": ("source",), "invert_in
 
 def define_flags() -> None:
     factors = [f.value for f in configs.Factor]
-    flags.DEFINE_multi_string("stage2_dir", None, "A stage-II run directory; repeat once per factor.")
-    flags.mark_flag_as_required("stage2_dir")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name).")
+    flags.DEFINE_multi_string("stage2_dir", None, "A stage-II run directory; repeat once per factor "
+                              "(transfer and swap: optional, --stage1_dir is enough).")
+    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name; "
+                        "transfer and swap run on it alone).")
     flags.DEFINE_string("out", None, "Output directory.")
     flags.mark_flag_as_required("out")
     flags.DEFINE_string("data_dir", None, "TFRecords: real test images, keypoints by file name.")
@@ -326,7 +425,7 @@ def define_flags() -> None:
         flags.DEFINE_string(name, None, f"Image file or file name ({name}).")
         alone = "; transfer: without --pose, the target pose itself" if name == "pose" else ""
         flags.DEFINE_string(f"{name}_keypoints", None,
-                            f"Keypoints of --{name}: \"[y0, ..., y17]:[x0, ..., x17]\"{alone}.")
+                            f"Keypoints of --{name}: \"[y0, ..., y17]:[x0, ..., x17]\" or a .json file{alone}.")
     flags.DEFINE_integer("frames", Request.frames, "Images per interpolation, endpoints included.", lower_bound=2)
     flags.DEFINE_enum("method", Request.method, [*apps.INTERPOLATIONS, "both"], "interpolate: the path in z.")
     flags.DEFINE_integer("invert_steps", Request.invert_steps, "invert_interpolate: gradient steps per inversion.",
@@ -339,10 +438,12 @@ def main(argv):
     missing = [f"--{name}" for name in MODE_IMAGES.get(mode, ()) if not FLAGS[name].value]
     if mode == "transfer" and not (FLAGS.pose or FLAGS.pose_keypoints):
         missing.append("--pose or --pose_keypoints")
+    if not FLAGS.stage2_dir and not (mode in STAGE1_MODES and FLAGS.stage1_dir):
+        missing.append("--stage2_dir" + (" (or --stage1_dir alone)" if mode in STAGE1_MODES else ""))
     if missing:
         raise cli.UsageError(f"{mode}: {', '.join(missing)} required.")
     request = Request(
-        mode=mode, stage2_dirs=tuple(FLAGS.stage2_dir), out=FLAGS.out, stage1_dir=FLAGS.stage1_dir,
+        mode=mode, stage2_dirs=tuple(FLAGS.stage2_dir or ()), out=FLAGS.out, stage1_dir=FLAGS.stage1_dir,
         data_dir=FLAGS.data_dir, n=FLAGS.n, seed=FLAGS.seed, factors=tuple(FLAGS.factors), parts=tuple(FLAGS.parts),
         factor=FLAGS.factor, images={k: FLAGS[k].value for k in IMAGE_FLAGS},
         keypoints={k: FLAGS[f"{k}_keypoints"].value for k in IMAGE_FLAGS}, frames=FLAGS.frames, method=FLAGS.method,

@@ -6,8 +6,8 @@ inference (the checkpoint's network names, noise, stage-I encoding).
 
   load_stage1(dir) -> (cfg, Stage1)            a stage-I run's networks with its newest weights;
   load_stage2(dirs) -> Stage2Serving           stage-II runs (one per factor) on their stage-I run;
-  Stage1Serving / Stage2Serving                encode, decode, generate, reconstruct / sample,
-                                               transfer, swap over images and keypoints; the
+  Stage1Serving / Stage2Serving                encode, decode, generate, reconstruct, transfer,
+                                               swap / sample over images and keypoints; the
                                                SavedModel signatures of `export` are these methods;
   model_inputs(cfg, image, keypoints)          what the networks read, as the input pipeline derives it.
 """
@@ -105,7 +105,11 @@ def sample_noise(batch_size, dim: int, stddev: float, seed=None) -> tf.Tensor:
 
 
 class Stage1Serving:
-    """The stage-I serving functions over a built `Stage1`, usable in process and for export."""
+    """The stage-I serving functions over a built `Stage1`, usable in process and for export.
+
+    Pose transfer and swaps need no stage-II run: they re-render encoded appearance codes in poses
+    given as keypoints.
+    """
 
     def __init__(self, cfg: configs.Config, stage1: Stage1):
         self.cfg, self.stage1 = cfg, stage1
@@ -137,6 +141,30 @@ class Stage1Serving:
         heatmaps = tf.convert_to_tensor(heatmaps, tf.float32)
         return self.stage1.generator(
             {"appearance_embedding": appearance_embedding(embeddings), "heatmaps": heatmaps}, training=False)
+
+    @property
+    def factors(self) -> tuple[configs.Factor, ...]:
+        """The dataset's factors in order: fg, bg (if the dataset has one), pose."""
+        return tuple(f for f in configs.Factor if f != configs.Factor.BACKGROUND or self.cfg.data.has_background)
+
+    def heatmaps(self, keypoints) -> tf.Tensor:
+        data = self.cfg.data
+        return geometry.pose_heatmaps(keypoints, data.height, data.width, radius=data.heatmap_radius)
+
+    # Transfer and swaps need stage I only: codes from the encoders, the pose from keypoints.
+    def transfer(self, source_image, source_keypoints, target_keypoints) -> dict:
+        codes = self.encode(source_image, source_keypoints)
+        return {"image": self.generate(codes["fg"], codes.get("bg"), self.heatmaps(target_keypoints))}
+
+    def swap(self, source_image, source_keypoints, target_image, target_keypoints) -> dict:
+        source = self.encode(source_image, source_keypoints)
+        target = self.encode(target_image, target_keypoints)
+        target_heatmaps = self.heatmaps(target_keypoints)
+        out = {"fg": self.generate(source["fg"], target.get("bg"), target_heatmaps),
+               "pose": self.generate(target["fg"], target.get("bg"), self.heatmaps(source_keypoints))}
+        if self.cfg.data.has_background:
+            out["bg"] = self.generate(target["fg"], source["bg"], target_heatmaps)
+        return out
 
     def reconstruct(self, image, keypoints) -> dict:
         return {"image": reconstruct(self.stage1, model_inputs(self.cfg, image, keypoints))}
@@ -176,11 +204,6 @@ class Stage2Serving(Stage1Serving):
         super().__init__(cfg, stage1)
         self.mappers = {configs.Factor(k): v for k, v in mappers.items()}
 
-    @property
-    def factors(self) -> tuple[configs.Factor, ...]:
-        """The dataset's factors in order: fg, bg (if the dataset has one), pose."""
-        return tuple(f for f in FACTOR_STREAMS if f != configs.Factor.BACKGROUND or self.cfg.data.has_background)
-
     def mapper(self, factor: configs.Factor | str) -> keras.Model:
         """Phi of `factor`.
 
@@ -215,29 +238,11 @@ class Stage2Serving(Stage1Serving):
         return (geometry.keypoints_from_pose_vector(vector, data.height, data.width),
                 geometry.heatmaps_from_pose_vector(vector, data.height, data.width, data.heatmap_radius))
 
-    def heatmaps(self, keypoints) -> tf.Tensor:
-        data = self.cfg.data
-        return geometry.pose_heatmaps(keypoints, data.height, data.width, radius=data.heatmap_radius)
-
     def sample(self, n, seed) -> dict:
         """`n` new people, every factor sampled from noise; see the module docstring."""
         codes = {f.value: self.sample_embedding(f, n, seed) for f in self.factors}
         keypoints, heatmaps = self.pose_from_embedding(codes["pose"])
         return {"image": self.generate(codes["fg"], codes.get("bg"), heatmaps), "keypoints": keypoints, **codes}
-
-    def transfer(self, source_image, source_keypoints, target_keypoints) -> dict:
-        codes = self.encode(source_image, source_keypoints)
-        return {"image": self.generate(codes["fg"], codes.get("bg"), self.heatmaps(target_keypoints))}
-
-    def swap(self, source_image, source_keypoints, target_image, target_keypoints) -> dict:
-        source = self.encode(source_image, source_keypoints)
-        target = self.encode(target_image, target_keypoints)
-        target_heatmaps = self.heatmaps(target_keypoints)
-        out = {"fg": self.generate(source["fg"], target.get("bg"), target_heatmaps),
-               "pose": self.generate(target["fg"], target.get("bg"), self.heatmaps(source_keypoints))}
-        if self.cfg.data.has_background:
-            out["bg"] = self.generate(target["fg"], source["bg"], target_heatmaps)
-        return out
 
     def add_endpoints(self, archive: keras.export.ExportArchive) -> None:
         super().add_endpoints(archive)

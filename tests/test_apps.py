@@ -1,6 +1,7 @@
 """Applications over trained models (sampling, swaps, transfer, interpolation, inversion) and the
 `generate` command line, at tiny scale on the shared stage-I / stage-II runs."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -187,20 +188,60 @@ def test_image_files_need_keypoints(models, synthetic_root, synthetic_records, t
 
     from keras_disentangle import generate, records
 
+    from PIL import Image
+
     name = _names(synthetic_root, 1)[0]
     outside = tmp_path / f"photo{pathlib.Path(name).suffix}"
     shutil.copy(synthetic_root / "bounding_box_test" / name, outside)
+    # A photo outside the records gets its keypoints from the estimator, which finds nobody here.
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.full((128, 64, 3), 128, np.uint8)).save(empty)
     request = generate.Request(mode="transfer", stage2_dirs=(), out=str(tmp_path), data_dir=synthetic_records,
-                               images={"source": str(outside), "pose": name})
-    with pytest.raises(ValueError, match=r"--source=.*photo.*: no keypoints.*--source_keypoints"):
+                               images={"source": str(empty), "pose": name})
+    with pytest.raises(ValueError, match=r"--source=.*empty.png: no person found; pass --source_keypoints"):
         generate.run(request, models)
     # The file with its keypoints in the CSV syntax loads exactly like the record of its name.
     from_record = generate.load_images([("source", name, None)], models.cfg, synthetic_records)
     raw = records.parse_image(generate.records_by_name(synthetic_records, {name})[name])["keypoints"].numpy()
     text = f"[{', '.join(map(str, raw[:, 0]))}]:[{', '.join(map(str, raw[:, 1]))}]"
     from_file = generate.load_images([("source", str(outside), text)], models.cfg, None)
+    # ... and so does the file with our keypoint JSON.
+    (tmp_path / "kp.json").write_text(json.dumps({"keypoints": raw.tolist()}))
+    from_json = generate.load_images([("source", str(outside), str(tmp_path / "kp.json"))], models.cfg, None)
     for key in ("image", "keypoints", "heatmaps", "roi_boxes"):
         np.testing.assert_array_equal(from_file[key], from_record[key], err_msg=key)
+        np.testing.assert_array_equal(from_json[key], from_record[key], err_msg=key)
+
+
+def test_transfer_and_swap_of_photos_with_stage1_alone(stage1_run, fixtures_dir, tmp_path):
+    """Two photos in no record, keypoints estimated, no stage-II run; transfer in a fresh process."""
+    from PIL import Image
+
+    from keras_disentangle import generate, keypoints
+
+    folder = fixtures_dir / "deepfashion_mini" / "test"
+    source = folder / "fashionWOMENDressesid0000386607_1front.jpg"
+    other = folder / "fashionMENShirts_Polosid0000186605_4full.jpg"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
+    args = [sys.executable, "-m", "keras_disentangle.generate", "transfer", f"--stage1_dir={stage1_run}",
+            f"--source={source}", f"--pose={other}", f"--out={tmp_path}", "--save_npz"]
+    result = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    photo = keypoints.read_image(source)
+    pasted = np.asarray(Image.open(tmp_path / "transfer_photo.png"))
+    tile = np.load(tmp_path / "transfer.npz")["image"]
+    assert tile.shape == (64, 32, 3) and pasted.shape == photo.shape
+    # The 1:2 box of a 256x256 photo leaves columns untouched on at least one side.
+    changed = (pasted != photo).any(axis=(0, 2))
+    assert changed.any() and not changed.all()
+
+    request = generate.Request(mode="swap", stage2_dirs=(), stage1_dir=stage1_run, out=str(tmp_path),
+                               images={"source": str(source), "target": str(other)}, factors=("fg",))
+    written = generate.run(request)
+    assert written == [str(tmp_path / "swap.png"), str(tmp_path / "swap_photo.png")]
+    assert np.asarray(Image.open(written[1])).shape == keypoints.read_image(other).shape
+    with pytest.raises(ValueError, match="sample: needs --stage2_dir"):
+        generate.run(generate.Request(mode="sample", stage2_dirs=(), stage1_dir=stage1_run, out=str(tmp_path)))
 
 
 def test_keypoints_syntax():

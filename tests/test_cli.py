@@ -27,6 +27,9 @@ TOOLS = {
     "keras_disentangle.demo": (["stage1"], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}", "--out_dir={tmp}"]),
     "keras_disentangle.visualize": (["dataset"], [f"--data_dir={MISSING}", "--out={tmp}/sheet.png"]),
     "keras_disentangle.metrics.fid_weights": ([], None),
+    "keras_disentangle.blazepose": ([], None),
+    "keras_disentangle.keypoints": ([], [f"{MISSING}/photo.jpg"]),
+    "keras_disentangle.metrics.pose_pck": ([], [f"--fixtures={MISSING}"]),
     "tfrecords.build": ([], ["--dataset=market", f"--root={MISSING}", "--out={tmp}/records"]),
     "tfrecords.synthetic": ([], ["--out={file}/synthetic", "--ids=2", "--images_per_id=1"]),
 }

@@ -37,6 +37,13 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _INTEGER = re.compile(r"-?\d+")
 
 
+def annotation_row(name: str, keypoints) -> str:
+    """One annotation CSV line (with its LF) for `keypoints`, 18 (y, x) integer pixels, -1 missing."""
+    ys = ", ".join(str(int(y)) for y, _ in keypoints)
+    xs = ", ".join(str(int(x)) for _, x in keypoints)
+    return f"{name}: [{ys}]: [{xs}]\n"
+
+
 class Reason(str, enum.Enum):
     """Why an item did not become a record (the keys of the skip counts)."""
 

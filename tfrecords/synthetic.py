@@ -23,14 +23,10 @@ from PIL import Image
 
 from keras_disentangle import cli, synthetic
 from tfrecords import market, synthetic_reader
-from tfrecords.common import ANNOTATION_HEADER, PAIRS_HEADER
+from tfrecords.common import ANNOTATION_HEADER, PAIRS_HEADER, annotation_row
 
 # Joints the pair recipe (Ma et al.'s and PG2's `check_valid`) requires: Rsho, Lsho, Rhip, Lhip.
 PAIR_JOINTS = (2, 5, 8, 11)
-
-def _annotation_row(name: str, keypoints: np.ndarray) -> str:
-    return f"{name}: {json.dumps([int(v) for v in keypoints[:, 0]])}: {json.dumps([int(v) for v in keypoints[:, 1]])}\n"
-
 
 def _prepare_out_dir(out: pathlib.Path) -> None:
     """Creates the layout; replaces an earlier synthetic set but never a foreign dataset."""
@@ -116,7 +112,7 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 8, cameras: int = 6, h
             counts[folder] += 1
             if folder != market.QUERY_DIR:
                 keypoints = synthetic.annotate(pose)
-                rows[split].append(_annotation_row(name, keypoints))
+                rows[split].append(annotation_row(name, keypoints))
                 if split == "test":
                     test_keypoints[name] = keypoints
             done += 1

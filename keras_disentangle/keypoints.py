@@ -1,0 +1,301 @@
+"""Keypoints for any person photo: the BlazePose estimator mapped to OpenPose COCO-18, keypoint
+files, framing a photo to the model's aspect ratio, and the `keypoints` command.
+
+    python -m keras_disentangle.keypoints IMG... [--out=DIR] [--format=csv|json] [--draw]
+
+writes one annotation row per photo in the Market/DeepFashion CSV syntax (`tfrecords/common.py`),
+keypoints in pixels of the photo as stored, or one JSON file per photo ({"keypoints": [[y, x], ...]}),
+and with `--draw` the skeletons on the photos. The conventions are in docs/CONTRACTS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+
+import numpy as np
+from absl import flags
+from PIL import Image, UnidentifiedImageError
+
+from keras_disentangle import blazepose, cli, configs
+from tfrecords import common
+
+# OpenPose COCO-18 joint -> BlazePose landmark (neck, 1, is the midpoint of the shoulders 11, 12).
+# BlazePose's left/right are the person's, as OpenPose's are.
+BLAZEPOSE_OF_OPENPOSE = (0, None, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7)
+SHOULDERS = (11, 12)
+VISIBILITY_THRESHOLD = 0.5
+MIN_IMAGE_SIDE = 16
+# What the command takes as photos; any other positional argument is a usage error.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Photos whose long side is below this are person crops (Market-1501 is 128x64): the detector, trained
+# on people with context, misses half of them, so the whole frame is the region of interest, and the
+# crop is enlarged (bicubic) to this size first.
+SMALL_PHOTO = 256
+
+
+def read_image(path) -> np.ndarray:
+    """Reads a photo as uint8 RGB [H, W, 3]; grayscale, RGBA, palette and 16-bit images are converted.
+
+    Raises:
+      ValueError: naming the file, if it is missing, not an image, or smaller than 16 pixels.
+    """
+    path = pathlib.Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(image, np.float64)
+                image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, rgba)
+            rgb = np.asarray(image.convert("RGB"), np.uint8)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file does not exist") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+    if min(rgb.shape[:2]) < MIN_IMAGE_SIDE:
+        raise ValueError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]} pixels, expected at least "
+                         f"{MIN_IMAGE_SIDE} on each side")
+    return rgb
+
+
+def openpose_keypoints(landmarks: blazepose.Landmarks, height: int, width: int,
+                       threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+    """Maps 33 BlazePose landmarks to OpenPose COCO-18 (y, x) integer pixel indices, -1 missing.
+
+    A joint is missing when its landmark's visibility or presence is below `threshold` or it falls
+    outside the `height x width` image; the neck needs both shoulders.
+    """
+    ok = (landmarks.visibility >= threshold) & (landmarks.presence >= threshold)
+    # Continuous coordinates -> the index of the pixel they fall in.
+    index = np.floor(landmarks.xy).astype(np.int64)
+    inside = (index[:, 0] >= 0) & (index[:, 0] < width) & (index[:, 1] >= 0) & (index[:, 1] < height)
+    ok &= inside
+    keypoints = np.full((configs.NUM_KEYPOINTS, 2), -1, np.int64)
+    for joint, landmark in enumerate(BLAZEPOSE_OF_OPENPOSE):
+        if landmark is None:
+            if ok[list(SHOULDERS)].all():
+                x, y = np.floor(landmarks.xy[list(SHOULDERS)].mean(0)).astype(np.int64)
+                keypoints[joint] = (y, x)
+        elif ok[landmark]:
+            keypoints[joint] = index[landmark][::-1]
+    return keypoints
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Keypoints of one photo. `keypoints` int64 [18, 2] (y, x) in pixels of the photo, -1 missing;
+    `num_people` how many people the detector kept (the largest was used)."""
+
+    keypoints: np.ndarray
+    num_people: int
+
+
+class Estimator:
+    """Photo -> OpenPose-18 keypoints with BlazePose; loads the models once.
+
+    Args:
+      models_dir: folder of the BlazePose `.tflite` files; defaults to `blazepose.models_dir()`.
+    """
+
+    def __init__(self, models_dir=None):
+        self._model = blazepose.BlazePose(models_dir)
+
+    def __call__(self, image: np.ndarray, name: str = "image") -> Estimate:
+        """Keypoints of the largest person in `image` (uint8 [H, W, 3]).
+
+        Raises:
+          ValueError: `<name>: no person found` when the detector finds nobody.
+        """
+        height, width = image.shape[:2]
+        factor = 1.0
+        small = max(height, width) < SMALL_PHOTO
+        if small:
+            factor = SMALL_PHOTO / max(height, width)
+            size = (round(width * factor), round(height * factor))
+            image = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+        landmarks = self._model(image, whole_frame=small)
+        if landmarks is None:
+            raise ValueError(f"{name}: no person found")
+        if factor != 1.0:
+            landmarks = dataclasses.replace(landmarks, xy=landmarks.xy / factor)
+        return Estimate(openpose_keypoints(landmarks, height, width), landmarks.num_people)
+
+
+def read_keypoints_json(path, height: int, width: int) -> np.ndarray:
+    """Keypoints from a file: OpenPose JSON or ours, as int64 [18, 2] (y, x), -1 missing.
+
+    * OpenPose: `{"people": [{"pose_keypoints_2d": [x0, y0, c0, ..., x17, y17, c17]}, ...]}`, COCO-18;
+      the person with the largest keypoint box is used; c = 0 (or a point outside the image) is missing.
+    * Ours: `{"keypoints": [[y, x], ...18]}` in pixels of the image; negative = missing.
+
+    Raises:
+      ValueError: naming the file, if it is not JSON of either kind or has not 18 joints.
+    """
+    path = pathlib.Path(path)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file does not exist") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
+    n = configs.NUM_KEYPOINTS
+    if isinstance(content, dict) and "keypoints" in content:
+        points = np.asarray(content["keypoints"], dtype=np.float64) if _numeric(content["keypoints"]) else None
+        if points is None or points.shape != (n, 2):
+            raise ValueError(f"{path}: \"keypoints\" must be {n} [y, x] pairs, got "
+                             f"{np.shape(content['keypoints']) if points is not None else 'non-numbers'}")
+        yx = points
+    elif isinstance(content, dict) and isinstance(content.get("people"), list):
+        people = [p.get("pose_keypoints_2d") for p in content["people"] if isinstance(p, dict)]
+        if not people:
+            raise ValueError(f"{path}: OpenPose JSON with no person in \"people\"")
+        best = None
+        for values in people:
+            if not _numeric(values) or len(values) != 3 * n:
+                raise ValueError(f"{path}: pose_keypoints_2d must hold {3 * n} numbers (x, y, c for "
+                                 f"COCO-18), got {len(values) if isinstance(values, list) else values!r}")
+            triples = np.asarray(values, np.float64).reshape(n, 3)
+            yx_person = np.where(triples[:, 2:] > 0, triples[:, 1::-1], -1.0)
+            present = (yx_person >= 0).all(1)
+            extent = np.ptp(yx_person[present], 0).prod() if present.sum() > 1 else 0.0
+            if best is None or extent > best[0]:
+                best = (extent, yx_person)
+        yx = best[1]
+    else:
+        raise ValueError(f"{path}: expected {{\"keypoints\": [[y, x], ...{n}]}} or OpenPose JSON "
+                         "with \"people\"[i][\"pose_keypoints_2d\"]")
+    keypoints = np.floor(yx).astype(np.int64)
+    outside = (keypoints[:, 0] >= height) | (keypoints[:, 1] >= width) | (keypoints < 0).any(1)
+    keypoints[outside] = -1
+    return keypoints
+
+
+def _numeric(values) -> bool:
+    try:
+        np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def frame(image: np.ndarray, keypoints: np.ndarray, aspect: float, margin: float = 0.15):
+    """Crops the person to a box of `aspect` = height / width, padding (never squashing).
+
+    The box holds every keypoint with `margin` x its size on each side, is widened or heightened to
+    `aspect` around its centre, and what lies outside the photo is filled with the photo's edge pixels.
+
+    Args:
+      image: uint8 [H, W, 3].
+      keypoints: int [18, 2] (y, x) pixels of `image`, -1 missing; at least two present.
+      aspect: float. Height / width of the crop (2.0 for Market, 1.0 for DeepFashion).
+      margin: float. Fraction of the keypoints' extent added on every side.
+
+    Returns:
+      (crop uint8 [h, w, 3] with h / w ~= aspect, keypoints int64 [18, 2] in crop pixels, box
+      (top, left, h, w) in photo pixels).
+    """
+    present = (keypoints >= 0).all(1)
+    if present.sum() < 2:
+        raise ValueError(f"frame: need at least 2 keypoints, got {int(present.sum())}")
+    lo = keypoints[present].min(0).astype(np.float64)
+    hi = keypoints[present].max(0).astype(np.float64) + 1
+    extent = hi - lo
+    lo -= margin * extent.max()
+    hi += margin * extent.max()
+    h, w = hi - lo
+    if h / w < aspect:
+        h = w * aspect
+    else:
+        w = h / aspect
+    centre = (lo + hi) / 2
+    top, left = int(round(centre[0] - h / 2)), int(round(centre[1] - w / 2))
+    h, w = int(round(h)), int(round(w))
+    rows = np.clip(np.arange(top, top + h), 0, image.shape[0] - 1)
+    cols = np.clip(np.arange(left, left + w), 0, image.shape[1] - 1)
+    crop = image[rows][:, cols]
+    moved = np.where(present[:, None], keypoints - [top, left], -1)
+    return crop, moved.astype(np.int64), (top, left, h, w)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise cli.UsageError(f"--size: expected HxW such as 128x64, got {text!r}") from None
+    if height < 8 or width < 8:
+        raise cli.UsageError(f"--size: expected both sides >= 8, got {text!r}")
+    return height, width
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("out", None, "Folder to write to; without it the CSV rows go to stdout.")
+    flags.DEFINE_enum("format", "csv", ["csv", "json"],
+                      "csv: one annotation CSV `keypoints.csv` (name:keypoints_y:keypoints_x); json: one "
+                      "NAME.json {\"keypoints\": [[y, x], ...18]} per photo.")
+    flags.DEFINE_boolean("draw", False, "Also write NAME.skeleton.png with the skeleton on the photo (needs --out).")
+    flags.DEFINE_string("size", None, "HxW (e.g. 128x64): frame each person to this aspect ratio (padded, "
+                        "never squashed), resize to HxW and write the crop; keypoints then refer to the crop.")
+    flags.DEFINE_string("models_dir", None, "Folder of the BlazePose .tflite files (default: weights/blazepose "
+                        "or $KERAS_DISENTANGLE_POSE_MODELS).")
+
+
+def main(argv) -> None:
+    """`python -m keras_disentangle.keypoints IMG... [--out=DIR] [--format=csv|json] [--draw] [--size=HxW]`."""
+    from keras_disentangle import visualize  # Deferred: drawing pulls in the data pipeline.
+
+    paths = [pathlib.Path(a) for a in argv[1:]]
+    f = flags.FLAGS
+    if not paths:
+        raise cli.UsageError("expected one or more image files")
+    for path in paths:
+        if path.suffix.lower() not in PHOTO_SUFFIXES:
+            raise cli.UsageError(f"unexpected argument {str(path)!r}: expected image files ({', '.join(PHOTO_SUFFIXES)})")
+    if (f.draw or f.size or f.format == "json") and not f.out:
+        raise cli.UsageError("--draw, --size and --format=json write files: give --out=DIR")
+    size = _parse_size(f.size) if f.size else None
+    names = [p.name if not size else p.stem + ".png" for p in paths]
+    if len(set(names)) != len(names):
+        raise cli.UsageError("two images have the same file name; the rows would clash")
+    images = [read_image(p) for p in paths]  # Every photo is checked before anything is written.
+    estimator = Estimator(f.models_dir)
+    results = []
+    for path, name, image in zip(paths, names, images):
+        estimate = estimator(image, str(path))
+        if estimate.num_people > 1:
+            print(f"{path}: {estimate.num_people} people found; using the largest", file=sys.stderr)
+        keypoints = estimate.keypoints
+        if size:
+            crop, keypoints, _ = frame(image, keypoints, size[0] / size[1])
+            scale = np.array(size) / crop.shape[:2]
+            image = np.asarray(Image.fromarray(crop).resize(size[::-1], Image.BICUBIC))
+            keypoints = np.where(keypoints >= 0, np.minimum(np.floor((keypoints + 0.5) * scale),
+                                                            np.array(size) - 1), -1).astype(np.int64)
+        results.append((name, image, keypoints))
+    rows = [common.annotation_row(name, keypoints) for name, _, keypoints in results]
+    if not f.out:
+        sys.stdout.write(common.ANNOTATION_HEADER + "\n" + "".join(rows))
+        return
+    out = pathlib.Path(f.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, image, keypoints in results:
+        stem = pathlib.Path(name).stem
+        if size:
+            Image.fromarray(image).save(out / name)
+        if f.format == "json":
+            (out / f"{stem}.json").write_text(json.dumps({"keypoints": keypoints.tolist()}) + "\n")
+        if f.draw:
+            Image.fromarray(visualize.draw_keypoints(image, keypoints, radius=max(2, min(image.shape[:2]) // 64))
+                            ).save(out / f"{stem}.skeleton.png")
+    if f.format == "csv":
+        (out / "keypoints.csv").write_text(common.ANNOTATION_HEADER + "\n" + "".join(rows))
+    print(f"wrote {len(results)} photo(s) to {out}")
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)

@@ -1,0 +1,172 @@
+"""The built-in keypoint estimator (BlazePose -> OpenPose-18) on real fixture photos, keypoint files,
+framing and the `keypoints` command. The models come from `make pose-models`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_disentangle import blazepose, keypoints
+from keras_disentangle.metrics import pose_pck
+from conftest import REPO_ROOT
+from tfrecords import common
+
+DF = "deepfashion_mini"
+FRONT = "fashionWOMENDressesid0000386607_1front.jpg"
+FULL = "fashionMENShirts_Polosid0000186605_4full.jpg"
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    return keypoints.Estimator()
+
+
+def _annotation(fixtures_dir, name):
+    csv = fixtures_dir / DF / "fasion-annotation-test.csv"
+    return next(np.array(e.keypoints) for e in common.read_annotation_csv(csv).entries if e.name == name)
+
+
+def test_anchor_count_matches_the_detector_output():
+    # pose_detection.tflite regresses 2254 boxes; the anchors must line up one to one.
+    assert blazepose.ssd_anchors().shape == (2254, 2)
+
+
+def test_pck_on_the_annotated_fixtures(fixtures_dir, estimator):
+    scores = pose_pck.score_fixtures(fixtures_dir, estimator)
+    assert scores["market"].photos == 54 and scores["deepfashion"].photos == 25
+    # 0.772 and 0.906 when written (README); the aims of issue 13 are 0.70 and 0.80.
+    assert scores["market"].pck >= 0.72, pose_pck.table(scores)
+    assert scores["deepfashion"].pck >= 0.85, pose_pck.table(scores)
+
+
+def test_person_in_the_corner_of_a_big_photo(fixtures_dir, estimator):
+    photo = keypoints.read_image(fixtures_dir / DF / "test" / FRONT)
+    reference = estimator(photo).keypoints
+    scale, top, left = 4, 2900, 150  # a 1024-pixel person in the lower-left corner of 3000x4000
+    person = np.asarray(Image.fromarray(photo).resize((256 * scale, 256 * scale), Image.BICUBIC))
+    canvas = np.full((4000, 3000, 3), 200, np.uint8)
+    canvas[top - 1024:top, left:left + 1024] = person[:1024]
+    found = estimator(canvas, "canvas").keypoints
+    both = (reference >= 0).all(1) & (found >= 0).all(1)
+    assert both.sum() >= 12
+    expected = (reference[both] + 0.5) * scale + [top - 1024, left]
+    # Within a quarter of the nose-neck distance of the same person seen alone.
+    head = np.linalg.norm(reference[0] - reference[1]) * scale
+    assert np.median(np.linalg.norm(found[both] - expected, axis=1)) < 0.25 * head
+
+    crop, moved, (y, x, h, w) = keypoints.frame(canvas, found, aspect=2.0)
+    assert crop.shape[:2] == (h, w) and abs(h / w - 2.0) < 0.01
+    present = (found >= 0).all(1)
+    assert np.array_equal(moved[present], found[present] - [y, x])
+    assert (moved[present] >= 0).all() and (moved[present] < [h, w]).all()
+
+
+def test_frame_pads_instead_of_squashing():
+    image = np.zeros((100, 300, 3), np.uint8)
+    image[:, 150:] = 255
+    points = np.full((18, 2), -1)
+    points[0], points[1] = (10, 5), (90, 20)
+    crop, moved, (y, x, h, w) = keypoints.frame(image, points, aspect=1.0, margin=0.0)
+    assert h == w == 81  # the 81x16 point box, widened to a square around its centre
+    assert x < 0 and y == 10  # left of the photo: padded with its edge column
+    assert np.array_equal(crop[:, 0], image[10:91, 0])
+    assert np.array_equal(crop[tuple(moved[1])], image[90, 20])
+
+
+def test_two_people_take_the_largest(fixtures_dir, estimator):
+    # The same person twice, at 256 and 180 pixels: the larger one (on the left) is used.
+    person = keypoints.read_image(fixtures_dir / DF / "test" / FULL)
+    canvas = np.full((256, 520, 3), 230, np.uint8)
+    canvas[:, :256] = person
+    canvas[76:, 260:440] = np.asarray(Image.fromarray(person).resize((180, 180)))
+    estimate = estimator(canvas)
+    assert estimate.num_people == 2
+    present = (estimate.keypoints >= 0).all(1)
+    assert present.sum() >= 12 and estimate.keypoints[present, 1].max() < 256
+
+
+def test_no_person_names_the_file(estimator, tmp_path):
+    blank = np.full((200, 150, 3), 127, np.uint8)
+    with pytest.raises(ValueError, match="blank.png: no person found"):
+        estimator(blank, "blank.png")
+
+
+def test_read_image_converts_and_rejects(tmp_path):
+    grey16 = tmp_path / "g16.png"
+    Image.fromarray(np.full((40, 30), 40000, np.uint16)).save(grey16)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.zeros((40, 30, 4), np.uint8)).save(rgba)
+    for path in (grey16, rgba):
+        image = keypoints.read_image(path)
+        assert image.shape == (40, 30, 3) and image.dtype == np.uint8
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tiny)
+    with pytest.raises(ValueError, match="tiny.png: image is 10x10"):
+        keypoints.read_image(tiny)
+    text = tmp_path / "text.jpg"
+    text.write_text("not a photo")
+    with pytest.raises(ValueError, match="text.jpg: not a readable image"):
+        keypoints.read_image(text)
+
+
+def test_keypoint_files(tmp_path):
+    ours = tmp_path / "ours.json"
+    points = [[10 + i, 5 + i] for i in range(18)]
+    points[3] = [-1, -1]
+    ours.write_text(json.dumps({"keypoints": points}))
+    read = keypoints.read_keypoints_json(ours, 128, 64)
+    assert read[0].tolist() == [10, 5] and read[3].tolist() == [-1, -1]
+
+    openpose = tmp_path / "op.json"
+    small = [v for i in range(18) for v in (1 + i, 2, 1.0)]
+    big = [v for i in range(18) for v in (5 + 2 * i, 40.7 + i, 0.9 if i != 4 else 0.0)]
+    openpose.write_text(json.dumps({"people": [{"pose_keypoints_2d": small}, {"pose_keypoints_2d": big}]}))
+    read = keypoints.read_keypoints_json(openpose, 128, 64)
+    assert read[0].tolist() == [40, 5]  # x, y -> (y, x), floored; the larger person
+    assert read[4].tolist() == [-1, -1]  # confidence 0
+
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"keypoints": points[:17]}))
+    with pytest.raises(ValueError, match="short.json: \"keypoints\" must be 18"):
+        keypoints.read_keypoints_json(short, 128, 64)
+
+
+def _command(*argv):
+    return subprocess.run([sys.executable, "-m", "keras_disentangle.keypoints", *argv], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+
+
+def test_command_writes_rows_the_converters_read(fixtures_dir, tmp_path):
+    photos = [fixtures_dir / DF / "test" / FRONT, fixtures_dir / "market1501_mini" / "bounding_box_test" /
+              "0004_c1s6_016996_02.jpg"]
+    result = _command(*map(str, photos), f"--out={tmp_path}", "--draw")
+    assert result.returncode == 0, result.stderr
+    entries = common.read_annotation_csv(tmp_path / "keypoints.csv").entries
+    assert [e.name for e in entries] == [p.name for p in photos]
+    assert all(isinstance(e, common.Annotation) for e in entries)
+    assert sum(k[0] >= 0 for k in entries[0].keypoints) >= 14
+    drawn = np.asarray(Image.open(tmp_path / f"{photos[1].stem}.skeleton.png"))
+    assert drawn.shape == (128, 64, 3)
+    assert (drawn != keypoints.read_image(photos[1])).any()
+
+
+
+def test_missing_model_names_the_set_up_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fetch it with `python -m keras_disentangle.blazepose"):
+        blazepose.BlazePose(tmp_path)
+
+
+def test_command_frames_to_the_model_size(fixtures_dir, tmp_path):
+    photo = fixtures_dir / DF / "test" / FULL
+    result = _command(str(photo), f"--out={tmp_path}", "--size=128x64", "--format=json")
+    assert result.returncode == 0, result.stderr
+    crop = np.asarray(Image.open(tmp_path / f"{photo.stem}.png"))
+    points = np.array(json.loads((tmp_path / f"{photo.stem}.json").read_text())["keypoints"])
+    assert crop.shape == (128, 64, 3) and points.shape == (18, 2)
+    present = (points >= 0).all(1)
+    assert present.sum() >= 12 and (points[present] < [128, 64]).all()
+    # The person spans most of the crop's height: framed, not shrunk into a corner.
+    assert np.ptp(points[present, 0]) > 0.6 * 128
