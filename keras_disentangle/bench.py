@@ -1,7 +1,7 @@
 """Throughput measurements, one JSON line per measurement.
 
     python -m keras_disentangle.bench --what=train_step,forward,input --dataset=market --scale=full \
-        --batch_size=16 --precision=float32,mixed_bfloat16 --xla=both [--data_dir=DIR]
+        --batch_size=16 --precision=auto,float32 --xla=both [--data_dir=DIR]
 
 Each measurement is a function `measure_<name>(settings) -> dict` registered in `MEASUREMENTS`;
 `--what` lists the ones to run:
@@ -37,6 +37,7 @@ import math
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_disentangle import configs, data, geometry, records
+from keras_disentangle import configs, data, geometry, precision, records
 from keras_disentangle.configs import NUM_KEYPOINTS
 from keras_disentangle.models.discriminators import build_critic
 from keras_disentangle.models.mapper import build_mapper
@@ -186,7 +187,7 @@ class Settings:
       window_batches: int. Calls per timed window (at least).
       min_window_seconds: float. A window (and the warm-up) also lasts at least this long, so that
         fast measurements average over many calls while slow ones still time whole steps.
-      precision: str. Keras dtype policy the networks are built under: `float32` or `mixed_bfloat16`.
+      precision: str. Keras dtype policy the networks are built under (resolved: not `auto`).
       jit_compile: bool. Compile the step with XLA.
       memory_steps: int. When larger than the calls timed, keep stepping up to this many calls and
         report the resident memory there against that at call 10 (0: no growth check).
@@ -205,8 +206,6 @@ class Settings:
     memory_steps: int = 0
     matmul_size: int = 2048
 
-
-PRECISIONS = ("float32", "mixed_bfloat16")
 
 FLOP_RULE = (
     "2 FLOPs per multiply-add of every Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul, "
@@ -424,8 +423,7 @@ def _time_calls(call: Callable[[int], None], examples_per_call: int, settings: S
 @contextlib.contextmanager
 def _global_policy(name: str):
     """Builds networks under the Keras dtype policy `name`, restoring the previous one after."""
-    if name not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {list(PRECISIONS)}, got {name!r}.")
+    precision.validate(name)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(name)
     try:
@@ -661,9 +659,10 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
     unknown = [name for name in names if name not in MEASUREMENTS]
     if unknown:
         raise ValueError(f"what: unknown measurements {unknown}; expected names from {sorted(MEASUREMENTS)}.")
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad:
-        raise ValueError(f"precision: expected values from {list(PRECISIONS)}, got {bad}.")
+    # `auto` resolves once per run, its reason on stderr (stdout holds only JSON lines).
+    precisions = tuple(dict.fromkeys(
+        precision.resolve(p, log=lambda line: print(line, file=sys.stderr)) if p == "auto" else precision.validate(p)
+        for p in precisions))
     results: list[dict] = []
     matmul_measured = False
 
@@ -674,17 +673,17 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
     ordered = [n for n in names if n not in _PLAIN] + [n for n in names if n in _PLAIN]
     for name in ordered:
         variants = [(settings.precision, False)] if name in _PLAIN else [
-            (precision, jit) for precision in precisions for jit in ((False,) if name in _NO_XLA else xla)]
-        for precision, jit in variants:
+            (policy, jit) for policy in precisions for jit in ((False,) if name in _NO_XLA else xla)]
+        for policy, jit in variants:
             if name not in _PLAIN:
                 before = measure_matmul(settings.matmul_size)
                 if not matmul_measured:
                     emit({"what": "matmul", "when": "start", **labels, **_machine_fields(), **before})
                     matmul_measured = True
-            variant = dataclasses.replace(settings, precision=precision, jit_compile=jit)
+            variant = dataclasses.replace(settings, precision=policy, jit_compile=jit)
             result = {"what": name, **labels, "height": settings.cfg.data.height,
                       "width": settings.cfg.data.width, "batch_size": settings.batch_size,
-                      "precision": precision, "xla": jit, **MEASUREMENTS[name](variant)}
+                      "precision": policy, "xla": jit, **MEASUREMENTS[name](variant)}
             if name not in _PLAIN:
                 _add_rates(result, before, measure_matmul(settings.matmul_size))
             if name == "input":
@@ -711,7 +710,8 @@ def _define_flags() -> None:
     flags.DEFINE_enum("dataset", "market", list(configs.DATASETS), "Preset dataset.")
     flags.DEFINE_enum("scale", "full", list(configs.SCALES), "Preset scale.")
     flags.DEFINE_integer("batch_size", None, "Batch size; defaults to the preset's.")
-    flags.DEFINE_list("precision", list(PRECISIONS), "Keras dtype policies to measure the models under.")
+    flags.DEFINE_list("precision", ["auto"], "Keras dtype policies to measure the models under: auto "
+                      "(this machine's choice, see keras_disentangle.precision), float32, mixed_bfloat16.")
     flags.DEFINE_enum("xla", "both", ["on", "off", "both"], "Compile the steps with XLA.")
     flags.DEFINE_string("data_dir", None, "TFRecord shards; random records are written to a temporary "
                         "directory when unset.")
