@@ -49,6 +49,8 @@ flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoi
 flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
 flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
 flags.DEFINE_integer("seed", None, "Override: random seed.")
+flags.DEFINE_float("progress_seconds", None, "When stdout is not a terminal: seconds between progress lines "
+                   "(default 30).")
 
 
 class UsageError(Exception):
@@ -121,14 +123,16 @@ def run() -> None:
             except ValueError:
                 raise UsageError(f"Unknown --model={FLAGS.model}; expected appearance, pose or both.") from None
             stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=part, strategy=strategy,
-                                jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
+                                jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
+                                progress_seconds=FLAGS.progress_seconds)
         elif FLAGS.stage == 2:
             from keras_disentangle.training import stage2  # noqa: PLC0415
 
             factor = _require("factor")
             stage1_dir = _require("stage1_dir")
             stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
-                                strategy=strategy, jit_compile=FLAGS.jit_compile)
+                                strategy=strategy, jit_compile=FLAGS.jit_compile,
+                                progress_seconds=FLAGS.progress_seconds)
         else:
             raise UsageError(f"Unknown --stage={FLAGS.stage}; expected 1 or 2.")
     except checkpoint.RunDirectoryError as error:

@@ -49,7 +49,8 @@ def preview_grid(stage1: Stage1, batch: dict) -> tf.Tensor:
 
 def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps.Stage1Part,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False,
-                 max_minutes: float | None = None, verbose: bool = True) -> tuple[Stage1, dict[str, float]]:
+                 max_minutes: float | None = None, verbose: bool = True,
+                 progress_seconds: float | None = None) -> tuple[Stage1, dict[str, float]]:
     """Trains stage I from the last checkpoint in `logdir` up to `cfg.train.steps`.
 
     Returns:
@@ -100,7 +101,8 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
         image_every=train_cfg.image_every, summary_dir=summary_dir,
         write_images=write_images if chief and part != steps.Stage1Part.POSE else None,
         learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-        jit_compile=jit_compile, max_minutes=max_minutes, verbose=verbose and chief)
+        jit_compile=jit_compile, max_minutes=max_minutes, steps_per_execution=train_cfg.steps_per_execution,
+        verbose=verbose and chief, progress_seconds=progress_seconds)
     return stage1, logs
 
 
