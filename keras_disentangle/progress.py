@@ -30,7 +30,8 @@ class Progress:
       label: str. Prefix of the plain lines (e.g. the command's name).
       interval: float. Seconds between plain lines at most (0: a line per update).
       verbose: bool. False shows nothing.
-      stream: file. Defaults to sys.stdout; a TTY gets the progress bar.
+      stream: file. Defaults to sys.stdout; stdout on a terminal gets the progress bar (Keras draws
+        it on stdout), any other stream plain lines.
     """
 
     def __init__(self, total: int, *, unit: str = "step", start: int = 0, label: str = "",
@@ -41,7 +42,7 @@ class Progress:
         self.stream = sys.stdout if stream is None else stream
         isatty = getattr(self.stream, "isatty", None)
         self._bar = None
-        if verbose and isatty is not None and isatty():
+        if verbose and self.stream is sys.stdout and isatty is not None and isatty():
             import keras  # noqa: PLC0415 (only terminals need it)
 
             self._bar = keras.utils.Progbar(total, verbose=1, unit_name=unit)
@@ -55,8 +56,12 @@ class Progress:
         """Whether the next `update` prints a plain line (callers may fetch values only then)."""
         return self.verbose and self._bar is None and time.perf_counter() - self._last_line >= self.interval
 
-    def update(self, done: int, values: list[tuple[str, float]] | None = None, finish: bool = False) -> None:
-        """Records that `done` units are complete; `values` are shown as they are (latest, not averaged)."""
+    def update(self, done: int, values: list[tuple[str, float]] | None = None, finish: bool = False,
+               force: bool = False) -> None:
+        """Records that `done` units are complete; `values` are shown as they are (latest, not averaged).
+
+        `finish` ends the bar; `finish` and `force` print a plain line whatever the interval.
+        """
         if not self.verbose:
             return
         values = list(values or [])
@@ -67,14 +72,14 @@ class Progress:
         now = time.perf_counter()
         if self._first is None:
             self._first = (now, done)
-        if not (finish or done >= self.total or now - self._last_line >= self.interval):
+        if not (finish or force or done >= self.total or now - self._last_line >= self.interval):
             return
         self._last_line = now
         parts = [f"{self.unit} {done}/{self.total} ({100.0 * done / max(self.total, 1):.0f}%)"]
         first_time, first_done = self._first
         if done > first_done and now > first_time:
             rate = (done - first_done) / (now - first_time)
-            parts.append(f"{rate:.3g} {self.unit}/s")
+            parts.append(f"{rate:.0f} {self.unit}/s" if rate >= 100 else f"{rate:.3g} {self.unit}/s")
             if done < self.total:
                 parts.append(f"ETA {_duration((self.total - done) / rate)}")
         parts += [f"{name} {value:.4g}" for name, value in values]
