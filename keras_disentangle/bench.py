@@ -13,14 +13,19 @@ Each measurement is a function `measure_<name>(settings) -> dict` registered in 
   mapper_step     the stage-II FG mapper step: `critic_steps` critic updates + one mapper update.
   forward         stage-I `reconstruct` in process (geometry from keypoints, encoder, generator).
   saved_model     `reconstruct` of an exported stage-I SavedModel, loaded with tf.saved_model.load.
+  steps_per_execution
+                  the stage-I L1 step run 1 and 10 steps per `tf.function` call (`loop.multi_step`,
+                  as `train.py --steps_per_execution`): the rate of each, and the losses after the
+                  same 20 steps from the same seed on the same batches.
   input           records/s of `data.train_dataset`, next to what the training steps consume.
 
 Model measurements run once per `--precision` (Keras dtype policy) and `--xla` setting, on
 batches held in memory. Times are medians over timed windows after a warm-up, so a burst of load
 from another process moves them less than one long timing would. Every model line carries the
 analytic FLOPs per example (`FLOP_RULE`, counted from the traced graph, not by a profiler), the
-GFLOP/s achieved and its ratio to this machine's `tf.linalg.matmul` rate measured just before and
-just after it (other processes change both), the share of the CPUs it got, the load average and
+GFLOP/s achieved and its ratio to the best float32 GEMM in the process (`tf.linalg.matmul` or
+NumPy's OpenBLAS SGEMM, whichever is faster; both reported) measured just before and just after it
+(other processes change both), the share of the CPUs it got, the load average and
 the resident memory.
 
 Without `--data_dir`, a temporary set of records is written first (`write_random_records`:
@@ -348,11 +353,29 @@ def matmul_gflops(dtype: tf.DType = tf.float32, size: int = 2048, trials: int = 
     return 2.0 * size ** 3 / best / 1e9
 
 
+def numpy_sgemm_gflops(size: int = 2048, trials: int = 7, repeats: int = 3) -> float:
+    """NumPy's float32 matmul rate (its BLAS, OpenBLAS in the NumPy wheels), timed as `matmul_gflops`."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    np.matmul(a, b)
+    best = float("inf")
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            np.matmul(a, b)
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return 2.0 * size ** 3 / best / 1e9
+
+
 def measure_matmul(size: int = 2048) -> dict:
-    """The reference rates the model measurements are compared with (float32 and bfloat16)."""
-    return {"matmul_size": size,
-            "float32_gflops_per_s": round(matmul_gflops(tf.float32, size), 1),
-            "bfloat16_gflops_per_s": round(matmul_gflops(tf.bfloat16, size), 1)}
+    """The reference rates the model measurements are compared with: TensorFlow's float32 and
+    bfloat16 matmul, NumPy's SGEMM, and the best float32 GEMM of the two (the ceiling)."""
+    tf32, numpy32 = round(matmul_gflops(tf.float32, size), 1), round(numpy_sgemm_gflops(size), 1)
+    return {"matmul_size": size, "float32_gflops_per_s": tf32,
+            "numpy_sgemm_gflops_per_s": numpy32, "best_float32_gflops_per_s": max(tf32, numpy32),
+            "best_float32_gemm": "numpy" if numpy32 > tf32 else "tensorflow",
+            "bfloat16_gflops_per_s": round(matmul_gflops(tf.bfloat16, size), 1),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}
 
 
 def _rss_mb() -> float | None:
@@ -469,6 +492,46 @@ def measure_train_step(settings: Settings) -> dict:
     strategy) on batches of `data.train_dataset` held in memory.
     """
     return _stage1_train(settings, adversarial_weight=1.0)
+
+
+def measure_steps_per_execution(settings: Settings, k: int = 10, equal_steps: int = 20) -> dict:
+    """The stage-I L1 step at 1 and `k` steps per call: rates, and losses after `equal_steps` steps.
+
+    Both variants start from the same seed and read the same batches in the same order (a repeated
+    in-memory stream), so their losses must agree; `examples_per_s` is the rate at `k`.
+    """
+    batch_size = settings.batch_size
+    cfg = configs.override(settings.cfg, adversarial_weight=0.0, batch_size=batch_size)
+    batches = _data_batches(settings, batch_size)
+    stream = tf.data.Dataset.from_tensors(batches[0])
+    for batch in batches[1:]:
+        stream = stream.concatenate(tf.data.Dataset.from_tensors(batch))
+    strategy = tf.distribute.get_strategy()
+    fields: dict = {}
+    for per_call in (1, k):
+        with _global_policy(settings.precision):
+            keras.utils.set_random_seed(cfg.train.seed)
+            stage1 = build_stage1(cfg)
+            optimizers = stage1_training.build_optimizers(cfg.train)
+        replica_step = steps.stage1_step(steps.Stage1Part.APPEARANCE, stage1, optimizers, cfg.train, batch_size)
+        run_steps = loop.multi_step(strategy, replica_step, settings.jit_compile)
+        iterator = iter(strategy.experimental_distribute_dataset(stream.repeat()))
+        count = tf.constant(per_call, tf.int32)
+        for _ in range(equal_steps // per_call):
+            _, logs, _ = run_steps(iterator, count)
+        fields[f"losses_after_{equal_steps}_steps_k{per_call}"] = {name: float(v) for name, v in logs.items()}
+        # As the loop: the step count and the device-side NaN flag come back every call.
+        timing = _time_calls(lambda i: bool(run_steps(iterator, count)[2]), batch_size * per_call, settings)
+        fields[f"examples_per_s_k{per_call}"] = timing["examples_per_s"]
+        fields[f"window_examples_per_s_k{per_call}"] = timing["window_examples_per_s"]
+    losses = [fields[f"losses_after_{equal_steps}_steps_k{n}"] for n in (1, k)]
+    fields["max_loss_rel_diff"] = max(abs(losses[1][name] - value) / max(abs(value), 1e-12)
+                                      for name, value in losses[0].items())
+    fields[f"speedup_k{k}_over_k1"] = round(fields[f"examples_per_s_k{k}"] / fields["examples_per_s_k1"], 3)
+    flops = graph_flops(replica_step, batches[0])
+    return {"loss": "l1", "example": "image", "steps_per_execution": k, **fields,
+            **{key: value for key, value in timing.items() if not key.startswith("window")},
+            "window_examples_per_s": timing["window_examples_per_s"], **_flops_fields(flops, batch_size)}
 
 
 def measure_train_step_l1(settings: Settings) -> dict:
@@ -591,6 +654,7 @@ def measure_input(settings: Settings) -> dict:
 MEASUREMENTS: dict[str, Callable[[Settings], dict]] = {
     "train_step": measure_train_step,
     "train_step_l1": measure_train_step_l1,
+    "steps_per_execution": measure_steps_per_execution,
     "pose_step": measure_pose_step,
     "mapper_step": measure_mapper_step,
     "forward": measure_forward,
@@ -606,17 +670,21 @@ _TRAIN_STEPS = ("train_step", "train_step_l1")
 
 
 def _add_rates(result: dict, before: dict, after: dict) -> None:
-    """GFLOP/s achieved and its ratio to the matmul rates measured just before and just after.
+    """GFLOP/s achieved and its ratio to the GEMM rates measured just before and just after.
 
-    Other processes on a shared machine change the rate both get; the mean of the two matmul
-    timings is the reference of the same period.
+    Other processes on a shared machine change the rate both get; the mean of the two timings is
+    the reference of the same period. `matmul_ratio` is against the best float32 GEMM in the
+    process (TensorFlow's or NumPy's, whichever is faster), `tf_matmul_ratio` against TensorFlow's.
     """
     gflops = result["flops_per_example"] * result["examples_per_s"] / 1e9
-    reference = {key: (before[key] + after[key]) / 2 for key in ("float32_gflops_per_s", "bfloat16_gflops_per_s")}
+    reference = {key: (before[key] + after[key]) / 2 for key in (
+        "float32_gflops_per_s", "best_float32_gflops_per_s", "bfloat16_gflops_per_s")}
     result["gflops_per_s"] = round(gflops, 1)
     result["matmul_float32_gflops_per_s"] = [before["float32_gflops_per_s"], after["float32_gflops_per_s"]]
+    result["numpy_sgemm_gflops_per_s"] = [before["numpy_sgemm_gflops_per_s"], after["numpy_sgemm_gflops_per_s"]]
     # Significant figures, not decimals: the tiny FC steps run at ~0.001 of the matmul rate.
-    result["matmul_ratio"] = float(f"{gflops / reference['float32_gflops_per_s']:.3g}")
+    result["matmul_ratio"] = float(f"{gflops / reference['best_float32_gflops_per_s']:.3g}")
+    result["tf_matmul_ratio"] = float(f"{gflops / reference['float32_gflops_per_s']:.3g}")
     if result["precision"] != "float32":
         result["matmul_bfloat16_gflops_per_s"] = [before["bfloat16_gflops_per_s"], after["bfloat16_gflops_per_s"]]
         result["matmul_bfloat16_ratio"] = float(f"{gflops / reference['bfloat16_gflops_per_s']:.3g}")
