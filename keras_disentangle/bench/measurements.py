@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -85,7 +86,9 @@ def measure_steps_per_execution(settings: Settings, k: int = 10, equal_steps: in
     """The stage-I L1 step at 1 and `k` steps per call: rates, and losses after `equal_steps` steps.
 
     Both variants start from the same seed and read the same batches in the same order (a repeated
-    in-memory stream), so their losses must agree; `examples_per_s` is the rate at `k`.
+    in-memory stream), so their losses must agree. Their timed windows alternate (k = 1, k, k = 1,
+    ...), so that load from other processes falls on both alike; `speedup` is the median of the
+    paired window ratios, `examples_per_s` the rate at `k`.
     """
     batch_size = settings.batch_size
     cfg = configs.override(settings.cfg, adversarial_weight=0.0, batch_size=batch_size)
@@ -95,6 +98,7 @@ def measure_steps_per_execution(settings: Settings, k: int = 10, equal_steps: in
         stream = stream.concatenate(tf.data.Dataset.from_tensors(batch))
     strategy = tf.distribute.get_strategy()
     fields: dict = {}
+    calls = {}
     for per_call in (1, k):
         with _global_policy(settings.precision):
             keras.utils.set_random_seed(cfg.train.seed)
@@ -107,18 +111,32 @@ def measure_steps_per_execution(settings: Settings, k: int = 10, equal_steps: in
         for _ in range(equal_steps // per_call):
             _, logs, _ = run_steps(iterator, count)
         fields[f"losses_after_{equal_steps}_steps_k{per_call}"] = {name: float(v) for name, v in logs.items()}
-        # As the loop: the step count and the device-side NaN flag come back every call.
-        timing = _time_calls(lambda i: bool(run_steps(iterator, count)[2]), batch_size * per_call, settings)
-        fields[f"examples_per_s_k{per_call}"] = timing["examples_per_s"]
-        fields[f"window_examples_per_s_k{per_call}"] = timing["window_examples_per_s"]
+        # As the loop: the device-side NaN flag comes back after every call.
+        calls[per_call] = lambda run_steps=run_steps, iterator=iterator, count=count: bool(
+            run_steps(iterator, count)[2])
+    for per_call, call in calls.items():  # warm-up
+        for _ in range(max(1, settings.warmup // per_call)):
+            call()
+    seconds_per_step: dict[int, list[float]] = {per_call: [] for per_call in calls}
+    for _ in range(settings.windows):
+        for per_call, call in calls.items():
+            done, start = 0, time.perf_counter()
+            while done < settings.window_batches * k or time.perf_counter() - start < settings.min_window_seconds:
+                call()
+                done += per_call
+            seconds_per_step[per_call].append((time.perf_counter() - start) / done)
+    for per_call, seconds in seconds_per_step.items():
+        fields[f"examples_per_s_k{per_call}"] = round(batch_size / statistics.median(seconds), 2)
+        fields[f"window_examples_per_s_k{per_call}"] = [round(batch_size / s, 2) for s in seconds]
     losses = [fields[f"losses_after_{equal_steps}_steps_k{n}"] for n in (1, k)]
     fields["max_loss_rel_diff"] = max(abs(losses[1][name] - value) / max(abs(value), 1e-12)
                                       for name, value in losses[0].items())
-    fields[f"speedup_k{k}_over_k1"] = round(fields[f"examples_per_s_k{k}"] / fields["examples_per_s_k1"], 3)
+    fields[f"speedup_k{k}_over_k1"] = round(statistics.median(
+        one / many for one, many in zip(seconds_per_step[1], seconds_per_step[k])), 3)
     flops = graph_flops(replica_step, batches[0])
     return {"loss": "l1", "example": "image", "steps_per_execution": k, **fields,
-            **{key: value for key, value in timing.items() if not key.startswith("window")},
-            "window_examples_per_s": timing["window_examples_per_s"], **_flops_fields(flops, batch_size)}
+            "examples_per_s": fields[f"examples_per_s_k{k}"],
+            "window_examples_per_s": fields[f"window_examples_per_s_k{k}"], **_flops_fields(flops, batch_size)}
 
 
 def measure_train_step_l1(settings: Settings) -> dict:
