@@ -90,7 +90,8 @@ def test_all_measurements_print_json_lines(record_dir, capsys):
     assert [r["what"] for r in results] == ["matmul", *[n for n in names if n != "input"], "input", "matmul"]
     for result in results:
         if result["what"] == "matmul":
-            assert result["float32_gflops_per_s"] > 0 and result["bfloat16_gflops_per_s"] > 0
+            # float32 only was measured: no bf16 reference (it crashes under a non-bf16 oneDNN cap).
+            assert result["float32_gflops_per_s"] > 0 and "bfloat16_gflops_per_s" not in result
             continue
         assert result["loadavg_1m"] >= 0 and result["peak_rss_mb"] > 0
         if result["what"] == "input":

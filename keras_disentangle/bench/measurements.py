@@ -283,14 +283,14 @@ def _add_rates(result: dict, before: dict, after: dict) -> None:
     """
     gflops = result["flops_per_example"] * result["examples_per_s"] / 1e9
     reference = {key: (before[key] + after[key]) / 2 for key in (
-        "float32_gflops_per_s", "best_float32_gflops_per_s", "bfloat16_gflops_per_s")}
+        "float32_gflops_per_s", "best_float32_gflops_per_s", "bfloat16_gflops_per_s") if key in before}
     result["gflops_per_s"] = round(gflops, 1)
     result["matmul_float32_gflops_per_s"] = [before["float32_gflops_per_s"], after["float32_gflops_per_s"]]
     result["numpy_sgemm_gflops_per_s"] = [before["numpy_sgemm_gflops_per_s"], after["numpy_sgemm_gflops_per_s"]]
     # Significant figures, not decimals: the tiny FC steps run at ~0.001 of the matmul rate.
     result["matmul_ratio"] = float(f"{gflops / reference['best_float32_gflops_per_s']:.3g}")
     result["tf_matmul_ratio"] = float(f"{gflops / reference['float32_gflops_per_s']:.3g}")
-    if result["precision"] != "float32":
+    if result["precision"] == "mixed_bfloat16":
         result["matmul_bfloat16_gflops_per_s"] = [before["bfloat16_gflops_per_s"], after["bfloat16_gflops_per_s"]]
         result["matmul_bfloat16_ratio"] = float(f"{gflops / reference['bfloat16_gflops_per_s']:.3g}")
 
@@ -336,6 +336,8 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
     precisions = tuple(dict.fromkeys(
         precision.resolve(p, log=lambda line: print(line, file=sys.stderr)) if p == "auto" else precision.validate(p)
         for p in precisions))
+    # The bf16 reference only where a bf16 policy is measured.
+    bfloat16 = "mixed_bfloat16" in precisions
     results: list[dict] = []
     matmul_measured = False
 
@@ -349,7 +351,7 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
             (policy, jit) for policy in precisions for jit in ((False,) if name in _NO_XLA else xla)]
         for policy, jit in variants:
             if name not in _PLAIN:
-                before = measure_matmul(settings.matmul_size)
+                before = measure_matmul(settings.matmul_size, bfloat16)
                 if not matmul_measured:
                     emit({"what": "matmul", "when": "start", **labels, **_machine_fields(), **before})
                     matmul_measured = True
@@ -358,7 +360,7 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
                       "width": settings.cfg.data.width, "batch_size": settings.batch_size,
                       "precision": policy, "xla": jit, **MEASUREMENTS[name](variant)}
             if name not in _PLAIN:
-                _add_rates(result, before, measure_matmul(settings.matmul_size))
+                _add_rates(result, before, measure_matmul(settings.matmul_size, bfloat16))
             if name == "input":
                 _add_consumption(result, results)
             result.update(_machine_fields(), rss_mb=_rss_mb(), peak_rss_mb=_peak_rss_mb())
@@ -367,5 +369,5 @@ def run(names: list[str], settings: Settings, labels: dict, precisions: tuple[st
             keras.backend.clear_session()
             gc.collect()
     if matmul_measured:
-        emit({"what": "matmul", "when": "end", **labels, **_machine_fields(), **measure_matmul(settings.matmul_size)})
+        emit({"what": "matmul", "when": "end", **labels, **_machine_fields(), **measure_matmul(settings.matmul_size, bfloat16)})
     return results
