@@ -12,7 +12,7 @@ DEMO_STAGE1_MINUTES ?= 3.5
 DEMO_STAGE1_STEPS ?= 6000
 DEMO_STAGE2_MINUTES ?= 0.25
 DEMO_STAGE2_STEPS ?= 1000
-DEMO_PRECISION ?= float32
+DEMO_PRECISION ?= auto
 TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 
 .PHONY: venv demo test test-all bench clean

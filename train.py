@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
-from keras_disentangle import cli, configs  # noqa: E402 (neither loads TensorFlow)
+from keras_disentangle import cli, configs, precision  # noqa: E402 (none loads TensorFlow)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.", lower_bound=1, upper_bound=2)
@@ -39,7 +39,11 @@ flags.DEFINE_enum("factor", None, [f.value for f in configs.Factor], "Stage II: 
 flags.DEFINE_string("stage1_dir", None, "Stage II: the stage-I run directory to load, frozen.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
-flags.DEFINE_string("precision", "float32", "float32 or mixed_bfloat16 (CPUs with bf16 units, TPUs).")
+flags.DEFINE_enum("precision", None, list(precision.POLICIES),
+                  "auto (the preset's default: mixed_bfloat16 where the CPU/GPU/TPU has bf16 arithmetic, else "
+                  "float32), float32, mixed_bfloat16 or mixed_float16 (GPUs; loss scaling).")
+flags.DEFINE_integer("steps_per_execution", None, "Override: training steps per tf.function call (losses are "
+                     "fetched only at log steps).", lower_bound=1)
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_float("max_minutes", None, "Stop after this much training time (checkpointed; rerun continues).")
 flags.DEFINE_integer("steps", None, "Override: total training steps.")
@@ -51,6 +55,8 @@ flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoi
 flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
 flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
 flags.DEFINE_integer("seed", None, "Override: random seed.")
+flags.DEFINE_float("progress_seconds", None, "When stdout is not a terminal: seconds between progress lines "
+                   "(default 30).")
 
 
 def _config() -> configs.Config:
@@ -58,9 +64,10 @@ def _config() -> configs.Config:
         cfg = configs.get_config(FLAGS.dataset, FLAGS.scale)
         return configs.override(
             cfg, fg_encoder=FLAGS.fg_encoder, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-            learning_rate=FLAGS.learning_rate, l1_weight=FLAGS.l1_weight,
+            precision=FLAGS.precision, learning_rate=FLAGS.learning_rate, l1_weight=FLAGS.l1_weight,
             adversarial_weight=FLAGS.adversarial_weight, checkpoint_every=FLAGS.checkpoint_every,
-            log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed)
+            log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed,
+            steps_per_execution=FLAGS.steps_per_execution)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
 
@@ -92,28 +99,30 @@ def _check_data_dir(data_dir: str) -> None:
 def run() -> None:
     cfg = _config()
     data_dir, logdir = FLAGS.data_dir, FLAGS.logdir
-    if FLAGS.precision not in ("float32", "mixed_bfloat16"):
-        raise cli.UsageError(f"Unknown --precision={FLAGS.precision}; expected float32 or mixed_bfloat16.")
     if FLAGS.stage == 2:
         factor, stage1_dir = _require("factor"), _require("stage1_dir")
     _check_data_dir(data_dir)
 
-    import keras  # noqa: PLC0415 (TensorFlow loads only once the command line is known to be good)
+    from keras_disentangle.training import loop  # noqa: PLC0415 (TensorFlow loads once the command line is good)
 
-    from keras_disentangle.training import loop  # noqa: PLC0415
-
-    keras.mixed_precision.set_global_policy(FLAGS.precision)
+    try:
+        # config.json records the resolved policy, not `auto`.
+        cfg = configs.override(cfg, precision=precision.apply(cfg.train.precision))
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
     strategy = loop.make_strategy(FLAGS.strategy)
     if FLAGS.stage == 1:
         from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 
         stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=steps.Stage1Part(FLAGS.model),
-                            strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
+                            strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
+                            progress_seconds=FLAGS.progress_seconds)
     else:
         from keras_disentangle.training import stage2  # noqa: PLC0415
 
         stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
-                            strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
+                            strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
+                            progress_seconds=FLAGS.progress_seconds)
 
 
 def main(argv):

@@ -71,6 +71,13 @@ def run(main: Callable[[list[str]], int | None], define_flags: Callable[[], None
             fail(prog, error, USAGE)
         except (ValueError, OSError) as error:
             fail(prog, error, RUNTIME)
+        except Exception as error:
+            # TensorFlow's file errors (tf.errors.OpError) are runtime errors too; cli.py itself does
+            # not load TensorFlow, so it is looked up only once a tool has.
+            tf = sys.modules.get("tensorflow")
+            if tf is not None and isinstance(error, tf.errors.OpError):
+                fail(prog, error.message, RUNTIME)
+            raise
 
     app.run(checked, argv=argv, flags_parser=parse)
 

@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_disentangle import cli  # noqa: E402
+from keras_disentangle import cli, precision  # noqa: E402
 from keras_disentangle.runtime import Stage1Serving, load_stage1, load_stage2, stage1_trackables  # noqa: E402
 
 
@@ -73,12 +73,15 @@ def define_flags() -> None:
                               "stage-I SavedModel is written.")
     flags.DEFINE_string("out", None, "Directory to write the SavedModel to.")
     flags.mark_flag_as_required("out")
+    flags.DEFINE_enum("precision", "auto", list(precision.POLICIES), "Dtype policy the SavedModel computes in: auto "
+                      "(mixed_bfloat16 where this machine has bf16 arithmetic, else float32), float32 or mixed_bfloat16.")
 
 
 def main(argv):
     cli.no_positional(argv)
     if not (FLAGS.stage1_dir or FLAGS.stage2_dir):
         raise cli.UsageError("--stage1_dir (stage I) or --stage2_dir once per factor (stage II) is required.")
+    precision.apply(FLAGS.precision)
     if FLAGS.stage2_dir:
         out = export_stage2(FLAGS.stage2_dir, FLAGS.out, FLAGS.stage1_dir)
     else:

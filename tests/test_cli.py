@@ -31,6 +31,9 @@ TOOLS = {
     "keras_disentangle.keypoints": ([], [f"{MISSING}/photo.jpg"]),
     "keras_disentangle.metrics.pose_pck": ([], [f"--fixtures={MISSING}"]),
     "tfrecords.build": ([], ["--dataset=market", f"--root={MISSING}", "--out={tmp}/records"]),
+    "keras_disentangle.bench.__main__": ([], ["--scale=micro", "--what=input", "--precision=float32",
+                                              f"--data_dir={MISSING}"]),
+    "keras_disentangle.bench.profile": ([], ["--scale=micro", f"--out={{file}}/profile"]),
     "tfrecords.synthetic": ([], ["--out={file}/synthetic", "--ids=2", "--images_per_id=1"]),
 }
 

@@ -21,7 +21,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from keras_disentangle import cli, synthetic
+from keras_disentangle import cli, progress, synthetic
 from tfrecords import market, synthetic_reader
 from tfrecords.common import ANNOTATION_HEADER, PAIRS_HEADER, annotation_row
 
@@ -154,15 +154,18 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
 
 
-def _progress(done: int, total: int) -> None:
-    if done == total or done % max(1, total // 10) == 0:
-        print(f"rendered {done}/{total} images", flush=True)
-
-
 def main(argv: Sequence[str]) -> None:
     cli.no_positional(argv)
+    shown = None
+
+    def report(done: int, total: int) -> None:
+        # A line per tenth (and at least every 30 s in a log); a bar on a terminal.
+        nonlocal shown
+        shown = shown or progress.Progress(total, unit="image", label="rendered")
+        shown.update(done, force=done % max(1, total // 10) == 0)
+
     summary = generate(FLAGS.out, ids=FLAGS.ids, images_per_id=FLAGS.images_per_id, cameras=FLAGS.cameras,
-                                 height=FLAGS.height, width=FLAGS.width, seed=FLAGS.seed, progress=_progress)
+                       height=FLAGS.height, width=FLAGS.width, seed=FLAGS.seed, progress=report)
     for folder, count in summary["counts"].items():
         print(f"{folder}: {count} images")
     print(f"market-pairs-test.csv: {summary['pairs']} pairs")

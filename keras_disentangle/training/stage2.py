@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_disentangle import configs, data, geometry, losses, rundir
+from keras_disentangle import configs, data, geometry, losses, precision, rundir
 from keras_disentangle.models.discriminators import build_critic
 from keras_disentangle.models.mapper import build_mapper
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding, encoder_inputs
@@ -89,15 +89,15 @@ def mapper_step(mapper: keras.Model, critic: keras.Model, mapper_optimizer, crit
                 if train_cfg.gradient_penalty_weight > 0:
                     penalty = mean(losses.wasserstein_gradient_penalty(critic, real, fake))
                     total += train_cfg.gradient_penalty_weight * penalty
-            critic_optimizer.apply_gradients(zip(tape.gradient(total, critic.trainable_variables),
-                                                 critic.trainable_variables))
+            gradients = tape.gradient(critic_optimizer.scale_loss(total), critic.trainable_variables)
+            critic_optimizer.apply_gradients(zip(gradients, critic.trainable_variables))
             if train_cfg.gradient_penalty_weight <= 0:
                 losses.clip_weights(critic.trainable_variables, train_cfg.critic_clip)
         with tf.GradientTape() as tape:
             fake = mapper(sample_noise(batch_size, noise_dim, train_cfg.noise_stddev), training=True)
             mapper_loss = mean(losses.wasserstein_generator_loss(critic(fake, training=False)))
-        mapper_optimizer.apply_gradients(zip(tape.gradient(mapper_loss, mapper.trainable_variables),
-                                             mapper.trainable_variables))
+        gradients = tape.gradient(mapper_optimizer.scale_loss(mapper_loss), mapper.trainable_variables)
+        mapper_optimizer.apply_gradients(zip(gradients, mapper.trainable_variables))
         # -critic loss estimates the Wasserstein distance (up to the clipping's Lipschitz constant).
         return {"loss/d2/wasserstein_estimate": -critic_loss, "loss/phi/wasserstein": mapper_loss}
 
@@ -140,7 +140,8 @@ def _parse_factor(factor) -> configs.Factor:
 
 def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir: str, logdir: str,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False, cache_embeddings: bool = True,
-                 max_minutes: float | None = None, verbose: bool = True) -> tuple[keras.Model, dict[str, float]]:
+                 max_minutes: float | None = None, verbose: bool = True, progress_seconds: float | None = None
+                 ) -> tuple[keras.Model, dict[str, float]]:
     """Trains the mapper of `factor` on the frozen stage-I run in `stage1_dir`.
 
     The data and model fields come from the stage-I run (the mapper must fit its embeddings);
@@ -199,8 +200,10 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         mapper = build_mapper(cfg, factor)
         critic = build_critic(cfg, factor)
         optimizers = {
-            "phi": keras.optimizers.RMSprop(train_cfg.mapper_learning_rate, name="phi_rmsprop"),
-            "d2": keras.optimizers.RMSprop(train_cfg.mapper_learning_rate, name="d2_rmsprop"),
+            # Loss-scaled under mixed_float16 (GPUs; untested).
+            name: precision.loss_scaled(
+                keras.optimizers.RMSprop(train_cfg.mapper_learning_rate, name=f"{name}_rmsprop"))
+            for name in ("phi", "d2")
         }
         optimizers["phi"].build(mapper.trainable_variables)
         optimizers["d2"].build(critic.trainable_variables)
@@ -222,5 +225,6 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         summary_dir=rundir.summary_dir(logdir) if chief else None,
         write_images=write_images if chief else None,
         learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-        jit_compile=jit_compile, max_minutes=max_minutes, verbose=verbose and chief)
+        jit_compile=jit_compile, max_minutes=max_minutes, steps_per_execution=train_cfg.steps_per_execution,
+        verbose=verbose and chief, progress_seconds=progress_seconds)
     return mapper, logs
