@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import sys
 
 import tensorflow as tf
 
@@ -99,9 +100,17 @@ class CheckpointKeeper:
         return self._manager.latest_checkpoint
 
     def restore_latest(self) -> int:
-        """Restores the newest checkpoint if there is one; returns the step to continue from."""
-        if self.latest:
-            self._checkpoint.restore(self.latest).assert_existing_objects_matched()
+        """Restores the newest readable checkpoint if there is one; returns the step to continue from.
+
+        A checkpoint that cannot be read (truncated or corrupted by a crash mid-write, or a file
+        missing) is skipped for the one before it, with one line on stderr saying so.
+
+        Raises:
+          RunDirectoryError: if there are checkpoints but none of them can be read (rather than
+            silently starting over).
+        """
+        restore_newest_readable(self._checkpoint, self._manager.checkpoints,
+                                lambda status: status.assert_existing_objects_matched())
         return int(self.step.numpy())
 
     def save(self) -> str:
@@ -123,8 +132,35 @@ def restore_weights(logdir: str | os.PathLike, **trackables) -> str:
     Raises:
       RunDirectoryError: if the run has no checkpoint.
     """
-    latest = tf.train.latest_checkpoint(str(pathlib.Path(logdir) / CHECKPOINT_DIR))
-    if latest is None:
+    directory = pathlib.Path(logdir) / CHECKPOINT_DIR
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is None or not state.all_model_checkpoint_paths:
         raise RunDirectoryError(f"{logdir} has no checkpoint under {CHECKPOINT_DIR}/; train it first.")
-    tf.train.Checkpoint(**trackables).restore(latest).expect_partial()
-    return latest
+    paths = [p if os.path.isabs(p) else str(directory / p) for p in state.all_model_checkpoint_paths]
+    return restore_newest_readable(tf.train.Checkpoint(**trackables), paths,
+                                   lambda status: status.expect_partial())
+
+
+def restore_newest_readable(checkpoint: tf.train.Checkpoint, paths: list[str], check) -> str | None:
+    """Restores the newest of `paths` (oldest first) that can be read; None when `paths` is empty.
+
+    `check` is applied to the restore status (e.g. `assert_existing_objects_matched`). A mismatch
+    it raises is a programming error and propagates; only unreadable files fall back.
+
+    Raises:
+      RunDirectoryError: when every checkpoint is unreadable.
+    """
+    failures = []
+    for path in reversed(paths):
+        try:
+            check(checkpoint.restore(path))
+        except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            failures.append(f"{path} ({reason[:200]})")
+            continue
+        if failures:
+            print(f"Checkpoint {'; '.join(failures)} cannot be read; resuming from {path} instead.", file=sys.stderr)
+        return path
+    if failures:
+        raise RunDirectoryError(f"no checkpoint can be read: {'; '.join(failures)}")
+    return None
