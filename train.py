@@ -129,6 +129,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     # TensorFlow's savers log every checkpoint at INFO, which would break the progress bar.
     logging.set_verbosity(logging.WARNING)
+    from tensorflow.errors import DataLossError  # noqa: PLC0415
+
+    from keras_disentangle import data  # noqa: PLC0415
     from keras_disentangle.training.loop import TrainingDiverged, TrainingInterrupted  # noqa: PLC0415
 
     try:
@@ -136,8 +139,14 @@ def main(argv):
     except UsageError as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)
-    except TrainingDiverged as error:
+    except (TrainingDiverged, data.DamagedShardError) as error:
         print(f"train.py: {error}", file=sys.stderr)
+        sys.exit(1)
+    except DataLossError as error:
+        # tf.data names no file when a record fails to read mid-training: find the shard.
+        damaged = data.find_damaged_shard(FLAGS.data_dir, "train")
+        reason = str(error).strip().splitlines()[0]
+        print(f"train.py: {damaged or f'reading --data_dir={FLAGS.data_dir} failed: {reason}'}", file=sys.stderr)
         sys.exit(1)
     except (KeyboardInterrupt, TrainingInterrupted):
         print("train.py: interrupted; the checkpoint above holds the progress.", file=sys.stderr)

@@ -2,9 +2,32 @@
 
 import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
+TINY = ["--dataset=synthetic", "--scale=tiny", "--batch_size=2", "--log_every=1", "--image_every=1000"]
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT), **extra)
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _train(*args, timeout=300, **env):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *TINY, *args], cwd=REPO_ROOT,
+                          env=_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def _own_lines(stderr: str) -> list[str]:
+    """stderr without TensorFlow's C++ log lines."""
+    return [line for line in stderr.strip().splitlines() if line and not TF_LOG_LINE.match(line)]
 
 
 def _toy_state(seed=0):
@@ -105,3 +128,63 @@ def test_restore_weights_falls_back_too(tmp_path, capsys):
     assert restore_weights(tmp_path, model=model).endswith("ckpt-2")
     np.testing.assert_array_equal(model.layers[0].kernel.numpy(), kernels[2])
     assert "ckpt-4" in capsys.readouterr().err
+
+
+# --- damaged TFRecord shards ------------------------------------------------------------------
+
+def _copy_records(synthetic_records, tmp_path) -> pathlib.Path:
+    import shutil
+
+    out = tmp_path / "records"
+    shutil.copytree(synthetic_records, out)
+    return out
+
+
+def _train_shard(records: pathlib.Path) -> pathlib.Path:
+    from keras_disentangle import records as record_names
+
+    return sorted(records.glob(record_names.shard_pattern("train")))[-1]
+
+
+def test_truncated_shard_is_named_before_training(synthetic_records, tmp_path):
+    from keras_disentangle import configs, data
+
+    records = _copy_records(synthetic_records, tmp_path)
+    shard = _train_shard(records)
+    count = data.check_shard(str(shard))
+    assert count > 1
+    shard.write_bytes(shard.read_bytes()[:-100])
+    cfg = configs.get_config("synthetic", "tiny")
+    with pytest.raises(data.DamagedShardError, match=f"{shard}: truncated TFRecord shard: record {count - 1} "):
+        data.train_dataset(str(records), cfg, batch_size=2)
+
+
+def test_corrupted_record_is_traced_to_its_shard(synthetic_records, tmp_path):
+    from keras_disentangle import data
+
+    records = _copy_records(synthetic_records, tmp_path)
+    assert data.find_damaged_shard(str(records)) is None
+    shard = _train_shard(records)
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # inside a record: the length is intact, the CRC is not
+    shard.write_bytes(bytes(raw))
+    data.check_shard(str(shard))  # the headers still add up
+    message = data.find_damaged_shard(str(records))
+    assert message.startswith(f"{shard}: unreadable TFRecord shard ("), message
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_train_py_stops_naming_the_damaged_shard(synthetic_records, tmp_path, damage):
+    records = _copy_records(synthetic_records, tmp_path)
+    shard = _train_shard(records)
+    raw = bytearray(shard.read_bytes())
+    if damage == "truncate":
+        raw = raw[:-100]
+    else:
+        raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    result = _train(f"--data_dir={records}", f"--logdir={tmp_path / 'run'}", "--steps=3", "--model=appearance",
+                    "--adversarial_weight=0")
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = _own_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"train.py: {shard}: "), lines
