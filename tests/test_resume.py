@@ -3,6 +3,7 @@
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -188,3 +189,44 @@ def test_train_py_stops_naming_the_damaged_shard(synthetic_records, tmp_path, da
     assert result.returncode == 1, result.stderr[-2000:]
     lines = _own_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith(f"train.py: {shard}: "), lines
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+def _checkpoint_steps(logdir: pathlib.Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1].split(".")[0]) for p in (logdir / "checkpoints").glob("ckpt-*.index"))
+
+
+def _start_training(records, logdir, *args):
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"--data_dir={records}",
+                             f"--logdir={logdir}", "--model=appearance", "--adversarial_weight=0", *args],
+                            cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_training_steps(proc, logdir: pathlib.Path, timeout=240):
+    """Waits until the run has written summaries past step 1 (the events file grows in chunks)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        events = list((logdir / "train").glob("events.out.tfevents.*"))
+        if events and events[0].stat().st_size > 20_000:
+            return
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"no training progress: {proc.communicate()[1][-2000:]}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_and_ctrl_c_save_a_checkpoint(synthetic_records, tmp_path, signum):
+    logdir = tmp_path / "run"
+    # No periodic checkpoint before step 100000: any checkpoint is the one the signal made.
+    proc = _start_training(synthetic_records, logdir, "--steps=100000", "--checkpoint_every=100000")
+    _wait_for_training_steps(proc, logdir)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    saved = _checkpoint_steps(logdir)
+    assert len(saved) == 1 and saved[0] >= 1, saved
+    assert f"Saved checkpoint {logdir / 'checkpoints' / f'ckpt-{saved[0]}'}" in stdout
+    assert "interrupted" in _own_lines(stderr)[-1]
