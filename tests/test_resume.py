@@ -217,7 +217,11 @@ def _wait_for_training_steps(proc, logdir: pathlib.Path, timeout=240):
     raise AssertionError(f"no training progress: {proc.communicate()[1][-2000:]}")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum", [
+    signal.SIGTERM,
+    # Ctrl-C takes the same save path through KeyboardInterrupt; a second training process is slow.
+    pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_and_ctrl_c_save_a_checkpoint(synthetic_records, tmp_path, signum):
     logdir = tmp_path / "run"
     # No periodic checkpoint before step 100000: any checkpoint is the one the signal made.
@@ -230,3 +234,87 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint(synthetic_records, tmp_path, signu
     assert len(saved) == 1 and saved[0] >= 1, saved
     assert f"Saved checkpoint {logdir / 'checkpoints' / f'ckpt-{saved[0]}'}" in stdout
     assert "interrupted" in _own_lines(stderr)[-1]
+
+
+# --- SIGKILL: the rerun holds exactly the last checkpoint, and continues deterministically -----
+
+def _losses(logdir: pathlib.Path, tags=("loss/g1/l1", "loss/pose/l2")) -> dict[int, tuple]:
+    """Per-step losses of the newest events file of a run (the last process that trained it)."""
+    import tensorflow as tf
+
+    newest = max((logdir / "train").glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+    found: dict[int, dict] = {}
+    for event in tf.compat.v1.train.summary_iterator(str(newest)):
+        for value in event.summary.value:
+            if value.tag in tags:
+                found.setdefault(event.step, {})[value.tag] = float(tf.make_ndarray(value.tensor))
+    return {step: tuple(v[t] for t in tags) for step, v in found.items() if len(v) == len(tags)}
+
+
+def _committed_step(logdir: pathlib.Path) -> int:
+    """Step of the newest checkpoint the state file lists (files written but not listed do not count)."""
+    state = logdir / "checkpoints" / "checkpoint"
+    found = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', state.read_text(), re.M) if state.exists() else None
+    return int(found.group(1)) if found else 0
+
+
+@pytest.mark.slow  # three training processes (kill, rerun, control): ~1 min here uncontended, more on AVX2
+def test_sigkill_rerun_restores_every_variable_and_continues_deterministically(synthetic_records, tmp_path):
+    import shutil
+    import time
+
+    import tensorflow as tf
+
+    from keras_disentangle import configs
+    from keras_disentangle.training import stage1 as stage1_training
+    from keras_disentangle.training.checkpoint import load_config
+
+    logdir = tmp_path / "run"
+    deterministic = {"TF_DETERMINISTIC_OPS": "1"}
+    common = [*TINY, f"--data_dir={synthetic_records}", "--model=both", "--adversarial_weight=0",
+              "--checkpoint_every=3"]
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *common, f"--logdir={logdir}",
+                             "--steps=100000"], cwd=REPO_ROOT, env=_env(**deterministic),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and _committed_step(logdir) < 3:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # The checkpoint the run had committed (listed in the state file) when it died.
+    last = _committed_step(logdir)
+    prefix = str(logdir / "checkpoints" / f"ckpt-{last}")
+
+    # What a rerun restores: every variable of the checkpoint, optimizer step counters included.
+    cfg = load_config(logdir)
+    stage1, optimizers, keeper = stage1_training.training_state(cfg, str(logdir), tf.distribute.get_strategy())
+    assert keeper.restore_latest() == last
+    copy = tf.train.Checkpoint(step=keeper.step, **stage1_training.stage1_trackables(stage1),
+                               **{f"{k}_optimizer": v for k, v in optimizers.items()})
+    restored = copy.write(str(tmp_path / "restored" / "ckpt"))
+    # The object graph and the manager's save counter are bookkeeping, not training state.
+    bookkeeping = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/")
+    keys = [k for k, _ in tf.train.list_variables(prefix) if not k.startswith(bookkeeping)]
+    assert sorted(keys) == sorted(k for k, _ in tf.train.list_variables(restored) if not k.startswith(bookkeeping))
+    assert len(keys) > 100
+    for key in keys:
+        np.testing.assert_array_equal(tf.train.load_variable(restored, key), tf.train.load_variable(prefix, key),
+                                      err_msg=key)
+    for name in ("g1", "pose"):
+        assert int(optimizers[name].iterations.numpy()) == last
+        saved = [k for k in keys if k.startswith(f"{name}_optimizer/") and "iteration" in k]
+        assert saved and int(tf.train.load_variable(prefix, saved[0])) == last, saved
+
+    # The rerun's next 10 steps equal those of an uninterrupted run from the same checkpoint.
+    control = tmp_path / "control"
+    shutil.copytree(logdir, control)
+    for directory in (logdir, control):
+        result = _train(*common[len(TINY):], f"--logdir={directory}", f"--steps={last + 10}", **deterministic)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"Resuming from step {last}" in result.stdout
+    rerun, uninterrupted = _losses(logdir), _losses(control)
+    steps = list(range(last + 1, last + 11))
+    assert sorted(rerun) == sorted(uninterrupted) == steps
+    assert [rerun[s] for s in steps] == [uninterrupted[s] for s in steps]
