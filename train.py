@@ -21,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+from keras_disentangle import precision  # noqa: E402 (imports no TensorFlow)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.")
 flags.DEFINE_string("dataset", "synthetic", "market, deepfashion or synthetic.")
@@ -32,7 +34,10 @@ flags.DEFINE_string("fg_encoder", None, "roi7 (BodyROI7) or whole (WholeBody).")
 flags.DEFINE_string("factor", None, "Stage II: fg, bg or pose.")
 flags.DEFINE_string("stage1_dir", None, "Stage II: the stage-I run directory to load, frozen.")
 flags.DEFINE_string("strategy", "default", "default, mirrored or multi_worker (TF_CONFIG).")
-flags.DEFINE_string("precision", "float32", "float32 or mixed_bfloat16 (CPUs with bf16 units, TPUs).")
+flags.DEFINE_string("precision", None, "auto (default: mixed_bfloat16 where the CPU/GPU/TPU has bf16 "
+                    "arithmetic, else float32), float32, mixed_bfloat16 or mixed_float16 (GPUs; loss scaling).")
+flags.DEFINE_integer("steps_per_execution", None, "Override: training steps per tf.function call (losses are "
+                     "fetched only at log steps).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_float("max_minutes", None, "Stop after this much training time (checkpointed; rerun continues).")
 flags.DEFINE_integer("steps", None, "Override: total training steps.")
@@ -44,6 +49,8 @@ flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoi
 flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
 flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
 flags.DEFINE_integer("seed", None, "Override: random seed.")
+flags.DEFINE_float("progress_seconds", None, "When stdout is not a terminal: seconds between progress lines "
+                   "(default 30).")
 
 
 class UsageError(Exception):
@@ -55,11 +62,14 @@ def _config():
 
     try:
         cfg = configs.get_config(FLAGS.dataset, FLAGS.scale)
+        if FLAGS.precision is not None:
+            precision.validate(FLAGS.precision)
         return configs.override(
             cfg, fg_encoder=FLAGS.fg_encoder, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-            learning_rate=FLAGS.learning_rate, l1_weight=FLAGS.l1_weight,
+            precision=FLAGS.precision, learning_rate=FLAGS.learning_rate, l1_weight=FLAGS.l1_weight,
             adversarial_weight=FLAGS.adversarial_weight, checkpoint_every=FLAGS.checkpoint_every,
-            log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed)
+            log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed,
+            steps_per_execution=FLAGS.steps_per_execution)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -92,14 +102,17 @@ def run() -> None:
     cfg = _config()
     data_dir, logdir = _require("data_dir"), _require("logdir")
     _check_data_dir(data_dir)
-    if FLAGS.precision not in ("float32", "mixed_bfloat16"):
-        raise UsageError(f"Unknown --precision={FLAGS.precision}; expected float32 or mixed_bfloat16.")
+    if cfg.train.steps_per_execution < 1:
+        raise UsageError(f"--steps_per_execution={cfg.train.steps_per_execution}: expected 1 or more.")
 
-    import keras  # noqa: PLC0415 (TensorFlow loads only once the command line is known to be good)
-
+    from keras_disentangle import configs  # noqa: PLC0415
     from keras_disentangle.training import checkpoint, loop  # noqa: PLC0415
 
-    keras.mixed_precision.set_global_policy(FLAGS.precision)
+    try:
+        # config.json records the resolved policy, not `auto`.
+        cfg = configs.override(cfg, precision=precision.apply(cfg.train.precision))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     try:
         strategy = loop.make_strategy(FLAGS.strategy)
         if FLAGS.stage == 1:
@@ -110,14 +123,16 @@ def run() -> None:
             except ValueError:
                 raise UsageError(f"Unknown --model={FLAGS.model}; expected appearance, pose or both.") from None
             stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=part, strategy=strategy,
-                                jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes)
+                                jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
+                                progress_seconds=FLAGS.progress_seconds)
         elif FLAGS.stage == 2:
             from keras_disentangle.training import stage2  # noqa: PLC0415
 
             factor = _require("factor")
             stage1_dir = _require("stage1_dir")
             stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
-                                strategy=strategy, jit_compile=FLAGS.jit_compile)
+                                strategy=strategy, jit_compile=FLAGS.jit_compile,
+                                progress_seconds=FLAGS.progress_seconds)
         else:
             raise UsageError(f"Unknown --stage={FLAGS.stage}; expected 1 or 2.")
     except checkpoint.RunDirectoryError as error:

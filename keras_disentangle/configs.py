@@ -161,6 +161,11 @@ class TrainConfig:
       gradient_penalty_weight: float. WGAN-GP weight; 0 uses clipping instead.
       noise_stddev: float. Stddev of the mapper's Gaussian input z (the authors' code: 0.2).
       seed: int. Seed of weights, shuffling and noise.
+      precision: str. Keras dtype policy (`keras_disentangle.precision.POLICIES`); `auto` picks
+        mixed_bfloat16 where the hardware has bf16 arithmetic, float32 elsewhere. A run's
+        config.json records the resolved policy (files written before this field read as `auto`).
+      steps_per_execution: int. Training steps per `tf.function` call; losses reach the host only
+        at log steps, so an accelerator is not idled by a host round trip every step.
     """
 
     batch_size: int = 16
@@ -183,6 +188,8 @@ class TrainConfig:
     gradient_penalty_weight: float = 0.0
     noise_stddev: float = 0.2
     seed: int = 0
+    precision: str = "auto"
+    steps_per_execution: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,7 +36,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from keras_disentangle import configs, geometry  # noqa: E402
+from keras_disentangle import configs, geometry, precision  # noqa: E402
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding, build_stage1  # noqa: E402
 from keras_disentangle.training import checkpoint, stage2  # noqa: E402
 from keras_disentangle.training.stage1 import stage1_trackables  # noqa: E402
@@ -306,6 +306,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.")
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor.")
     flags.DEFINE_string("out", None, "Where to write the SavedModel.")
+    flags.DEFINE_string("precision", "auto", "Dtype policy the SavedModel computes in: auto (mixed_bfloat16 "
+                        "where this machine has bf16 arithmetic, else float32), float32 or mixed_bfloat16.")
 
 
 def main(argv):
@@ -318,6 +320,7 @@ def main(argv):
     if FLAGS.stage == 2 and not FLAGS.stage2_dir:
         raise app.UsageError("--stage=2 needs --stage2_dir once per factor.")
     try:
+        precision.apply(FLAGS.precision)
         if FLAGS.stage2_dir and FLAGS.stage != 1:
             out = export_stage2(FLAGS.stage2_dir, FLAGS.out, stage1_dir)
         else:

@@ -82,7 +82,8 @@ def test_graph_flops_rejects_dynamic_shapes():
 
 
 def test_all_measurements_print_json_lines(record_dir, capsys):
-    names = [name for name in bench.MEASUREMENTS]
+    # steps_per_execution has its own test below (it trains two models).
+    names = [name for name in bench.MEASUREMENTS if name != "steps_per_execution"]
     results = bench.run(names, _settings(record_dir), LABELS)
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert printed == results
@@ -126,3 +127,20 @@ def test_run_rejects_unknown_names_and_precisions(record_dir):
         bench.run(["nope"], _settings(record_dir), LABELS)
     with pytest.raises(ValueError, match="precision"):
         bench.run(["forward"], _settings(record_dir), LABELS, precisions=("float16",))
+
+
+def test_steps_per_execution_measurement_gives_equal_losses(record_dir):
+    """k = 10 steps per call and k = 1 reach the same losses after the same 20 steps."""
+    (result,) = [r for r in bench.run(["steps_per_execution"], _settings(record_dir), LABELS)
+                 if r["what"] == "steps_per_execution"]
+    first, tenth = result["losses_after_20_steps_k1"], result["losses_after_20_steps_k10"]
+    assert first.keys() == tenth.keys() == {"loss/g1/l1", "loss/g1/total"}
+    assert result["max_loss_rel_diff"] < 1e-5, (first, tenth)
+    assert result["examples_per_s_k1"] > 0 and result["examples_per_s_k10"] > 0
+    assert result["examples_per_s"] == result["examples_per_s_k10"]
+
+
+def test_matmul_reference_is_the_best_gemm_in_the_process():
+    rates = bench.measure_matmul(128)
+    assert rates["best_float32_gflops_per_s"] == max(rates["float32_gflops_per_s"], rates["numpy_sgemm_gflops_per_s"])
+    assert rates["best_float32_gemm"] in ("numpy", "tensorflow")

@@ -262,6 +262,6 @@ def test_cli_prints_counts_and_speed(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "tfrecords.synthetic", f"--out={tmp_path}", "--ids=2", "--images_per_id=2",
          "--cameras=2", "--seed=5"], capture_output=True, text=True, check=True)
-    assert "rendered 4/4 images" in result.stdout
+    assert "rendered: image 4/4 (100%)" in result.stdout
     assert "bounding_box_train: 2 images" in result.stdout and "images/s" in result.stdout
     assert (tmp_path / "factors.json").exists()

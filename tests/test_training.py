@@ -194,3 +194,65 @@ def test_export_round_trip_in_fresh_process(synthetic_records, tmp_path):
                 "decode": serving.decode(codes["fg"], codes["pose"], codes["bg"])["image"], **codes}
     for name, value in expected.items():
         np.testing.assert_allclose(served[name], np.asarray(value), atol=1e-5, err_msg=name)
+
+
+def test_log_file_gets_plain_progress_lines(synthetic_records, tmp_path):
+    """With stdout piped (not a terminal), training prints plain progress lines, not a silent bar."""
+    result = _train(*TINY, f"--data_dir={synthetic_records}", f"--logdir={tmp_path / 'run'}", "--steps=6",
+                    "--log_every=3", "--model=appearance", "--adversarial_weight=0", "--steps_per_execution=2",
+                    "--progress_seconds=0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    # A line per chunk (the first step, then every 2 steps or at a log step), each with the losses.
+    assert [line.split()[1] for line in lines] == ["1/6", "3/6", "5/6", "6/6"], result.stdout
+    assert all("g1/l1" in line and "img/s" in line for line in lines)
+    assert "ETA" in lines[1] and "step/s" in lines[1]
+    assert "\r" not in result.stdout and "Precision: " in result.stdout
+
+
+def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):
+    """The stage-I loop (L1 + adversarial, D1 trained) on a fixed, unshuffled batch stream."""
+    import keras
+    import tensorflow as tf
+
+    from keras_disentangle import configs, data
+    from keras_disentangle.models.stage1 import build_stage1
+    from keras_disentangle.training import checkpoint, loop, stage1, steps
+
+    cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, adversarial_weight=1.0,
+                           first_block_channels=8, encoder_channels=(8, 16), generator_channels=(8, 16),
+                           d1_channels=(8, 16))
+    dataset = data.eval_dataset(records, cfg, split="train", batch_size=4).repeat()
+    keras.utils.set_random_seed(0)
+    trained = build_stage1(cfg)
+    optimizers = stage1.build_optimizers(cfg.train)
+    keeper = checkpoint.CheckpointKeeper(logdir, tf.Variable(0, dtype=tf.int64), **stage1.stage1_trackables(trained))
+    fetched = []
+    logs = loop.run(strategy=tf.distribute.get_strategy(),
+                    replica_step=steps.stage1_step(steps.Stage1Part.BOTH, trained, optimizers, cfg.train, 4),
+                    dataset=dataset, keeper=keeper, total_steps=total_steps, global_batch_size=4,
+                    checkpoint_every=1000, log_every=10, image_every=1000, summary_dir=None,
+                    write_images=fetched.append, steps_per_execution=steps_per_execution, verbose=False)
+    weights = [w.numpy() for model in stage1.stage1_trackables(trained).values() for w in model.weights]
+    return logs, weights, fetched
+
+
+def test_steps_per_execution_gives_the_same_losses_and_weights(synthetic_records, tmp_path):
+    """20 tiny steps run 10 per call and 1 per call end with equal losses and weights."""
+    one = _train_in_memory(synthetic_records, str(tmp_path / "k1"), 1)
+    ten = _train_in_memory(synthetic_records, str(tmp_path / "k10"), 10)
+    assert one[0].keys() == ten[0].keys() and "loss/d1" in one[0]
+    for name, value in one[0].items():
+        assert ten[0][name] == pytest.approx(value, rel=1e-5), name
+    for a, b in zip(one[1], ten[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert one[2] == ten[2] == [1]  # the first image grid still falls on step 1
+
+
+def test_chunks_end_on_log_image_and_checkpoint_steps():
+    from keras_disentangle.training.loop import chunk_end
+
+    assert chunk_end(0, 10, (5, 7)) == 5
+    assert chunk_end(5, 15, (5, 7)) == 7
+    assert chunk_end(7, 17, (100, 100)) == 17
+    assert chunk_end(95, 98, (100,)) == 98

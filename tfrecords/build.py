@@ -34,14 +34,13 @@ import pathlib  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 import zlib  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from keras_disentangle import records  # noqa: E402
+from keras_disentangle import progress, records  # noqa: E402
 from tfrecords import deepfashion, market, synthetic_reader  # noqa: E402
 from tfrecords.market import BadInput, Pair, Reason, Split  # noqa: E402
 
@@ -119,7 +118,8 @@ def _write_images(split: Split, staging: pathlib.Path, shards: int, skip_bad: bo
     partial = [staging / f"{split.name}.{index}.partial" for index in range(shards)]
     kept: dict[str, _Kept] = {}
     count = 0
-    start = time.monotonic()
+    shown = progress.Progress(split.size, unit="row", label=split.name, verbose=progress_every > 0,
+                              stream=sys.stderr)
     writers = [tf.io.TFRecordWriter(str(path)) for path in partial]
     try:
         for done, item in enumerate(split.examples(), start=1):
@@ -131,10 +131,7 @@ def _write_images(split: Split, staging: pathlib.Path, shards: int, skip_bad: bo
                     fields = {k: v for k, v in item.features().items() if k != "image"}
                     kept[item.name] = _Kept(fields, split.image_dir / item.name, zlib.crc32(item.image))
                 count += 1
-            if progress_every and done % progress_every == 0:
-                rate = done / max(time.monotonic() - start, 1e-9)
-                print(f"{split.name}: {done}/{split.size} rows, {count} records, {rate:.0f} rows/s",
-                      file=sys.stderr, flush=True)
+            shown.update(done, [("records", count)], force=bool(progress_every) and done % progress_every == 0)
     finally:
         for writer in writers:
             writer.close()
@@ -200,8 +197,8 @@ def build(
       splits: sequence of str or None. Splits to convert; None converts every split `root` has.
       shards: int. Image shards per split (fewer when a split has fewer records). Defaults to 1.
       skip_bad: bool. Skip and count bad items instead of raising. Defaults to False.
-      progress_every: int. Print a progress line to stderr every this many annotation rows;
-        0 prints none. Defaults to 1000.
+      progress_every: int. Print a progress line to stderr every this many annotation rows and
+        at least every `progress.INTERVAL_SECONDS`; 0 prints none. Defaults to 1000.
 
     Returns:
       Summary of the records, shards and pairs written and the items skipped.
@@ -254,7 +251,8 @@ def define_flags() -> None:
     flags.DEFINE_list("splits", None, "Splits to convert (train, test); default: every split --root has.")
     flags.DEFINE_integer("shards", 1, "Image shards per split.", lower_bound=1)
     flags.DEFINE_bool("skip_bad", False, "Skip bad items and count them, instead of stopping.")
-    flags.DEFINE_integer("progress_every", 1000, "Progress line every this many rows; 0 for none.",
+    flags.DEFINE_integer("progress_every", 1000, "Progress line (stderr) every this many rows and every 30 s; "
+                         "0 for none.",
                          lower_bound=0)
     flags.mark_flags_as_required(["dataset", "root", "out"])
     flags.register_validator("splits", lambda splits: splits is None or set(splits) <= set(market.SPLITS),

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from keras_disentangle import synthetic
+from keras_disentangle import progress, synthetic
 
 _OUT = flags.DEFINE_string("out", None, "Dataset root to write (created; an earlier synthetic set is replaced).")
 _IDS = flags.DEFINE_integer("ids", 20, "Number of identities, split half train, half test.")
@@ -27,18 +27,21 @@ _WIDTH = flags.DEFINE_integer("width", 64, "Image width in pixels.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
 
 
-def _progress(done: int, total: int) -> None:
-    if done == total or done % max(1, total // 10) == 0:
-        print(f"rendered {done}/{total} images", flush=True)
-
-
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    shown = None
+
+    def report(done: int, total: int) -> None:
+        # A line per tenth (and at least every 30 s in a log); a bar on a terminal.
+        nonlocal shown
+        shown = shown or progress.Progress(total, unit="image", label="rendered")
+        shown.update(done, force=done % max(1, total // 10) == 0)
+
     try:
         summary = synthetic.generate(_OUT.value, ids=_IDS.value, images_per_id=_IMAGES_PER_ID.value,
                                      cameras=_CAMERAS.value, height=_HEIGHT.value, width=_WIDTH.value,
-                                     seed=_SEED.value, progress=_progress)
+                                     seed=_SEED.value, progress=report)
     except ValueError as error:
         sys.exit(f"error: {error}")
     for folder, count in summary["counts"].items():

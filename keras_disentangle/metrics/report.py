@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from keras_disentangle import configs, data, geometry
+from keras_disentangle import configs, data, geometry, progress
 from keras_disentangle.metrics import image as image_metrics
 from keras_disentangle.metrics import inception
 
@@ -161,12 +161,13 @@ class ImageSet:
 
 
 def progress_bar(total: int, unit: str = "batch") -> Callable[[Iterable], Iterable]:
-    """A wrapper that shows a Keras progress bar over an iterable of `total` items."""
+    """A wrapper that shows progress over an iterable of `total` items (`keras_disentangle.progress`:
+    a bar on a terminal, a plain line every 30 s in a log)."""
     def wrap(iterable):
-        bar = keras.utils.Progbar(total, unit_name=unit)
+        shown = progress.Progress(total, unit=unit)
         for i, item in enumerate(iterable):
             yield item
-            bar.update(i + 1)
+            shown.update(i + 1)
     return wrap
 
 
@@ -211,7 +212,7 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options: EvalOption
                        "(source appearance, target pose; compared with the target photo)")
     parts: dict[str, list] = {k: [] for k in ("generated", "targets", "target", "source", "pairs")}
     count = 0
-    bar = keras.utils.Progbar(options.n, unit_name="image")
+    bar = progress.Progress(options.n, unit="image")
     for source, target in batches:
         take = min(options.n - count, len(source["image"]))
         source = {k: v[:take] for k, v in source.items()}

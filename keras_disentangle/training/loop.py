@@ -1,6 +1,9 @@
 """The single training loop every stage runs in: strategy, distributed steps, progress, summaries,
 checkpoints, NaN stop, and saving on Ctrl-C / SIGTERM.
 
+Steps run in chunks of up to `steps_per_execution` per `tf.function` call (ending on log, image
+and checkpoint steps); the NaN check stays on the device and losses are fetched at log steps only.
+
 A stage supplies a *replica step*: a function of one per-replica batch that updates its networks
 and returns a dict of scalar losses already averaged over the global batch
 (`tf.nn.compute_average_loss`), so that summing over replicas gives the global value.
@@ -14,9 +17,9 @@ import signal
 import time
 from typing import Callable, Iterator
 
-import keras
 import tensorflow as tf
 
+from keras_disentangle import progress
 from keras_disentangle.training.checkpoint import CheckpointKeeper
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -64,6 +67,11 @@ def _sigterm_raises():
 
 def distributed_step(strategy: tf.distribute.Strategy, replica_step: Callable, jit_compile: bool = False):
     """Wraps a replica step into one `tf.function` that runs it on every replica and sums the logs."""
+    step = _global_step(strategy, replica_step, jit_compile)
+    return tf.function(step)
+
+
+def _global_step(strategy: tf.distribute.Strategy, replica_step: Callable, jit_compile: bool) -> Callable:
     replica_fn = replica_step
     if jit_compile:
         compiled = tf.function(replica_step, jit_compile=True)
@@ -72,12 +80,48 @@ def distributed_step(strategy: tf.distribute.Strategy, replica_step: Callable, j
             # XLA has no string type: the batch's names and factor strings stay outside the cluster.
             return compiled({k: v for k, v in batch.items() if v.dtype != tf.string})
 
-    @tf.function
     def step(batch):
         logs = strategy.run(replica_fn, args=(batch,))
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in logs.items()}
 
     return step
+
+
+def _all_finite(logs: dict) -> tf.Tensor:
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in logs.values()])
+
+
+def multi_step(strategy: tf.distribute.Strategy, replica_step: Callable, jit_compile: bool = False):
+    """Wraps a replica step into one `tf.function` that runs up to `count` steps per call.
+
+    As Keras `fit(steps_per_execution=k)`: the batches are drawn from the iterator inside the
+    function and nothing returns to the host between steps. The NaN check runs on the device: the
+    call stops after the first step whose losses are not all finite.
+
+    Returns:
+      `run(iterator, count) -> (steps_run, logs, finite)`: int32 steps run (1..count), the last
+      step's logs and whether they are finite.
+    """
+    step = _global_step(strategy, replica_step, jit_compile)
+
+    @tf.function
+    def run(iterator, count):
+        logs = step(next(iterator))
+        done = tf.constant(1, tf.int32)
+        finite = _all_finite(logs)
+        while tf.logical_and(done < count, finite):
+            logs = step(next(iterator))
+            done += 1
+            finite = _all_finite(logs)
+        return done, logs, finite
+
+    return run
+
+
+def chunk_end(step: int, limit: int, periods: tuple[int, ...]) -> int:
+    """The last step of the chunk that starts after `step`: at most `limit`, ending on the first
+    multiple of any period, so that logs, images and checkpoints fall on their own steps."""
+    return min([limit] + [(step // period + 1) * period for period in periods if period > 0])
 
 
 def run(
@@ -96,7 +140,9 @@ def run(
     learning_rates: dict[str, Callable[[], float]] | None = None,
     jit_compile: bool = False,
     max_minutes: float | None = None,
+    steps_per_execution: int = 1,
     verbose: bool = True,
+    progress_seconds: float | None = None,
 ) -> dict[str, float]:
     """Trains from the last checkpoint (or step 0) up to `total_steps`.
 
@@ -115,10 +161,13 @@ def run(
       jit_compile: compile the replica step with XLA.
       max_minutes: stop (and checkpoint) after this much wall-clock training time even before
         `total_steps`; rerunning continues. None: no limit.
-      verbose: show the progress bar.
+      steps_per_execution: steps per `tf.function` call at most; a call also ends on every log,
+        image and checkpoint step. Losses reach the host only at log steps and progress lines.
+      verbose: show progress (a bar on a terminal, plain lines in a log; `keras_disentangle.progress`).
+      progress_seconds: seconds between plain progress lines (default `progress.INTERVAL_SECONDS`).
 
     Returns:
-      The last step's losses as floats ({} when there was nothing left to train).
+      The losses of the last step fetched as floats ({} when there was nothing left to train).
 
     Raises:
       TrainingDiverged: when a loss is NaN or Inf (no checkpoint is written for that state).
@@ -130,39 +179,48 @@ def run(
         return {}
     if start:
         print(f"Resuming from step {start} ({keeper.latest}).")
-    step_fn = distributed_step(strategy, replica_step, jit_compile)
+    steps_fn = multi_step(strategy, replica_step, jit_compile)
     batches: Iterator = iter(strategy.experimental_distribute_dataset(dataset))
     writer = tf.summary.create_file_writer(summary_dir) if summary_dir else tf.summary.create_noop_writer()
-    progbar = keras.utils.Progbar(total_steps, verbose=1 if verbose else 0, unit_name="step")
-    progbar.update(start)
+    shown = progress.Progress(total_steps, unit="step", start=start, verbose=verbose, interval=progress_seconds)
     logs: dict[str, float] = {}
-    window_start, window_images = time.perf_counter(), 0
+    window_start, window_step = time.perf_counter(), start
+    images_per_sec = None
     diverged = False
     deadline = time.perf_counter() + 60 * max_minutes if max_minutes else float("inf")
+    periods = (log_every, checkpoint_every) + ((image_every,) if write_images is not None else ())
+    step = start
     try:
         with _sigterm_raises(), writer.as_default():
-            for step in range(start + 1, total_steps + 1):
-                logs = {k: float(v) for k, v in step_fn(next(batches)).items()}
-                bad = [k for k, v in logs.items() if not math.isfinite(v)]
-                if bad:
+            while step < total_steps:
+                end = chunk_end(step, min(total_steps, step + steps_per_execution), periods)
+                if write_images is not None and step == start:
+                    end = start + 1  # the first image grid shows the step-1 state
+                ran, device_logs, finite = steps_fn(batches, tf.constant(end - step, tf.int32))
+                step += int(ran)
+                if not bool(finite):
                     diverged = True
+                    values = {k: float(v) for k, v in device_logs.items()}
+                    bad = [k for k, v in values.items() if not math.isfinite(v)]
                     raise TrainingDiverged(
-                        f"Loss {', '.join(bad)} is {logs[bad[0]]} at step {step}; stopped. "
+                        f"Loss {', '.join(bad)} is {values[bad[0]]} at step {step}; stopped. "
                         f"Last good checkpoint: {keeper.latest or 'none (nothing saved yet)'}.")
                 keeper.step.assign(step)
-                window_images += global_batch_size
-                if step % log_every == 0 or step == total_steps:
-                    images_per_sec = window_images / max(time.perf_counter() - window_start, 1e-9)
-                    window_start, window_images = time.perf_counter(), 0
-                    for name, value in logs.items():
-                        tf.summary.scalar(name, value, step=step)
-                    tf.summary.scalar("time/images_per_sec", images_per_sec, step=step)
-                    for name, rate in (learning_rates or {}).items():
-                        tf.summary.scalar(f"learning_rate/{name}", rate(), step=step)
-                    logs_shown = [(k.split("/", 1)[-1], v) for k, v in logs.items()]
-                    # Show the latest values, not Progbar's running average since step 0.
-                    progbar.stateful_metrics.update(name for name, _ in logs_shown + [("img/s", 0)])
-                    progbar.update(step, values=logs_shown + [("img/s", images_per_sec)], finalize=False)
+                if step % log_every == 0 or step == total_steps or shown.due():
+                    logs = {k: float(v) for k, v in device_logs.items()}  # waits for the step
+                    now = time.perf_counter()
+                    images_per_sec = (step - window_step) * global_batch_size / max(now - window_start, 1e-9)
+                    window_start, window_step = now, step
+                    if step % log_every == 0 or step == total_steps:
+                        for name, value in logs.items():
+                            tf.summary.scalar(name, value, step=step)
+                        tf.summary.scalar("time/images_per_sec", images_per_sec, step=step)
+                        for name, rate in (learning_rates or {}).items():
+                            tf.summary.scalar(f"learning_rate/{name}", rate(), step=step)
+                    shown.update(step, [(k.split("/", 1)[-1], v) for k, v in logs.items()]
+                                 + [("img/s", images_per_sec)], finish=step == total_steps)
+                else:
+                    shown.update(step)
                 if write_images is not None and (step % image_every == 0 or step == start + 1):
                     write_images(step)
                 if step % checkpoint_every == 0:
@@ -170,8 +228,6 @@ def run(
                 if time.perf_counter() > deadline:
                     print(f"\nTime budget of {max_minutes} minutes reached at step {step}.")
                     break
-            else:
-                progbar.update(total_steps, finalize=True)
     finally:
         if not diverged and int(keeper.step.numpy()) > start:
             path = keeper.save()

@@ -10,16 +10,18 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_disentangle import configs, data
+from keras_disentangle import configs, data, precision
 from keras_disentangle.models.stage1 import Stage1, build_stage1
 from keras_disentangle.training import checkpoint, loop, steps
 
 
 def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimizers.Optimizer]:
-    """Adam for G1, D1 and the pose auto-encoder, as the paper (beta_1 0.5)."""
+    """Adam for G1, D1 and the pose auto-encoder, as the paper (beta_1 0.5); loss-scaled under
+    mixed_float16."""
 
     def adam(rate: float, name: str) -> keras.optimizers.Optimizer:
-        return keras.optimizers.Adam(rate, beta_1=train_cfg.beta_1, beta_2=train_cfg.beta_2, name=name)
+        return precision.loss_scaled(
+            keras.optimizers.Adam(rate, beta_1=train_cfg.beta_1, beta_2=train_cfg.beta_2, name=name))
 
     return {"g1": adam(train_cfg.learning_rate, "g1_adam"), "d1": adam(train_cfg.learning_rate, "d1_adam"),
             "pose": adam(train_cfg.pose_learning_rate, "pose_adam")}
@@ -71,7 +73,8 @@ def training_state(cfg: configs.Config, logdir: str, strategy: tf.distribute.Str
 
 def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps.Stage1Part,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False,
-                 max_minutes: float | None = None, verbose: bool = True) -> tuple[Stage1, dict[str, float]]:
+                 max_minutes: float | None = None, verbose: bool = True,
+                 progress_seconds: float | None = None) -> tuple[Stage1, dict[str, float]]:
     """Trains stage I from the last checkpoint in `logdir` up to `cfg.train.steps`.
 
     Returns:
@@ -109,7 +112,8 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
         image_every=train_cfg.image_every, summary_dir=summary_dir,
         write_images=write_images if chief and part != steps.Stage1Part.POSE else None,
         learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-        jit_compile=jit_compile, max_minutes=max_minutes, verbose=verbose and chief)
+        jit_compile=jit_compile, max_minutes=max_minutes, steps_per_execution=train_cfg.steps_per_execution,
+        verbose=verbose and chief, progress_seconds=progress_seconds)
     return stage1, logs
 
 

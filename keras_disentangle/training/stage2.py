@@ -201,7 +201,8 @@ def _parse_factor(factor) -> configs.Factor:
 
 def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir: str, logdir: str,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False, cache_embeddings: bool = True,
-                 verbose: bool = True) -> tuple[keras.Model, dict[str, float]]:
+                 verbose: bool = True, progress_seconds: float | None = None
+                 ) -> tuple[keras.Model, dict[str, float]]:
     """Trains the mapper of `factor` on the frozen stage-I run in `stage1_dir`.
 
     The data and model fields come from the stage-I run (the mapper must fit its embeddings);
@@ -285,7 +286,8 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         summary_dir=os.path.join(logdir, checkpoint.SUMMARY_DIR) if chief else None,
         write_images=write_images if chief else None,
         learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-        jit_compile=jit_compile, verbose=verbose and chief)
+        jit_compile=jit_compile, steps_per_execution=train_cfg.steps_per_execution,
+        verbose=verbose and chief, progress_seconds=progress_seconds)
     return mapper, logs
 
 

@@ -3,7 +3,8 @@
 Phases are written out in the order the paper trains them, one tape per network group, each
 optimizer applied only to its own networks' variables. Losses come per example from
 `keras_disentangle.losses` and are reduced once here with `tf.nn.compute_average_loss`, so the
-values stay right under tf.distribute (summing replicas gives the global mean).
+values stay right under tf.distribute (summing replicas gives the global mean). Gradients are taken
+of `optimizer.scale_loss(loss)`: the loss itself except under a LossScaleOptimizer (mixed_float16).
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
                 logs["loss/d1"] = d_loss
         if adversarial:
             d_variables = stage1.d1.trainable_variables
-            d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
-        g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
+            d_optimizer.apply_gradients(zip(tape.gradient(d_optimizer.scale_loss(d_loss), d_variables), d_variables))
+        g_optimizer.apply_gradients(zip(tape.gradient(g_optimizer.scale_loss(g_loss), g_variables), g_variables))
         logs["loss/g1/total"] = g_loss
         return logs
 
@@ -89,7 +90,7 @@ def pose_step(stage1: Stage1, optimizer: keras.optimizers.Optimizer,
             embedding = stage1.pose_encoder(batch["pose_vector"], training=True)
             decoded = stage1.pose_decoder(embedding, training=True)
             loss = _mean(losses.pose_reconstruction_loss(batch["pose_vector"], decoded), global_batch_size)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        optimizer.apply_gradients(zip(tape.gradient(optimizer.scale_loss(loss), variables), variables))
         return {"loss/pose/l2": loss}
 
     return step

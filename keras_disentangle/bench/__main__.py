@@ -1,0 +1,80 @@
+"""`python -m keras_disentangle.bench`: see the package docstring."""
+
+from __future__ import annotations
+
+import tempfile
+
+import tensorflow as tf
+from absl import app, flags
+
+from keras_disentangle import configs
+from keras_disentangle.bench.measurements import MEASUREMENTS, run
+from keras_disentangle.bench.random_records import write_random_records
+from keras_disentangle.bench.timing import Settings
+
+# Per-scale defaults of --warmup/--windows/--window_batches: a full-scale stage-I step takes
+# tens of seconds on a 2-core CPU, a tiny one tens of milliseconds.
+_DEFAULT_COUNTS = {"full": (1, 3, 1), "tiny": (10, 5, 5)}
+
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so that importing this module next to other command-line
+    # modules (visualize, train) cannot clash on shared flag names.
+    flags.DEFINE_list("what", list(MEASUREMENTS), f"Measurements to run, from: {', '.join(MEASUREMENTS)}.")
+    flags.DEFINE_enum("dataset", "market", list(configs.DATASETS), "Preset dataset.")
+    flags.DEFINE_enum("scale", "full", list(configs.SCALES), "Preset scale.")
+    flags.DEFINE_integer("batch_size", None, "Batch size; defaults to the preset's.")
+    flags.DEFINE_list("precision", ["auto"], "Keras dtype policies to measure the models under: auto "
+                      "(this machine's choice, see keras_disentangle.precision), float32, mixed_bfloat16.")
+    flags.DEFINE_enum("xla", "both", ["on", "off", "both"], "Compile the steps with XLA.")
+    flags.DEFINE_string("data_dir", None, "TFRecord shards; random records are written to a temporary "
+                        "directory when unset.")
+    flags.DEFINE_integer("num_records", 1024, "Records written when --data_dir is unset.")
+    flags.DEFINE_integer("warmup", None, "Calls after the first before timing (default: 1 full, 10 tiny).")
+    flags.DEFINE_integer("windows", None, "Timed windows, the median is reported (default: 3 full, 5 tiny).")
+    flags.DEFINE_integer("window_batches", None, "Calls per window at least (default: 1 full, 5 tiny).")
+    flags.DEFINE_float("min_window_seconds", 2.0, "Seconds per window (and of warm-up) at least.")
+    flags.DEFINE_integer("memory_steps", 0, "Step on to this many calls and report the resident memory "
+                         "there against call 10 (0: off).")
+    flags.DEFINE_integer("intra_op_threads", 0, "tf.config.threading intra-op threads (0: TensorFlow's choice).")
+    flags.DEFINE_integer("inter_op_threads", 0, "tf.config.threading inter-op threads (0: TensorFlow's choice).")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    values = flags.FLAGS
+    # Retracing warnings (every variant builds new networks) and SavedModel export notes would
+    # interleave with the JSON lines.
+    tf.get_logger().setLevel("ERROR")
+    # Thread pools are fixed when the runtime starts, so before any op runs.
+    tf.config.threading.set_intra_op_parallelism_threads(values.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(values.inter_op_threads)
+    cfg = configs.override(configs.get_config(values.dataset, values.scale), batch_size=values.batch_size)
+    labels = {"dataset": values.dataset, "scale": values.scale, "tensorflow": tf.__version__,
+              "intra_op_threads": values.intra_op_threads, "inter_op_threads": values.inter_op_threads}
+    warmup, windows, window_batches = (
+        default if value is None else value
+        for value, default in zip((values.warmup, values.windows, values.window_batches),
+                                  _DEFAULT_COUNTS[values.scale]))
+    xla = {"on": (True,), "off": (False,), "both": (False, True)}[values.xla]
+
+    def settings(data_dir: str) -> Settings:
+        return Settings(cfg=cfg, data_dir=data_dir, batch_size=cfg.train.batch_size, warmup=warmup,
+                        windows=windows, window_batches=window_batches,
+                        min_window_seconds=values.min_window_seconds, memory_steps=values.memory_steps)
+
+    try:
+        if values.data_dir:
+            run(values.what, settings(values.data_dir), labels, tuple(values.precision), xla)
+            return
+        with tempfile.TemporaryDirectory(prefix="bench-records-") as directory:
+            write_random_records(directory, cfg.data, num_records=values.num_records, num_shards=4)
+            run(values.what, settings(directory), labels, tuple(values.precision), xla)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
