@@ -101,12 +101,16 @@ def _check_data_dir(data_dir: str) -> None:
 def run() -> None:
     cfg = _config()
     data_dir, logdir = _require("data_dir"), _require("logdir")
-    _check_data_dir(data_dir)
     if cfg.train.steps_per_execution < 1:
         raise UsageError(f"--steps_per_execution={cfg.train.steps_per_execution}: expected 1 or more.")
 
     from keras_disentangle import configs  # noqa: PLC0415
     from keras_disentangle.training import checkpoint, loop  # noqa: PLC0415
+
+    # MultiWorkerMirroredStrategy configures the runtime, which must happen before any TF op runs
+    # (the data check below reads a record).
+    strategy = loop.make_strategy(FLAGS.strategy)
+    _check_data_dir(data_dir)
 
     try:
         # config.json records the resolved policy, not `auto`.
@@ -114,7 +118,6 @@ def run() -> None:
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
-        strategy = loop.make_strategy(FLAGS.strategy)
         if FLAGS.stage == 1:
             from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 

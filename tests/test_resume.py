@@ -16,8 +16,9 @@ TINY = ["--dataset=synthetic", "--scale=tiny", "--batch_size=2", "--log_every=1"
 
 
 def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT), **extra)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
     env.pop("TF_CONFIG", None)
+    env.update(extra)
     return env
 
 
@@ -318,3 +319,50 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically(s
     steps = list(range(last + 1, last + 11))
     assert sorted(rerun) == sorted(uninterrupted) == steps
     assert [rerun[s] for s in steps] == [uninterrupted[s] for s in steps]
+
+
+# --- multi-worker preemption -----------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _start_workers(records, logdir, *args):
+    import json
+
+    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"--data_dir={records}", f"--logdir={logdir}",
+             "--strategy=multi_worker", "--model=appearance", "--adversarial_weight=0", *args],
+            cwd=REPO_ROOT, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+@pytest.mark.slow  # four training processes with a 2-worker collective: minutes on 2 vCPUs
+def test_sigterm_to_one_worker_saves_one_consistent_checkpoint_and_the_rerun_resumes(synthetic_records, tmp_path):
+    logdir = tmp_path / "run"
+    procs = _start_workers(synthetic_records, logdir, "--steps=100000", "--checkpoint_every=100000")
+    _wait_for_training_steps(procs[0], logdir, timeout=400)
+    procs[1].send_signal(signal.SIGTERM)
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (_, stderr) in zip(procs, outputs):
+        assert proc.returncode == 130, stderr[-3000:]
+    saved = _checkpoint_steps(logdir)
+    assert len(saved) == 1 and saved[0] >= 1, saved
+    for stdout, _ in outputs:  # both workers saved the same, agreed step
+        assert f"Saved the checkpoint of step {saved[0]} with every worker (preempted)." in stdout, stdout[-2000:]
+    assert not list(logdir.glob(".worker-*-scratch"))
+
+    procs = _start_workers(synthetic_records, logdir, f"--steps={saved[0] + 2}", "--checkpoint_every=100000")
+    outputs = [proc.communicate(timeout=400) for proc in procs]
+    for proc, (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr[-3000:]
+        assert f"Resuming from step {saved[0]}" in stdout
+    assert _checkpoint_steps(logdir)[-1] == saved[0] + 2
