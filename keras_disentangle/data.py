@@ -24,6 +24,7 @@ pairs).
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 import tensorflow as tf
@@ -121,6 +122,49 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     return sorted(files)
 
 
+class DamagedShardError(ValueError):
+    """A TFRecord shard that cannot be read to its end (truncated or corrupted)."""
+
+
+def check_shard(path: str) -> int:
+    """Walks the record headers of a TFRecord file without reading the records; returns their count.
+
+    Cheap (one 12-byte read per record), so training runs it on every shard before starting:
+    a file cut short (a copy or build that died) would otherwise fail mid-training with an error
+    that names no file.
+
+    Raises:
+      DamagedShardError: naming the file, the record and the byte where it ends early.
+    """
+    size = tf.io.gfile.stat(path).length
+    offset = count = 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            header = f.read(12)
+            end = offset + 12 + (struct.unpack("<Q", header[:8])[0] + 4 if len(header) == 12 else 0)
+            if len(header) < 12 or end > size:
+                raise DamagedShardError(
+                    f"{path}: truncated TFRecord shard: record {count} at byte {offset} runs past the end "
+                    f"of the file ({size} bytes); rebuild the records with `python -m tfrecords.build`.")
+            offset, count = end, count + 1
+    return count
+
+
+def find_damaged_shard(data_dir: str, split: str = "train") -> str | None:
+    """Reads every record of every shard of `split`; the first problem found as one line naming the
+    shard, or None. For a read error the pipeline reported without a file name."""
+    for path in _shard_files(data_dir, split):
+        try:
+            check_shard(path)
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except (DamagedShardError, tf.errors.DataLossError) as error:
+            reason = str(error).strip().splitlines()[0]
+            return reason if isinstance(error, DamagedShardError) else f"{path}: unreadable TFRecord shard ({reason})"
+    return None
+
+
 def _records(data_dir: str, split: str, shuffle: bool, seed: int) -> tf.data.Dataset:
     files = shard_files(data_dir, split)
     if len(files) == 1:
@@ -171,8 +215,11 @@ def train_dataset(
 
     Raises:
       ValueError: if `data_dir` has no shard of `split`.
+      DamagedShardError: if a shard is truncated (named in the message).
     """
     size = _batch_size(cfg, batch_size)
+    for path in _shard_files(data_dir, split):
+        check_shard(path)
     dataset = _records(data_dir, split, shuffle, seed)
     if shuffle:
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)

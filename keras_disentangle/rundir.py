@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import sys
 
 from keras_disentangle import configs
 
@@ -91,7 +92,7 @@ def load_config(logdir: str | os.PathLike) -> configs.Config:
 
 
 def restore_weights(logdir: str | os.PathLike, **trackables) -> str:
-    """Restores the named models' weights from the newest checkpoint of a run, ignoring the rest.
+    """Restores the named models' weights from the newest readable checkpoint of a run, ignoring the rest.
 
     Used by stage II, export and evaluation, which need a run's networks but not its optimizers.
 
@@ -99,15 +100,44 @@ def restore_weights(logdir: str | os.PathLike, **trackables) -> str:
       The checkpoint path that was read.
 
     Raises:
-      RunDirectoryError: if the run has no checkpoint.
+      RunDirectoryError: if the run has no checkpoint, or none that can be read.
     """
     import tensorflow as tf  # noqa: PLC0415 (command lines read the layout before TensorFlow loads)
 
-    latest = tf.train.latest_checkpoint(checkpoint_dir(logdir))
-    if latest is None:
+    directory = pathlib.Path(checkpoint_dir(logdir))
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is None or not state.all_model_checkpoint_paths:
         raise RunDirectoryError(f"{logdir} has no checkpoint under {CHECKPOINT_DIR}/; train it first.")
-    tf.train.Checkpoint(**trackables).restore(latest).expect_partial()
-    return latest
+    paths = [p if os.path.isabs(p) else str(directory / p) for p in state.all_model_checkpoint_paths]
+    return restore_newest_readable(tf.train.Checkpoint(**trackables), paths, lambda status: status.expect_partial())
+
+
+def restore_newest_readable(checkpoint, paths: list[str], check) -> str | None:
+    """Restores the newest of `paths` (oldest first) that can be read; None when `paths` is empty.
+
+    `check` is applied to the restore status (e.g. `assert_existing_objects_matched`). A mismatch
+    it raises is a programming error and propagates; only unreadable files fall back, with one line
+    on stderr naming what was skipped.
+
+    Raises:
+      RunDirectoryError: when every checkpoint is unreadable (rather than silently starting over).
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    failures = []
+    for path in reversed(paths):
+        try:
+            check(checkpoint.restore(path))
+        except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            failures.append(f"{path} ({reason[:200]})")
+            continue
+        if failures:
+            print(f"Checkpoint {'; '.join(failures)} cannot be read; resuming from {path} instead.", file=sys.stderr)
+        return path
+    if failures:
+        raise RunDirectoryError(f"no checkpoint can be read: {'; '.join(failures)}")
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from skimage.metrics import structural_similarity
 
 from keras_disentangle.metrics import image
 
@@ -78,18 +77,80 @@ def test_gaussian_ssim_matches_hand_computed_single_window():
                                [np.mean(per_channel)], rtol=1e-6)
 
 
-def test_gaussian_ssim_matches_toolkit_call(rng):
-    generated, target = _random_pair(rng)
-    expected = [structural_similarity(t, g, gaussian_weights=True, sigma=1.5,
-                                      use_sample_covariance=False, channel_axis=-1,
-                                      data_range=float(g.max()) - float(g.min()))
-                for g, t in zip(generated, target)]
-    np.testing.assert_allclose(image.ssim(generated, target, protocol="gaussian"), expected)
-    original = image.ssim(generated, target, protocol="original")
-    assert np.all(np.abs(original - np.asarray(expected)) > 1e-3)
+def _reference_ssim(x, y, window, data_range, sample_covariance):
+    """Mean SSIM of two 2-D float images over every window that fits inside them, written out.
+
+    `window` holds the weights of one window (summing to 1); the (co)variances are the weighted
+    population ones, times N / (N - 1) for the sample covariance of a uniform window of N pixels.
+    Independent of skimage: a direct transcription of Wang et al. (2004), Eq. 13, with K1 = 0.01,
+    K2 = 0.03 and the mean over valid window positions (what skimage's border crop amounts to).
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    k = window.shape[0]
+    xs, ys = sliding_window_view(x, (k, k)), sliding_window_view(y, (k, k))
+
+    def weighted(a):
+        return np.einsum("ijkl,kl->ij", a, window)
+
+    mx, my = weighted(xs), weighted(ys)
+    vx, vy = weighted(xs * xs) - mx**2, weighted(ys * ys) - my**2
+    cxy = weighted(xs * ys) - mx * my
+    if sample_covariance:
+        n = window.size
+        vx, vy, cxy = (v * n / (n - 1) for v in (vx, vy, cxy))
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    score = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(score.mean())
 
 
-def test_mask_ssim_full_mask_equals_ssim_of_masked_images(rng):
+UNIFORM_7 = np.full((7, 7), 1 / 49)
+_TAPS = np.exp(-np.arange(-5, 6) ** 2 / (2 * 1.5**2))
+GAUSSIAN_11 = np.outer(_TAPS, _TAPS) / np.outer(_TAPS, _TAPS).sum()
+
+
+def _reference_score_py(generated, target):
+    """The authors' score.py rule: gray via rgb2gray, data_range = the target's gray max - min."""
+    from skimage.color import rgb2gray
+
+    gen, tgt = rgb2gray(generated), rgb2gray(target)
+    return _reference_ssim(gen, tgt, UNIFORM_7, tgt.max() - tgt.min(), sample_covariance=True)
+
+
+def _photo_pairs(fixtures_dir, count=4, size=(128, 64)):
+    """Real photos as targets, each against a blurred, shifted and noised copy of itself."""
+    from PIL import Image, ImageFilter
+
+    paths = sorted((fixtures_dir / "market1501_mini" / "bounding_box_train").glob("*.jpg"))[:count]
+    rng = np.random.default_rng(5)
+    generated, target = [], []
+    for path in paths:
+        photo = Image.open(path).convert("RGB").resize(size[::-1])
+        degraded = np.asarray(photo.filter(ImageFilter.GaussianBlur(1.2)), dtype=int)
+        degraded = np.roll(degraded, 1, axis=1) + rng.integers(-20, 21, size=degraded.shape)
+        generated.append(np.clip(degraded, 0, 255).astype(np.uint8))
+        target.append(np.asarray(photo))
+    return np.stack(generated), np.stack(target)
+
+
+def test_original_ssim_matches_a_direct_numpy_implementation(rng, fixtures_dir):
+    for generated, target in (_random_pair(rng), _photo_pairs(fixtures_dir)):
+        expected = [_reference_score_py(g, t) for g, t in zip(generated, target)]
+        np.testing.assert_allclose(image.ssim(generated, target, protocol="original"), expected, rtol=1e-9)
+
+
+def test_gaussian_ssim_matches_a_direct_numpy_implementation(rng, fixtures_dir):
+    for generated, target in (_random_pair(rng), _photo_pairs(fixtures_dir)):
+        expected = [np.mean([_reference_ssim(g[..., c].astype(float), t[..., c].astype(float), GAUSSIAN_11,
+                                             float(g.max()) - float(g.min()), sample_covariance=False)
+                             for c in range(3)])
+                    for g, t in zip(generated, target)]
+        actual = image.ssim(generated, target, protocol="gaussian")
+        np.testing.assert_allclose(actual, expected, rtol=1e-9)
+        assert np.all(np.abs(image.ssim(generated, target, protocol="original") - actual) > 1e-3)
+
+
+def test_mask_ssim_matches_a_direct_numpy_implementation(rng):
     generated, target = _random_pair(rng)
     full = np.ones(generated.shape[:3])
     np.testing.assert_allclose(image.mask_ssim(generated, target, full, protocol="gaussian"),
@@ -97,11 +158,10 @@ def test_mask_ssim_full_mask_equals_ssim_of_masked_images(rng):
     # The original mask-SSIM is colour with the 7x7 window and data_range 255 (score_mask.py).
     mask = np.zeros(generated.shape[:3] + (1,))
     mask[:, 4:20, 3:12] = 1
-    expected = [structural_similarity((m * g).astype(np.uint8), (m * t).astype(np.uint8),
-                                      win_size=7, channel_axis=-1, data_range=255)
-                for g, t, m in zip(generated, target, mask)]
-    np.testing.assert_allclose(image.mask_ssim(generated, target, mask, protocol="original"),
-                               expected)
+    expected = [np.mean([_reference_ssim((m * g)[..., c], (m * t)[..., c], UNIFORM_7, 255, sample_covariance=True)
+                         for c in range(3)])
+                for g, t, m in zip(generated.astype(float), target.astype(float), mask)]
+    np.testing.assert_allclose(image.mask_ssim(generated, target, mask, protocol="original"), expected, rtol=1e-9)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

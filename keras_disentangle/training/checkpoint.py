@@ -40,22 +40,41 @@ class CheckpointKeeper:
         self.step = step
         self._checkpoint = tf.train.Checkpoint(step=step, **trackables)
         directory = pathlib.Path(rundir.checkpoint_dir(logdir))
+        self._chief_directory = str(directory)
         self._scratch = None
         if strategy is not None and not is_chief(strategy):
             self._scratch = pathlib.Path(logdir) / f".worker-{strategy.cluster_resolver.task_id}-scratch"
             directory = self._scratch
         self.directory = directory
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(directory), max_to_keep=keep)
+        # Every worker restores the chief's checkpoints; a non-chief only writes its share to scratch.
+        self._read_manager = self._manager if self._scratch is None else tf.train.CheckpointManager(
+            self._checkpoint, self._chief_directory, max_to_keep=keep)
+
+    @property
+    def manager(self) -> tf.train.CheckpointManager:
+        """The manager writing this process's checkpoints (a scratch directory on non-chief workers)."""
+        return self._manager
 
     @property
     def latest(self) -> str | None:
-        """Path prefix of the newest checkpoint, or None."""
-        return self._manager.latest_checkpoint
+        """Path prefix of the newest checkpoint (the chief's), or None."""
+        if self._scratch is None:
+            return self._manager.latest_checkpoint
+        return tf.train.latest_checkpoint(self._chief_directory)
 
     def restore_latest(self) -> int:
-        """Restores the newest checkpoint if there is one; returns the step to continue from."""
-        if self.latest:
-            self._checkpoint.restore(self.latest).assert_existing_objects_matched()
+        """Restores the newest readable checkpoint if there is one; returns the step to continue from.
+
+        A checkpoint that cannot be read (truncated or corrupted by a crash mid-write, or a file
+        missing) is skipped for the one before it, with one line on stderr saying so.
+
+        Raises:
+          RunDirectoryError: if there are checkpoints but none of them can be read (rather than
+            silently starting over).
+        """
+        rundir.restore_newest_readable(self._checkpoint, self._read_manager.checkpoints,
+                                lambda status: status.assert_existing_objects_matched())
         return int(self.step.numpy())
 
     def save(self) -> str:

@@ -33,6 +33,10 @@ class TrainingInterrupted(Exception):
     """SIGTERM arrived; raised inside the loop so the `finally` clause can save."""
 
 
+class TrainingPreempted(TrainingInterrupted):
+    """A worker of a multi-worker run got SIGTERM; every worker saved the same step, then raised this."""
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """Returns the tf.distribute strategy named by `--strategy`.
 
@@ -63,6 +67,25 @@ def _sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _preemption_handler(strategy: tf.distribute.Strategy, keeper: CheckpointKeeper):
+    """A multi-worker run's coordinated save on SIGTERM, or None for a single process.
+
+    One worker's own SIGTERM handler would save alone, but a multi-worker save needs every worker:
+    `PreemptionCheckpointHandler` agrees on a step through the coordination service, every worker
+    saves there, then each raises `TrainingPreempted`.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None
+
+    def preempted():
+        print(f"\nSaved the checkpoint of step {int(keeper.step.numpy())} with every worker (preempted).")
+        raise TrainingPreempted(f"preempted at step {int(keeper.step.numpy())}")
+
+    config = tf.distribute.experimental.TerminationConfig(exit_fn=preempted, save_fn=lambda: keeper.save())
+    return tf.distribute.experimental.PreemptionCheckpointHandler(resolver, keeper.manager, termination_config=config)
 
 
 def distributed_step(strategy: tf.distribute.Strategy, replica_step: Callable, jit_compile: bool = False):
@@ -190,8 +213,11 @@ def run(
     deadline = time.perf_counter() + 60 * max_minutes if max_minutes else float("inf")
     periods = (log_every, checkpoint_every) + ((image_every,) if write_images is not None else ())
     step = start
+    preemption = _preemption_handler(strategy, keeper)
+    preempted = False
     try:
-        with _sigterm_raises(), writer.as_default():
+        # With a preemption handler, SIGTERM is its own (it installed a handler); else it raises here.
+        with contextlib.nullcontext() if preemption else _sigterm_raises(), writer.as_default():
             while step < total_steps:
                 end = chunk_end(step, min(total_steps, step + steps_per_execution), periods)
                 if write_images is not None and step == start:
@@ -206,6 +232,8 @@ def run(
                         f"Loss {', '.join(bad)} is {values[bad[0]]} at step {step}; stopped. "
                         f"Last good checkpoint: {keeper.latest or 'none (nothing saved yet)'}.")
                 keeper.step.assign(step)
+                if preemption:
+                    preemption.save_checkpoint_if_preempted()
                 if step % log_every == 0 or step == total_steps or shown.due():
                     logs = {k: float(v) for k, v in device_logs.items()}  # waits for the step
                     now = time.perf_counter()
@@ -228,8 +256,11 @@ def run(
                 if time.perf_counter() > deadline:
                     print(f"\nTime budget of {max_minutes} minutes reached at step {step}.")
                     break
+    except TrainingPreempted:
+        preempted = True  # every worker saved the agreed step already: no second (collective) save
+        raise
     finally:
-        if not diverged and int(keeper.step.numpy()) > start:
+        if not (diverged or preempted) and int(keeper.step.numpy()) > start:
             path = keeper.save()
             print(f"\nSaved checkpoint {path}.")
         writer.flush()

@@ -40,6 +40,30 @@ def preview_grid(stage1: Stage1, batch: dict) -> tf.Tensor:
     return tf.reshape((rows + 1.0) / 2.0, [1, shape[0] * shape[1], shape[2], 3])
 
 
+def training_state(cfg: configs.Config, logdir: str, strategy: tf.distribute.Strategy
+                   ) -> tuple[Stage1, dict[str, keras.optimizers.Optimizer], checkpoint.CheckpointKeeper]:
+    """Everything a stage-I checkpoint holds, freshly initialized (seeded), and its keeper.
+
+    `keeper.restore_latest()` then loads a run's state into it, as `train_stage1` does on resume.
+    """
+    train_cfg = cfg.train
+    keras.utils.set_random_seed(train_cfg.seed)
+    with strategy.scope():
+        stage1 = build_stage1(cfg)
+        optimizers = build_optimizers(train_cfg)
+        # Build the slots now, so that a resumed run restores them before its first step.
+        optimizers["g1"].build(stage1.appearance_encoder.trainable_variables
+                               + stage1.generator.trainable_variables)
+        optimizers["d1"].build(stage1.d1.trainable_variables)
+        optimizers["pose"].build(stage1.pose_encoder.trainable_variables
+                                 + stage1.pose_decoder.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    keeper = checkpoint.CheckpointKeeper(
+        logdir, step, keep=train_cfg.keep_checkpoints, strategy=strategy,
+        **stage1_trackables(stage1), **{f"{k}_optimizer": v for k, v in optimizers.items()})
+    return stage1, optimizers, keeper
+
+
 def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps.Stage1Part,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False,
                  max_minutes: float | None = None, verbose: bool = True,
@@ -67,20 +91,7 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
     dataset = dataset.with_options(options)
     preview = next(iter(_preview_dataset(data_dir, cfg)))
 
-    keras.utils.set_random_seed(train_cfg.seed)
-    with strategy.scope():
-        stage1 = build_stage1(cfg)
-        optimizers = build_optimizers(train_cfg)
-        # Build the slots now, so that a resumed run restores them before its first step.
-        optimizers["g1"].build(stage1.appearance_encoder.trainable_variables
-                               + stage1.generator.trainable_variables)
-        optimizers["d1"].build(stage1.d1.trainable_variables)
-        optimizers["pose"].build(stage1.pose_encoder.trainable_variables
-                                 + stage1.pose_decoder.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    keeper = checkpoint.CheckpointKeeper(
-        logdir, step, keep=train_cfg.keep_checkpoints, strategy=strategy,
-        **stage1_trackables(stage1), **{f"{k}_optimizer": v for k, v in optimizers.items()})
+    stage1, optimizers, keeper = training_state(cfg, logdir, strategy)
 
     def write_images(at_step: int) -> None:
         tf.summary.image("reconstruction", preview_grid(stage1, preview), step=at_step)

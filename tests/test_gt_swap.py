@@ -1,0 +1,156 @@
+"""The gt_swap wiring (`metrics.disentangle.TASK_SOURCES`) checked against an oracle and the baselines.
+
+An oracle "generator" that renders its inputs' true factors the way the data path makes a photo
+(render at stored size, JPEG, antialiased resize) must score at the JPEG/resize floor in every task:
+that proves the generator is fed the sources its target is rendered from. The trivial baselines
+then pin down what each task means: the photo a task keeps must match the target outside the
+scored region, and differ from it inside. Together they fail if `TASK_SOURCES` is permuted.
+"""
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+N_PAIRS = 12
+
+
+@pytest.fixture(scope="module")
+def setup(synthetic_records):
+    from keras_disentangle import configs, data
+
+    cfg = configs.get_config("synthetic", "tiny")
+    examples = data.load_examples(synthetic_records, cfg, "test")
+    return cfg, examples
+
+
+def _photo(factors: list[dict], data_cfg) -> np.ndarray:
+    """What the data path makes of render(factors): JPEG q95 at stored size, then the pipeline's resize."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_disentangle import synthetic
+
+    out = []
+    for f in factors:
+        stored = synthetic.render(f["fg"], f["bg"], f["pose"], size=(data_cfg.stored_height, data_cfg.stored_width))
+        buffer = io.BytesIO()
+        Image.fromarray(stored).save(buffer, format="JPEG", quality=95, subsampling=0)
+        decoded = tf.io.decode_jpeg(buffer.getvalue(), channels=3)
+        resized = tf.image.resize(decoded, (data_cfg.height, data_cfg.width), antialias=True)
+        out.append(np.clip(resized.numpy() / 127.5 - 1.0, -1.0, 1.0))
+    return np.stack(out).astype(np.float32)
+
+
+def _oracle(examples, data_cfg):
+    """(encode, generate) whose codes are the true factors and whose pose is looked up from the heatmaps."""
+    factors = [json.loads(f) for f in examples["factors"]]
+    pose_of = {examples["heatmaps"][i].tobytes(): factors[i]["pose"] for i in range(len(factors))}
+    index_of = {f: i for i, f in enumerate(examples["factors"])}
+
+    def encode(batch):
+        rows = np.array([index_of[f] for f in batch["factors"]])
+        return {"fg": rows, "bg": rows}
+
+    def generate(codes, heatmaps):
+        return _photo([{"fg": factors[fg]["fg"], "bg": factors[bg]["bg"], "pose": pose_of[h.tobytes()]}
+                       for fg, bg, h in zip(codes["fg"], codes["bg"], np.asarray(heatmaps))], data_cfg)
+
+    return encode, generate
+
+
+def _l1(output, target, mask):
+    from keras_disentangle.metrics import image as image_metrics
+
+    keep = mask.reshape(mask.shape[0], -1).sum(axis=1) > 0
+    return image_metrics.region_l1(output[keep], target[keep], mask[keep])
+
+
+def test_oracle_generator_scores_at_the_jpeg_floor_in_every_task(setup):
+    from keras_disentangle.metrics import disentangle
+
+    cfg, examples = setup
+    encode, generate = _oracle(examples, cfg.data)
+    result = disentangle.gt_swap(examples, generate, encode, cfg.data, n=N_PAIRS, seed=0, batch_size=N_PAIRS)
+    assert result["n"] == N_PAIRS
+    tasks = result["tasks"]
+    # The floor: A's own photo against the exact render of A's factors.
+    floor = tasks["reconstruction"]["baseline_a"]["region_l1"]["mean"]
+    assert 0.0 < floor < 0.02
+    for task in disentangle.TASKS:
+        oracle = tasks[task]["model"]["region_l1"]["mean"]
+        assert oracle <= 1.5 * floor, (task, oracle, floor)
+        if task != "reconstruction":
+            # Every swap changes its region: both baselines are far from the target there.
+            for baseline in ("baseline_a", "baseline_b"):
+                assert tasks[task][baseline]["region_l1"]["mean"] > 5 * floor, (task, baseline, tasks[task])
+
+
+def test_each_baseline_matches_the_target_where_its_task_keeps_it(setup, monkeypatch):
+    """Targets and regions as gt_swap scores them, checked against what each task means."""
+    from keras_disentangle.metrics import disentangle
+
+    cfg, examples = setup
+    calls = []
+    score = disentangle._score
+
+    def recording_score(outputs, targets, region):
+        calls.append((targets, region))
+        return score(outputs, targets, region)
+
+    monkeypatch.setattr(disentangle, "_score", recording_score)
+    encode, generate = _oracle(examples, cfg.data)
+    disentangle.gt_swap(examples, generate, encode, cfg.data, n=N_PAIRS, seed=0, batch_size=N_PAIRS)
+    # One batch: for each task, one call per output (model, baseline_a, baseline_b), same target.
+    assert len(calls) == len(disentangle.TASKS) * len(disentangle.OUTPUTS)
+    scored = {task: calls[i * len(disentangle.OUTPUTS)] for i, task in enumerate(disentangle.TASKS)}
+
+    pairs = disentangle.pair_indices(examples["fg_id"], examples["bg_id"], N_PAIRS, seed=0)
+    factors = [json.loads(f) for f in examples["factors"]]
+    fa = [factors[p[0]] for p in pairs]
+    fb = [factors[p[1]] for p in pairs]
+    a = examples["image"][[p[0] for p in pairs]]
+    b = examples["image"][[p[1] for p in pairs]]
+    body_a = examples["body_mask"][[p[0] for p in pairs]].astype(np.float32)
+    body_b = examples["body_mask"][[p[1] for p in pairs]].astype(np.float32)
+    # Exact silhouettes (any pixel a person touches, one pixel of margin for JPEG ringing): the
+    # "kept" regions are where a photo must equal the target, up to the floor.
+    person = {name: _silhouette([x["fg"] for x in fg], [x["pose"] for x in pose], cfg.data)
+              for name, (fg, pose) in {"aa": (fa, fa), "bb": (fb, fb), "ab": (fa, fb)}.items()}
+    outside = {k: 1 - v[0] for k, v in person.items()}
+    floor = _l1(a, scored["reconstruction"][0], np.ones_like(body_a)).mean()
+    near, far = 2 * floor, 10 * floor
+
+    def check(task, region, photo, kept, changed=None):
+        target, scored_region = scored[task]
+        np.testing.assert_array_equal(scored_region, region, err_msg=f"{task}: scored region")
+        assert _l1(photo, target, kept).mean() < near, f"{task}: the kept photo differs where it is kept"
+        if changed is not None:
+            assert _l1(photo, target, changed).mean() > far, f"{task}: the kept photo matches where it must change"
+
+    check("reconstruction", np.ones_like(body_a), a, np.ones_like(body_a))
+    assert _l1(b, scored["reconstruction"][0], np.ones_like(body_a)).mean() > far
+    # FG swap: A's person in B's scene and pose: B's photo away from both people, not on B's body.
+    check("fg_swap", body_b, b, outside["bb"] * outside["ab"], body_b)
+    # BG swap: B's person and pose in A's scene: B's photo inside B's person, not in the background;
+    # A's photo away from A's and B's people.
+    check("bg_swap", 1 - body_b, b, person["bb"][1], 1 - body_b)
+    assert _l1(a, scored["bg_swap"][0], outside["aa"] * outside["bb"]).mean() < near
+    # Pose transfer: A's person and scene in B's pose: A's photo away from both poses, not on B's body.
+    check("pose_transfer", body_b, a, outside["aa"] * outside["ab"], body_b * (1 - body_a))
+
+
+def _silhouette(fgs, poses, data_cfg):
+    """(touched, interior) masks `(n, H, W, 1)` at model size: touched is dilated by a pixel, interior
+    holds the pixels fully covered by the person and their neighbours."""
+    import tensorflow as tf
+
+    from keras_disentangle import synthetic
+
+    stored = np.stack([synthetic.person_mask(fg, pose, size=(data_cfg.stored_height, data_cfg.stored_width))
+                       for fg, pose in zip(fgs, poses)]).astype(np.float32)[..., None]
+    cover = tf.image.resize(stored, (data_cfg.height, data_cfg.width), antialias=True)
+    touched = tf.nn.max_pool2d(tf.cast(cover > 0, tf.float32), 3, 1, "SAME")
+    interior = -tf.nn.max_pool2d(-tf.cast(cover >= 1, tf.float32), 3, 1, "SAME")
+    return touched.numpy(), interior.numpy()
