@@ -52,8 +52,9 @@ def main(argv: list[str]) -> None:
     # interleave with the JSON lines.
     tf.get_logger().setLevel("ERROR")
     # Thread pools are fixed when the runtime starts, so before any op runs.
-    tf.config.threading.set_intra_op_parallelism_threads(values.intra_op_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(values.inter_op_threads)
+    if values.intra_op_threads or values.inter_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(values.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(values.inter_op_threads)
     cfg = configs.override(configs.get_config(values.dataset, values.scale), batch_size=values.batch_size)
     labels = {"dataset": values.dataset, "scale": values.scale, "tensorflow": tf.__version__,
               "intra_op_threads": values.intra_op_threads, "inter_op_threads": values.inter_op_threads}
