@@ -34,6 +34,8 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # on people with context, misses half of them, so the whole frame is the region of interest, and the
 # crop is enlarged (bicubic) to this size first.
 SMALL_PHOTO = 256
+# Fraction of the keypoints' extent `frame` adds on every side (also the SavedModel's in-graph framing).
+FRAME_MARGIN = 0.15
 
 
 def read_image(path) -> np.ndarray:
@@ -184,7 +186,7 @@ def _numeric(values) -> bool:
     return True
 
 
-def frame(image: np.ndarray, keypoints: np.ndarray, aspect: float, margin: float = 0.15):
+def frame(image: np.ndarray, keypoints: np.ndarray, aspect: float, margin: float = FRAME_MARGIN):
     """Crops the person to a box of `aspect` = height / width, padding (never squashing).
 
     The box holds every keypoint with `margin` x its size on each side, is widened or heightened to
