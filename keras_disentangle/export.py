@@ -1,14 +1,15 @@
-"""SavedModel export for serving (TF Serving, `tf.saved_model.load`, `saved_model_cli`).
+"""Export for serving: SavedModel (TF Serving, `tf.saved_model.load`, `saved_model_cli`) and LiteRT.
 
   python -m keras_disentangle.export --stage1_dir=runs/s1 --out=export
   python -m keras_disentangle.export --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg \
       --stage2_dir=runs/s2-bg --stage2_dir=runs/s2-pose --out=export --name=dpig
+  python -m keras_disentangle.export --format=tflite --stage1_dir=runs/s1 --out=export [--quantize=dynamic_int8]
 
 `--format=saved_model` writes TF Serving's layout, OUT/<name>/<version>/, so that
 `tensorflow_model_server --model_base_path=$PWD/OUT/<name>` serves it as is. The name defaults to
 `dpig-<dataset>-<scale>`, the version to the newest checkpoint step of the runs (a longer-trained
 export gets a higher version, which TF Serving then serves). An existing version is never
-overwritten, and the version folder appears only once complete.
+overwritten, and the version folder appears only once complete. `--format=tflite` is `litert.py`.
 
 Stage-I signatures (H x W = the run's image size, e.g. 64 x 32 at tiny scale):
   encode(image, keypoints) -> {fg, bg, pose}
@@ -135,22 +136,36 @@ def define_flags() -> None:
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage II: default from the stage-II runs).")
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor. Without it the "
                               "stage-I SavedModel is written.")
-    flags.DEFINE_string("out", None, "Base directory: the SavedModel goes to OUT/<name>/<version>/.")
+    flags.DEFINE_string("out", None, "Base directory: the SavedModel goes to OUT/<name>/<version>/, the LiteRT "
+                        "file to OUT/<name>-<version>[-int8].tflite.")
     flags.mark_flag_as_required("out")
+    flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_model: TF Serving's layout; "
+                      "tflite: a LiteRT flatbuffer of stage-I transfer (litert.py).")
     flags.DEFINE_string("name", None, "Model name (the folder TF Serving's --model_base_path points at); default "
                         "dpig-<dataset>-<scale>.")
     flags.DEFINE_integer("version", None, "Numeric version folder; default the newest checkpoint step of the runs.",
                          lower_bound=1)
+    flags.DEFINE_enum("quantize", "none", ["none", "dynamic_int8"], "--format=tflite: dynamic-range int8 weights.")
 
 
 def main(argv):
     cli.no_positional(argv)
     if not (FLAGS.stage1_dir or FLAGS.stage2_dir):
         raise cli.UsageError("--stage1_dir (stage I) or --stage2_dir once per factor (stage II) is required.")
+    if FLAGS.format == "tflite" and FLAGS.stage2_dir:
+        raise cli.UsageError("--format=tflite converts stage-I transfer; drop --stage2_dir.")
+    if FLAGS.quantize != "none" and FLAGS.format != "tflite":
+        raise cli.UsageError("--quantize needs --format=tflite.")
     stage1_dir, dirs = run_dirs(FLAGS.stage1_dir, FLAGS.stage2_dir)
     name = FLAGS.name or default_name(stage1_dir)
     version = FLAGS.version or default_version(dirs)
-    if FLAGS.stage2_dir:
+    if FLAGS.format == "tflite":
+        from keras_disentangle import litert  # noqa: PLC0415 (the converter loads only when asked)
+
+        suffix = "-int8" if FLAGS.quantize == "dynamic_int8" else ""
+        out = litert.export_transfer(stage1_dir, str(pathlib.Path(FLAGS.out) / f"{name}-{version}{suffix}.tflite"),
+                                     quantize=FLAGS.quantize)
+    elif FLAGS.stage2_dir:
         out = write_versioned(FLAGS.out, name, version,
                               lambda tmp: export_stage2(FLAGS.stage2_dir, tmp, FLAGS.stage1_dir))
     else:
