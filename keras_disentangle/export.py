@@ -4,6 +4,7 @@
   python -m keras_disentangle.export --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg \
       --stage2_dir=runs/s2-bg --stage2_dir=runs/s2-pose --out=export --name=dpig
   python -m keras_disentangle.export --format=tflite --stage1_dir=runs/s1 --out=export [--quantize=dynamic_int8]
+  python -m keras_disentangle.export --format=tflite --stage2_dir=runs/s2-fg ... --out=export   (sampling)
 
 `--format=saved_model` writes TF Serving's layout, OUT/<name>/<version>/, so that
 `tensorflow_model_server --model_base_path=$PWD/OUT/<name>` serves it as is. The name defaults to
@@ -137,10 +138,10 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor. Without it the "
                               "stage-I SavedModel is written.")
     flags.DEFINE_string("out", None, "Base directory: the SavedModel goes to OUT/<name>/<version>/, the LiteRT "
-                        "file to OUT/<name>-<version>[-int8].tflite.")
+                        "file to OUT/<name>-<version>-transfer|sample[-int8].tflite.")
     flags.mark_flag_as_required("out")
     flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_model: TF Serving's layout; "
-                      "tflite: a LiteRT flatbuffer of stage-I transfer (litert.py).")
+                      "tflite: a LiteRT flatbuffer of stage-I transfer, or with --stage2_dir of sampling (litert.py).")
     flags.DEFINE_string("name", None, "Model name (the folder TF Serving's --model_base_path points at); default "
                         "dpig-<dataset>-<scale>.")
     flags.DEFINE_integer("version", None, "Numeric version folder; default the newest checkpoint step of the runs.",
@@ -152,8 +153,6 @@ def main(argv):
     cli.no_positional(argv)
     if not (FLAGS.stage1_dir or FLAGS.stage2_dir):
         raise cli.UsageError("--stage1_dir (stage I) or --stage2_dir once per factor (stage II) is required.")
-    if FLAGS.format == "tflite" and FLAGS.stage2_dir:
-        raise cli.UsageError("--format=tflite converts stage-I transfer; drop --stage2_dir.")
     if FLAGS.quantize != "none" and FLAGS.format != "tflite":
         raise cli.UsageError("--quantize needs --format=tflite.")
     stage1_dir, dirs = run_dirs(FLAGS.stage1_dir, FLAGS.stage2_dir)
@@ -163,8 +162,12 @@ def main(argv):
         from keras_disentangle import litert  # noqa: PLC0415 (the converter loads only when asked)
 
         suffix = "-int8" if FLAGS.quantize == "dynamic_int8" else ""
-        out = litert.export_transfer(stage1_dir, str(pathlib.Path(FLAGS.out) / f"{name}-{version}{suffix}.tflite"),
-                                     quantize=FLAGS.quantize)
+        what = "sample" if FLAGS.stage2_dir else "transfer"
+        path = str(pathlib.Path(FLAGS.out) / f"{name}-{version}-{what}{suffix}.tflite")
+        if FLAGS.stage2_dir:
+            out = litert.export_sample(FLAGS.stage2_dir, path, FLAGS.stage1_dir, FLAGS.quantize)
+        else:
+            out = litert.export_transfer(stage1_dir, path, FLAGS.quantize)
     elif FLAGS.stage2_dir:
         out = write_versioned(FLAGS.out, name, version,
                               lambda tmp: export_stage2(FLAGS.stage2_dir, tmp, FLAGS.stage1_dir))

@@ -1,11 +1,15 @@
-"""On-device export: stage-I pose transfer as a LiteRT (TFLite) flatbuffer.
+"""On-device export: stage-I pose transfer and stage-II sampling as LiteRT (TFLite) flatbuffers.
 
   python -m keras_disentangle.export --format=tflite --stage1_dir=runs/s1 --out=export [--quantize=dynamic_int8]
+  python -m keras_disentangle.export --format=tflite --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
+      --stage2_dir=runs/s2-pose --out=export
 
-The flatbuffer holds `Stage1Serving.transfer` for one image, masks, ROIs and heatmaps included:
+The transfer flatbuffer holds `Stage1Serving.transfer` for one image, masks, ROIs and heatmaps included:
   inputs  source_image float32 (1, H, W, 3) in [-1, 1], source_keypoints and target_keypoints
           float32 (1, 18, 2), (y, x) pixels at H x W, -1 missing;
   output  image float32 (1, H, W, 3).
+The sample flatbuffer (`convert_sample`) maps standard-normal noise, one (1, K) input per factor, to
+a new person: image (1, H, W, 3) and keypoints (1, 18, 2).
 Only TFLite builtin ops are used (the conversion fails rather than fall back to Flex/SELECT_TF_OPS),
 so `ai-edge-litert` or `tf.lite.Interpreter` runs it without the Flex delegate. `dynamic_int8`
 stores the weights as int8 (dynamic-range quantization); activations stay float.
@@ -26,7 +30,7 @@ import tensorflow as tf
 from absl import flags
 
 from keras_disentangle import cli, configs
-from keras_disentangle.runtime import Stage1Serving, load_stage1, stage1_trackables
+from keras_disentangle.runtime import Stage1Serving, Stage2Serving, load_stage1, load_stage2, stage1_trackables
 
 QUANTIZATIONS = ("none", "dynamic_int8")
 
@@ -41,13 +45,17 @@ def convert_transfer(serving: Stage1Serving, quantize: str = "none") -> bytes:
         raise ValueError(f"quantize: expected one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
     h, w = serving.cfg.data.height, serving.cfg.data.width
     keypoints = [1, configs.NUM_KEYPOINTS, 2]
-    archive = keras.export.ExportArchive()
-    for model in stage1_trackables(serving.stage1).values():
-        archive.track(model)
-    archive.add_endpoint("serving_default", serving.transfer, [
+    return _convert(list(stage1_trackables(serving.stage1).values()), serving.transfer, [
         tf.TensorSpec([1, h, w, 3], tf.float32, name="source_image"),
         tf.TensorSpec(keypoints, tf.float32, name="source_keypoints"),
-        tf.TensorSpec(keypoints, tf.float32, name="target_keypoints")])
+        tf.TensorSpec(keypoints, tf.float32, name="target_keypoints")], quantize)
+
+
+def _convert(models, function, specs, quantize: str) -> bytes:
+    archive = keras.export.ExportArchive()
+    for model in models:
+        archive.track(model)
+    archive.add_endpoint("serving_default", function, specs)
     # Through a SavedModel: the converter freezes the Keras 3 variables reliably only from one.
     with tempfile.TemporaryDirectory() as saved:
         archive.write_out(saved, verbose=False)
@@ -58,10 +66,47 @@ def convert_transfer(serving: Stage1Serving, quantize: str = "none") -> bytes:
         return converter.convert()
 
 
+def convert_sample(serving: Stage2Serving, quantize: str = "none") -> bytes:
+    """The LiteRT flatbuffer of stage-II sampling for one person, from noise the caller draws.
+
+    Inputs `noise_fg`, `noise_bg` (datasets with a background), `noise_pose`: float32 (1, K) standard
+    normal, drawn by the app from its own random source (the graph scales them by
+    `train.noise_stddev`). Outputs: `image` (1, H, W, 3), `keypoints` (1, 18, 2).
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize: expected one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    cfg = serving.cfg
+    factors = serving.factors
+
+    def sample(*noises):
+        codes = {f.value: serving.mapper(f)(z * cfg.train.noise_stddev, training=False)
+                 for f, z in zip(factors, noises)}
+        keypoints, heatmaps = serving.pose_from_embedding(codes["pose"])
+        return {"image": serving.generate(codes["fg"], codes.get("bg"), heatmaps), "keypoints": keypoints}
+
+    specs = [tf.TensorSpec([1, cfg.model.embedding_dim(f)], tf.float32, name=f"noise_{f.value}") for f in factors]
+    return _convert([*stage1_trackables(serving.stage1).values(), *serving.mappers.values()], sample, specs, quantize)
+
+
 def export_transfer(stage1_dir: str, out: str, quantize: str = "none") -> str:
-    """Writes the LiteRT flatbuffer of the stage-I run in `stage1_dir` to the file `out`; returns it."""
-    cfg, stage1 = load_stage1(stage1_dir)
-    flatbuffer = convert_transfer(Stage1Serving(cfg, stage1), quantize)
+    """Writes the transfer flatbuffer of the stage-I run in `stage1_dir` to the file `out`; returns it."""
+    return _write(convert_transfer(Stage1Serving(*load_stage1(stage1_dir)), quantize), out)
+
+
+def export_sample(stage2_dirs, out: str, stage1_dir: str | None = None, quantize: str = "none") -> str:
+    """Writes the sampling flatbuffer of stage-II runs (one per factor) to the file `out`; returns it.
+
+    Raises:
+      ValueError: see `runtime.load_stage2`, or when a factor of the dataset has no stage-II run.
+    """
+    serving = load_stage2(stage2_dirs, stage1_dir)
+    missing = [f.value for f in serving.factors if f not in serving.mappers]
+    if missing:
+        raise ValueError(f"stage2_dirs: sampling needs a stage-II run of every factor; missing {', '.join(missing)}.")
+    return _write(convert_sample(serving, quantize), out)
+
+
+def _write(flatbuffer: bytes, out: str) -> str:
     path = pathlib.Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
