@@ -1,7 +1,7 @@
 """Photos in, pictures out, inside the TensorFlow graph: the SavedModel's bytes-in/bytes-out signature.
 
-A TF Serving client sends encoded image bytes (JPEG, PNG, BMP or GIF, any size, grayscale/RGBA
-converted) and the 18 keypoints in that photo's own pixels; the graph decodes the photo, frames it on
+A TF Serving client sends encoded image bytes (JPEG, PNG, BMP or GIF, any size; grayscale and
+16-bit converted, alpha dropped) and the 18 keypoints in that photo's own pixels; the graph decodes the photo, frames it on
 the person at the model's aspect ratio exactly as `keypoints.frame` does (a box around the keypoints
 with `keypoints.FRAME_MARGIN`, widened or heightened, never squashed, the outside filled with the
 photo's edge pixels), resizes it as the input pipeline does (`data.prepare_example`: antialiased,
