@@ -1,8 +1,16 @@
-"""SavedModel export for serving (TF Serving, `tf.saved_model.load`, `saved_model_cli`).
+"""Export for serving: SavedModel (TF Serving, `tf.saved_model.load`, `saved_model_cli`) and LiteRT.
 
-  python -m keras_disentangle.export --stage1_dir=runs/s1 --out=export/s1
+  python -m keras_disentangle.export --stage1_dir=runs/s1 --out=export
   python -m keras_disentangle.export --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg \
-      --stage2_dir=runs/s2-bg --stage2_dir=runs/s2-pose --out=export/s2
+      --stage2_dir=runs/s2-bg --stage2_dir=runs/s2-pose --out=export --name=dpig
+  python -m keras_disentangle.export --format=tflite --stage1_dir=runs/s1 --out=export [--quantize=dynamic_int8]
+  python -m keras_disentangle.export --format=tflite --stage2_dir=runs/s2-fg ... --out=export   (sampling)
+
+`--format=saved_model` writes TF Serving's layout, OUT/<name>/<version>/, so that
+`tensorflow_model_server --model_base_path=$PWD/OUT/<name>` serves it as is. The name defaults to
+`dpig-<dataset>-<scale>`, the version to the newest checkpoint step of the runs (a longer-trained
+export gets a higher version, which TF Serving then serves). An existing version is never
+overwritten, and the version folder appears only once complete. `--format=tflite` is `litert.py`.
 
 Stage-I signatures (H x W = the run's image size, e.g. 64 x 32 at tiny scale):
   encode(image, keypoints) -> {fg, bg, pose}
@@ -13,13 +21,18 @@ Stage-I signatures (H x W = the run's image size, e.g. 64 x 32 at tiny scale):
       the pose code (heatmaps drawn from the decoded keypoints).
   reconstruct(image, keypoints) -> {image}: G1(x, h), the reconstruction in the image's own pose.
 
-With stage-II runs (one per factor of the dataset: fg, bg, pose) the model adds:
-  sample(n, seed) -> {image, fg, bg, pose, keypoints}: n new people from noise alone; n, seed:
-      int32 scalars; the same seed gives the same people (stateless noise, `apps.sample`).
+Pose transfer and swaps need stage I only (the pose comes from keypoints), so the stage-I model is
+the serving artefact for them:
   transfer(source_image, source_keypoints, target_keypoints) -> {image}: the source person in the
       target pose (pose-guided generation); also `serving_default`.
   swap(source_image, source_keypoints, target_image, target_keypoints) -> {fg, bg, pose}: the target
       image with the source's foreground / background / pose.
+  transfer_photo(image_bytes, keypoints, target_keypoints) -> {png_bytes, image}: encoded photo in,
+      PNG out, framing in the graph (`photo_graph.py`).
+
+With stage-II runs (one per factor of the dataset: fg, bg, pose) the model adds:
+  sample(n, seed) -> {image, fg, bg, pose, keypoints}: n new people from noise alone; n, seed:
+      int32 scalars; the same seed gives the same people (stateless noise, `apps.sample`).
 
 The masks, ROI boxes, heatmaps and pose vectors are computed inside the graph, so a client sends
 only images and keypoints. The exported model does not need keras_disentangle to load.
@@ -31,10 +44,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import pathlib  # noqa: E402
+import shutil  # noqa: E402
+
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_disentangle import cli, precision  # noqa: E402
+from keras_disentangle import cli, precision, rundir  # noqa: E402
+from keras_disentangle.photo_graph import PhotoServing  # noqa: E402
 from keras_disentangle.runtime import Stage1Serving, load_stage1, load_stage2, stage1_trackables  # noqa: E402
 
 
@@ -44,7 +62,9 @@ def export_stage1(logdir: str, out: str) -> str:
     archive = keras.export.ExportArchive()
     for model in stage1_trackables(stage1).values():
         archive.track(model)
-    Stage1Serving(cfg, stage1).add_endpoints(archive)
+    serving = Stage1Serving(cfg, stage1)
+    serving.add_endpoints(archive)
+    PhotoServing(serving).add_endpoints(archive)
     archive.write_out(out, verbose=False)
     return out
 
@@ -60,8 +80,54 @@ def export_stage2(stage2_dirs, out: str, stage1_dir: str | None = None) -> str:
     for model in [*stage1_trackables(serving.stage1).values(), *serving.mappers.values()]:
         archive.track(model)
     serving.add_endpoints(archive)
+    PhotoServing(serving).add_endpoints(archive)
     archive.write_out(out, verbose=False)
     return out
+
+
+def run_dirs(stage1_dir: str | None, stage2_dirs) -> tuple[str, list[str]]:
+    """The stage-I run (given, else the one the stage-II runs name) and every run exported."""
+    if stage1_dir is None:
+        stage1_dir = rundir.read_stage2_record(stage2_dirs[0]).stage1_dir
+    return stage1_dir, [stage1_dir, *stage2_dirs]
+
+
+def default_name(stage1_dir: str) -> str:
+    """`dpig-<dataset>-<scale>` of the stage-I run's config."""
+    cfg = rundir.load_config(stage1_dir)
+    return f"dpig-{cfg.data.name}-{cfg.scale}"
+
+
+def default_version(dirs) -> int:
+    """The newest checkpoint step over the runs (checkpoints are numbered by step)."""
+    steps = []
+    for directory in dirs:
+        latest = tf.train.latest_checkpoint(rundir.checkpoint_dir(directory))
+        if latest is None:
+            raise rundir.RunDirectoryError(f"{directory} has no checkpoint under {rundir.CHECKPOINT_DIR}/; "
+                                           "train it first.")
+        steps.append(int(latest.rsplit("-", 1)[1]))
+    return max(steps)
+
+
+def write_versioned(base: str, name: str, version: int, write) -> str:
+    """Calls `write(tmp)` and renames tmp to base/name/version, TF Serving's layout.
+
+    TF Serving loads only numeric folders, so it never sees the temporary one half written.
+
+    Raises:
+      ValueError: if the version folder already exists.
+    """
+    model_dir = pathlib.Path(base) / name
+    final = model_dir / str(version)
+    if final.exists():
+        raise ValueError(f"--out: {final} already exists; pass another --version (TF Serving serves the highest).")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / f".tmp-{version}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(str(tmp))
+    tmp.rename(final)
+    return str(final)
 
 
 FLAGS = flags.FLAGS
@@ -71,21 +137,48 @@ def define_flags() -> None:
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage II: default from the stage-II runs).")
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor. Without it the "
                               "stage-I SavedModel is written.")
-    flags.DEFINE_string("out", None, "Directory to write the SavedModel to.")
+    flags.DEFINE_string("out", None, "Base directory: the SavedModel goes to OUT/<name>/<version>/, the LiteRT "
+                        "file to OUT/<name>-<version>-transfer|sample[-int8].tflite.")
     flags.mark_flag_as_required("out")
     flags.DEFINE_enum("precision", "auto", list(precision.POLICIES), "Dtype policy the SavedModel computes in: auto "
                       "(mixed_bfloat16 where this machine has bf16 arithmetic, else float32), float32 or mixed_bfloat16.")
+    flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_model: TF Serving's layout; "
+                      "tflite: a LiteRT flatbuffer of stage-I transfer, or with --stage2_dir of sampling (litert.py).")
+    flags.DEFINE_string("name", None, "Model name (the folder TF Serving's --model_base_path points at); default "
+                        "dpig-<dataset>-<scale>.")
+    flags.DEFINE_integer("version", None, "Numeric version folder; default the newest checkpoint step of the runs.",
+                         lower_bound=1)
+    flags.DEFINE_enum("quantize", "none", ["none", "dynamic_int8"], "--format=tflite: dynamic-range int8 weights.")
 
 
 def main(argv):
     cli.no_positional(argv)
     if not (FLAGS.stage1_dir or FLAGS.stage2_dir):
         raise cli.UsageError("--stage1_dir (stage I) or --stage2_dir once per factor (stage II) is required.")
-    precision.apply(FLAGS.precision)
-    if FLAGS.stage2_dir:
-        out = export_stage2(FLAGS.stage2_dir, FLAGS.out, FLAGS.stage1_dir)
+    if FLAGS.format == "tflite" and FLAGS.precision not in ("auto", "float32"):
+        raise cli.UsageError("--format=tflite converts float32 models (--quantize=dynamic_int8 for int8).")
+    # LiteRT's builtin kernels are float32 (or int8): bf16 stays a SavedModel choice.
+    precision.apply("float32" if FLAGS.format == "tflite" else FLAGS.precision)
+    if FLAGS.quantize != "none" and FLAGS.format != "tflite":
+        raise cli.UsageError("--quantize needs --format=tflite.")
+    stage1_dir, dirs = run_dirs(FLAGS.stage1_dir, FLAGS.stage2_dir)
+    name = FLAGS.name or default_name(stage1_dir)
+    version = FLAGS.version or default_version(dirs)
+    if FLAGS.format == "tflite":
+        from keras_disentangle import litert  # noqa: PLC0415 (the converter loads only when asked)
+
+        suffix = "-int8" if FLAGS.quantize == "dynamic_int8" else ""
+        what = "sample" if FLAGS.stage2_dir else "transfer"
+        path = str(pathlib.Path(FLAGS.out) / f"{name}-{version}-{what}{suffix}.tflite")
+        if FLAGS.stage2_dir:
+            out = litert.export_sample(FLAGS.stage2_dir, path, FLAGS.stage1_dir, FLAGS.quantize)
+        else:
+            out = litert.export_transfer(stage1_dir, path, FLAGS.quantize)
+    elif FLAGS.stage2_dir:
+        out = write_versioned(FLAGS.out, name, version,
+                              lambda tmp: export_stage2(FLAGS.stage2_dir, tmp, FLAGS.stage1_dir))
     else:
-        out = export_stage1(FLAGS.stage1_dir, FLAGS.out)
+        out = write_versioned(FLAGS.out, name, version, lambda tmp: export_stage1(stage1_dir, tmp))
     print(f"Wrote {out}")
 
 

@@ -34,6 +34,8 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # on people with context, misses half of them, so the whole frame is the region of interest, and the
 # crop is enlarged (bicubic) to this size first.
 SMALL_PHOTO = 256
+# Fraction of the keypoints' extent `frame` adds on every side (also the SavedModel's in-graph framing).
+FRAME_MARGIN = 0.15
 
 
 def read_image(path) -> np.ndarray:
@@ -184,7 +186,7 @@ def _numeric(values) -> bool:
     return True
 
 
-def frame(image: np.ndarray, keypoints: np.ndarray, aspect: float, margin: float = 0.15):
+def frame(image: np.ndarray, keypoints: np.ndarray, aspect: float, margin: float = FRAME_MARGIN):
     """Crops the person to a box of `aspect` = height / width, padding (never squashing).
 
     The box holds every keypoint with `margin` x its size on each side, is widened or heightened to
@@ -223,7 +225,18 @@ def frame(image: np.ndarray, keypoints: np.ndarray, aspect: float, margin: float
     return crop, moved.astype(np.int64), (top, left, h, w)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def frame_to_size(image: np.ndarray, keypoints: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """`frame` at the aspect ratio of `size` (H, W), the crop resized (bicubic) to it and the keypoints
+    scaled with it: (uint8 [H, W, 3], int64 [18, 2] (y, x) pixels, -1 missing)."""
+    crop, keypoints, _ = frame(image, keypoints, size[0] / size[1])
+    scale = np.array(size) / crop.shape[:2]
+    image = np.asarray(Image.fromarray(crop).resize(size[::-1], Image.BICUBIC))
+    keypoints = np.where(keypoints >= 0, np.minimum(np.floor((keypoints + 0.5) * scale),
+                                                    np.array(size) - 1), -1).astype(np.int64)
+    return image, keypoints
+
+
+def parse_size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -258,7 +271,7 @@ def main(argv) -> None:
             raise cli.UsageError(f"unexpected argument {str(path)!r}: expected image files ({', '.join(PHOTO_SUFFIXES)})")
     if (f.draw or f.size or f.format == "json") and not f.out:
         raise cli.UsageError("--draw, --size and --format=json write files: give --out=DIR")
-    size = _parse_size(f.size) if f.size else None
+    size = parse_size(f.size) if f.size else None
     names = [p.name if not size else p.stem + ".png" for p in paths]
     if len(set(names)) != len(names):
         raise cli.UsageError("two images have the same file name; the rows would clash")
@@ -271,11 +284,7 @@ def main(argv) -> None:
             print(f"{path}: {estimate.num_people} people found; using the largest", file=sys.stderr)
         keypoints = estimate.keypoints
         if size:
-            crop, keypoints, _ = frame(image, keypoints, size[0] / size[1])
-            scale = np.array(size) / crop.shape[:2]
-            image = np.asarray(Image.fromarray(crop).resize(size[::-1], Image.BICUBIC))
-            keypoints = np.where(keypoints >= 0, np.minimum(np.floor((keypoints + 0.5) * scale),
-                                                            np.array(size) - 1), -1).astype(np.int64)
+            image, keypoints = frame_to_size(image, keypoints, size)
         results.append((name, image, keypoints))
     rows = [common.annotation_row(name, keypoints) for name, _, keypoints in results]
     if not f.out:

@@ -184,6 +184,16 @@ class Stage1Serving:
             archive.add_endpoint("decode", lambda fg, bg, pose: self.decode(fg, pose, bg), self.code_specs())
         else:
             archive.add_endpoint("decode", lambda fg, pose: self.decode(fg, pose), self.code_specs())
+        pair = [self._named(self.image_spec, "source_image"), self._named(self.keypoints_spec, "source_keypoints")]
+        transfer_specs = pair + [self._named(self.keypoints_spec, "target_keypoints")]
+        archive.add_endpoint("transfer", self.transfer, transfer_specs)
+        archive.add_endpoint("serving_default", self.transfer, transfer_specs)
+        archive.add_endpoint("swap", self.swap, pair + [self._named(self.image_spec, "target_image"),
+                                                        self._named(self.keypoints_spec, "target_keypoints")])
+
+    @staticmethod
+    def _named(spec: tf.TensorSpec, name: str) -> tf.TensorSpec:
+        return tf.TensorSpec(spec.shape, spec.dtype, name=name)
 
 
 # Each factor draws its noise from its own stateless stream (seed, index), so that sampling one
@@ -252,16 +262,6 @@ class Stage2Serving(Stage1Serving):
                              f"missing {', '.join(missing)}.")
         archive.add_endpoint("sample", self.sample, [tf.TensorSpec([], tf.int32, name="n"),
                                                      tf.TensorSpec([], tf.int32, name="seed")])
-        pair = [self._named(self.image_spec, "source_image"), self._named(self.keypoints_spec, "source_keypoints")]
-        transfer_specs = pair + [self._named(self.keypoints_spec, "target_keypoints")]
-        archive.add_endpoint("transfer", self.transfer, transfer_specs)
-        archive.add_endpoint("serving_default", self.transfer, transfer_specs)
-        archive.add_endpoint("swap", self.swap, pair + [self._named(self.image_spec, "target_image"),
-                                                        self._named(self.keypoints_spec, "target_keypoints")])
-
-    @staticmethod
-    def _named(spec: tf.TensorSpec, name: str) -> tf.TensorSpec:
-        return tf.TensorSpec(spec.shape, spec.dtype, name=name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
     python -m tfrecords.build --dataset=market --root=data/Market-1501 --out=data/market_records \
         [--splits=train,test] [--shards=8] [--skip_bad]
+    python -m tfrecords.build --dataset=folder --root=my_photos --out=data/my_records \
+        [--identity_from=subfolder|none] [--size=128x64] [--skip_bad]
 
 Writes, per split, one `records.serialize_image` record per annotated image into
 `records.shard_name(split, i, n)` (records dealt round-robin over the shards, in annotation-CSV
@@ -17,8 +19,9 @@ folder that no annotation row names are always skipped and counted as `no annota
 that spoil a whole split (a missing or mis-headed CSV, a missing image folder, a bad factors.json)
 always stop the run.
 
-The readers are `tfrecords.market`, `tfrecords.deepfashion` and `tfrecords.synthetic_reader`; see
-them for each layout and for how person ids are derived.
+The readers are `tfrecords.market`, `tfrecords.deepfashion`, `tfrecords.synthetic_reader` and
+`tfrecords.folder` (photos with no annotations: keypoints from the estimator, crops framed and
+re-encoded as PNG); see them for each layout and for how person ids are derived.
 """
 
 from __future__ import annotations
@@ -41,12 +44,12 @@ import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
 from keras_disentangle import cli, progress, records  # noqa: E402
-from tfrecords import deepfashion, market, synthetic_reader  # noqa: E402
+from tfrecords import deepfashion, folder, market, synthetic_reader  # noqa: E402
 from tfrecords.common import SPLITS, BadInput, Pair, Reason, Split  # noqa: E402
 
 __all__ = ["BadInput", "Reason", "Summary", "build"]
 
-READERS = {"market": market, "deepfashion": deepfashion, "synthetic": synthetic_reader}
+READERS = {"market": market, "deepfashion": deepfashion, "synthetic": synthetic_reader, "folder": folder}
 
 
 @dataclasses.dataclass
@@ -100,8 +103,11 @@ class _Kept:
     fields: dict
     path: pathlib.Path
     crc: int
+    image: bytes | None = None  # a reader that made the image (`folder`) keeps it
 
     def load(self) -> dict:
+        if self.image is not None:
+            return {**self.fields, "image": self.image}
         image = self.path.read_bytes()
         if zlib.crc32(image) != self.crc:
             raise BadInput(self.path, None, "image changed while the conversion ran", Reason.CORRUPT_IMAGE)
@@ -129,7 +135,8 @@ def _write_images(split: Split, staging: pathlib.Path, shards: int, skip_bad: bo
                 writers[count % shards].write(records.serialize_image(**item.features()))
                 if item.name in keep:
                     fields = {k: v for k, v in item.features().items() if k != "image"}
-                    kept[item.name] = _Kept(fields, split.image_dir / item.name, zlib.crc32(item.image))
+                    kept[item.name] = _Kept(fields, split.image_dir / item.name, zlib.crc32(item.image),
+                                            item.image if getattr(split, "in_memory", False) else None)
                 count += 1
             shown.update(done, [("records", count)], force=bool(progress_every) and done % progress_every == 0)
     finally:
@@ -184,6 +191,7 @@ def build(
     shards: int = 1,
     skip_bad: bool = False,
     progress_every: int = 1000,
+    reader_options: dict | None = None,
 ) -> Summary:
     """Converts a dataset folder into TFRecords (see the module docstring).
 
@@ -199,6 +207,8 @@ def build(
       skip_bad: bool. Skip and count bad items instead of raising. Defaults to False.
       progress_every: int. Print a progress line to stderr every this many annotation rows and
         at least every `progress.INTERVAL_SECONDS`; 0 prints none. Defaults to 1000.
+      reader_options: dict or None. Keyword arguments of the reader's `read_split` (`folder`:
+        `identity_from`, `size`).
 
     Returns:
       Summary of the records, shards and pairs written and the items skipped.
@@ -221,7 +231,7 @@ def build(
                            f"is this a {dataset} folder?", Reason.BAD_FILE)
     if len(set(splits)) != len(splits):
         raise ValueError(f"splits={list(splits)}; each split may be given once.")
-    opened = [reader.read_split(root, split) for split in splits]
+    opened = [reader.read_split(root, split, **(reader_options or {})) for split in splits]
 
     out.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".build-", dir=out))
@@ -250,6 +260,9 @@ def define_flags() -> None:
     flags.DEFINE_list("splits", None, "Splits to convert (train, test); default: every split --root has.")
     flags.DEFINE_integer("shards", 1, "Image shards per split.", lower_bound=1)
     flags.DEFINE_bool("skip_bad", False, "Skip bad items and count them, instead of stopping.")
+    flags.DEFINE_enum("identity_from", "subfolder", list(folder.IDENTITY_SOURCES), "--dataset=folder: "
+                      "subfolder: one subfolder per person (pairs within a person); none: every photo its own.")
+    flags.DEFINE_string("size", None, "--dataset=folder: HxW of the framed crops (default 128x64).")
     flags.DEFINE_integer("progress_every", 1000, "Progress line (stderr) every this many rows and every 30 s; "
                          "0 for none.",
                          lower_bound=0)
@@ -261,9 +274,17 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> int:
     cli.no_positional(argv)
     options = flags.FLAGS
+    reader_options = None
+    if options.dataset == "folder":
+        from keras_disentangle.keypoints import parse_size  # noqa: PLC0415 (only folder needs the estimator)
+
+        size = parse_size(options.size) if options.size else folder.DEFAULT_SIZE
+        reader_options = {"identity_from": options.identity_from, "size": size}
+    elif options.size or flags.FLAGS["identity_from"].present:
+        raise cli.UsageError("--size and --identity_from apply to --dataset=folder only")
     try:
         summary = build(options.dataset, options.root, options.out, options.splits, options.shards,
-                        options.skip_bad, options.progress_every)
+                        options.skip_bad, options.progress_every, reader_options)
     except BadInput as error:
         # The report is `FILE:ROW: what is wrong`, which names the place better than a tool prefix.
         print(error, file=sys.stderr)

@@ -57,6 +57,7 @@ class Reason(str, enum.Enum):
     NO_FACTORS = "no factors"
     PAIR_WITHOUT_RECORD = "pair without record"
     BAD_FILE = "bad file"
+    NO_PERSON = "no person"
 
 
 class BadInput(ValueError):
