@@ -151,3 +151,14 @@ def test_evaluate_reid_end_to_end(stage1_run, synthetic_records, synthetic_root,
     assert 0.0 <= metric["rank1"] <= metric["rank5"] <= metric["rank10"] <= 1.0 and 0.0 < metric["mAP"] <= 1.0
     assert metric["value"] == metric["rank1"] and "same camera" in metric["protocol"]
     assert "reid (fg_pca" in result.stdout and "mAP" in result.stdout
+
+
+def test_records_without_a_query_split_are_refused_naming_what_to_build(tmp_path):
+    from keras_disentangle import configs
+    from keras_disentangle.metrics import registry
+    from keras_disentangle.metrics.suite import reid as suite
+
+    inputs = registry.Inputs(registry.EvalOptions(metrics=("reid",)), cfg=configs.get_config("synthetic", "micro"),
+                             data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="no 'query' records.*market-annotation-query.csv"):
+        suite.compute(inputs)

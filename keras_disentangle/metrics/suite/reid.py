@@ -28,7 +28,7 @@ def _features(inputs: Inputs, split: str, factor) -> dict:
 
 
 def compute(inputs: Inputs) -> dict:
-    from keras_disentangle import configs  # noqa: PLC0415
+    from keras_disentangle import configs, data  # noqa: PLC0415
     from keras_disentangle.metrics import reid  # noqa: PLC0415
 
     options, cfg = inputs.options, inputs.cfg
@@ -37,6 +37,12 @@ def compute(inputs: Inputs) -> dict:
               "pose": configs.Factor.POSE}[features]
     if factor == configs.Factor.BACKGROUND and not cfg.data.has_background:
         raise ValueError(f"--reid_features=bg: the {cfg.data.name!r} run has no background embedding.")
+    try:
+        data.shard_files(inputs.data_dir, QUERY_SPLIT)
+    except ValueError:
+        raise ValueError(f"--data_dir={inputs.data_dir}: no '{QUERY_SPLIT}' records; the re-ID queries come from a "
+                         "Market folder's query/ with its market-annotation-query.csv (README, Converters): "
+                         "rebuild with `python -m tfrecords.build`.") from None
     query = _features(inputs, QUERY_SPLIT, factor)
     gallery = _features(inputs, options.split, factor)
     protocol = (f"'{QUERY_SPLIT}' records vs the '{options.split}' records (gallery), {features} embedding, "
