@@ -7,7 +7,8 @@ Image record features:
   name         bytes   the file name, e.g. `0002_c1s1_000451_03.jpg`.
   height/width int64   the decoded size (Market 128x64, DeepFashion 256x256).
   keypoints    int64   [18 * 2] row-major (y, x) per OpenPose joint, in pixels; -1 = missing.
-  person_id    int64   identity (Market: first 4 characters; DeepFashion: garment index).
+  person_id    int64   identity (Market: first 4 characters, -1 junk, 0 distractor; DeepFashion:
+                       garment index).
   camera       int64   Market camera 1..6; -1 where the dataset has none.
   fg_id, bg_id int64   ground-truth factor ids of the synthetic set; -1 for real data.
   factors      bytes   synthetic only: JSON `{"fg": {...}, "bg": {...}, "pose": {...}}`, the exact
@@ -16,7 +17,8 @@ Image record features:
 
 Pair record features: every image feature twice, prefixed `source/` and `target/`.
 
-Shards are named `{split}-{index:05d}-of-{count:05d}.tfrecord` and pairs `{split}-pairs.tfrecord`.
+Shards are named `{split}-{index:05d}-of-{count:05d}.tfrecord` and pairs `{split}-pairs.tfrecord`; Market
+layouts may add a `query` split (the re-ID queries, no pairs).
 """
 
 from __future__ import annotations

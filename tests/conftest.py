@@ -36,7 +36,7 @@ def synthetic_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic_records(synthetic_root, tmp_path_factory):
-    """TFRecords of `synthetic_root` (train and test splits, with pairs)."""
+    """TFRecords of `synthetic_root` (train, test with pairs, and query splits)."""
     from tfrecords.build import build
 
     out = tmp_path_factory.mktemp("records")

@@ -88,9 +88,9 @@ def test_layout_names_and_identity_split(dataset):
 
 def test_annotation_csvs_match_the_full_skeleton(dataset):
     root, _, factors = dataset
-    for split in ("train", "test"):
+    for split in market.SPLITS:
         rows = _parse_annotations(root / f"market-annotation-{split}.csv")
-        assert sorted(rows) == _folder_names(root, f"bounding_box_{split}")  # No query rows.
+        assert sorted(rows) == _folder_names(root, market.image_dir(root, split).name)
         for name, keypoints in rows.items():
             pose = factors["images"][name]["pose"]
             full = np.asarray(pose["keypoints"])

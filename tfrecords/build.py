@@ -1,7 +1,7 @@
 """`python -m tfrecords.build`: a supported dataset folder -> sharded TFRecords, with counted skips.
 
     python -m tfrecords.build --dataset=market --root=data/Market-1501 --out=data/market_records \
-        [--splits=train,test] [--shards=8] [--skip_bad]
+        [--splits=train,test,query] [--shards=8] [--skip_bad]
     python -m tfrecords.build --dataset=folder --root=my_photos --out=data/my_records \
         [--identity_from=subfolder|none] [--size=128x64] [--skip_bad]
 
@@ -45,11 +45,13 @@ from absl import flags  # noqa: E402
 
 from keras_disentangle import cli, progress, records  # noqa: E402
 from tfrecords import deepfashion, folder, market, synthetic_reader  # noqa: E402
-from tfrecords.common import SPLITS, BadInput, Pair, Reason, Split  # noqa: E402
+from tfrecords.common import BadInput, Pair, Reason, Split  # noqa: E402
 
 __all__ = ["BadInput", "Reason", "Summary", "build"]
 
 READERS = {"market": market, "deepfashion": deepfashion, "synthetic": synthetic_reader, "folder": folder}
+# Every layout's splits (Market-1501's and the synthetic set's add `query`).
+SPLITS = tuple(dict.fromkeys(split for reader in READERS.values() for split in reader.SPLITS))
 
 
 @dataclasses.dataclass
@@ -257,7 +259,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("dataset", None, list(READERS), "Dataset layout of --root.")
     flags.DEFINE_string("root", None, "Dataset folder.")
     flags.DEFINE_string("out", None, "Output folder for the TFRecords.")
-    flags.DEFINE_list("splits", None, "Splits to convert (train, test); default: every split --root has.")
+    flags.DEFINE_list("splits", None, "Splits to convert (train, test, query); default: every split --root has.")
     flags.DEFINE_integer("shards", 1, "Image shards per split.", lower_bound=1)
     flags.DEFINE_bool("skip_bad", False, "Skip bad items and count them, instead of stopping.")
     flags.DEFINE_enum("identity_from", "subfolder", list(folder.IDENTITY_SOURCES), "--dataset=folder: "

@@ -6,10 +6,19 @@ Layout under the root:
 |---|---|---|---|
 | train | `bounding_box_train/` | `market-annotation-train.csv` | `market-pairs-train.csv` (optional) |
 | test | `bounding_box_test/` | `market-annotation-test.csv` | `market-pairs-test.csv` (optional) |
+| query | `query/` | `market-annotation-query.csv` (optional) | none |
 
-`query/` is not a split. Person id = the first 4 characters of the file name, camera = the digit
-after `_c` (`0002_c1s1_069056_02.jpg` -> person 2, camera 1). The CSV formats and the reader
-machinery are in `common.py`.
+A split is converted when its annotation CSV exists. The re-ID evaluation (`metrics/suite/reid.py`)
+matches the query split against the test split (the gallery). The public pose-transfer annotations
+cover `bounding_box_train/` and `bounding_box_test/` only; the encoders need keypoints of the queries
+too, so for real Market-1501 write the query CSV with our estimator and rename it:
+`python -m keras_disentangle.keypoints Market-1501/query/*.jpg --out=DIR` then move `DIR/keypoints.csv`
+to `market-annotation-query.csv` (the synthetic writer annotates its queries from the true pose).
+
+Person id = the first 4 characters of the file name (`-1` for Market's junk images, `0000` for its
+distractors, kept as such for the re-ID protocol), camera = the digit after `_c`
+(`0002_c1s1_069056_02.jpg` -> person 2, camera 1). The CSV formats and the reader machinery are in
+`common.py`.
 """
 
 from __future__ import annotations
@@ -19,16 +28,18 @@ import re
 from typing import Callable
 
 from keras_disentangle import configs
-from tfrecords.common import SPLITS, Annotation, Reason, Split, open_split, read_annotation_csv
+from tfrecords.common import Annotation, Reason, Split, open_split, read_annotation_csv
 
 QUERY_DIR = "query"
+# The splits of the layout: the pose-transfer splits, then the re-ID queries.
+SPLITS = ("train", "test", "query")
 # The image folders of the layout: the two splits', then the query folder.
 IMAGE_DIRS = ("bounding_box_train", "bounding_box_test", QUERY_DIR)
-_MARKET_NAME = re.compile(r"(\d{4})_c(\d)")
+_MARKET_NAME = re.compile(r"(\d{4}|-1)_c(\d)")
 
 
 def image_dir(root: pathlib.Path, split: str) -> pathlib.Path:
-    return pathlib.Path(root) / f"bounding_box_{split}"
+    return pathlib.Path(root) / (QUERY_DIR if split == "query" else f"bounding_box_{split}")
 
 
 def annotation_csv(root: pathlib.Path, split: str) -> pathlib.Path:
@@ -50,15 +61,16 @@ def available_splits(root: pathlib.Path) -> tuple[str, ...]:
 
 
 def market_labels(annotation: Annotation) -> dict:
-    """Person id (first 4 characters) and camera (the digit after `_c`) of a Market file name.
+    """Person id (first 4 characters; -1 junk, 0 distractor) and camera (the digit after `_c`) of a
+    Market file name.
 
     Raises:
-      BadInput: if the name does not start `PPPP_cC`.
+      BadInput: if the name does not start `PPPP_cC` or `-1_cC`.
     """
     match = _MARKET_NAME.match(annotation.name)
     if match is None:
-        raise annotation.bad(f"name {annotation.name!r} does not start with a 4-digit person id and "
-                             "'_c' + camera digit (e.g. 0002_c1s1_000451_03.jpg)", Reason.BAD_NAME)
+        raise annotation.bad(f"name {annotation.name!r} does not start with a 4-digit person id (or -1) "
+                             "and '_c' + camera digit (e.g. 0002_c1s1_000451_03.jpg)", Reason.BAD_NAME)
     return {"person_id": int(match.group(1)), "camera": int(match.group(2))}
 
 
@@ -73,7 +85,7 @@ def read_split(
 
     Args:
       root: str or path. The dataset folder (see the module docstring for its layout).
-      split: str. `train` or `test`.
+      split: str. `train`, `test` or `query`.
       height, width: int or None. Required image size; defaults to Market-1501's stored size
         (128x64, `configs`' `stored_height`/`stored_width`).
       extra_labels: callable or None. Returns fields to add to `market_labels`' (the synthetic
@@ -83,7 +95,7 @@ def read_split(
       Split.
 
     Raises:
-      ValueError: for a split other than `train` or `test`.
+      ValueError: for a split other than `train`, `test` or `query`.
       BadInput: for a missing folder or annotation CSV, or a CSV with a wrong header.
     """
     if split not in SPLITS:

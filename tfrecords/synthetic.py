@@ -3,7 +3,7 @@
     python -m tfrecords.synthetic --out=DIR [--ids=20] [--images_per_id=8] [--cameras=6] \
         [--height=128] [--width=64] [--seed=0]
 
-Writes `bounding_box_train/`, `bounding_box_test/`, `query/`, `market-annotation-{train,test}.csv`,
+Writes `bounding_box_train/`, `bounding_box_test/`, `query/`, `market-annotation-{train,test,query}.csv`,
 `market-pairs-test.csv` and `factors.json` (`generate`; the people are `keras_disentangle.synthetic`),
 printing a progress line, the count per folder and the rendering speed. The same seed gives byte-identical
 files. `python -m tfrecords.build --dataset=synthetic` turns the folder into TFRecords.
@@ -47,11 +47,12 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 8, cameras: int = 6, h
     Identities `0001..ids` are split into disjoint train and test halves. Each image picks a
     camera and one of its 2-3 sequences, so every background id serves train and test people.
     Each test identity gives about a quarter of its images (at least one, keeping one) to
-    `query/` (box index 00, no annotation row), the rest to `bounding_box_test/`.
+    `query/` (box index 00, annotated in `market-annotation-query.csv` like the splits, since the
+    encoders need the keypoints of a query too), the rest to `bounding_box_test/`.
     Output for a given seed is byte-identical across runs.
 
     Files: `bounding_box_train/`, `bounding_box_test/`, `query/` (JPEG quality 95, names
-    `PPPP_cCsS_FFFFFF_NN.jpg`), `market-annotation-{train,test}.csv`, `market-pairs-test.csv`
+    `PPPP_cCsS_FFFFFF_NN.jpg`), `market-annotation-{train,test,query}.csv`, `market-pairs-test.csv`
     (ordered same-identity test pairs with Rsho, Lsho, Rhip, Lhip present) and `factors.json`.
 
     Args:
@@ -91,7 +92,7 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 8, cameras: int = 6, h
     test_ids = set(rng.permutation(person_ids)[: ids // 2].tolist())
     identities = {pid: synthetic.sample_identity(rng) for pid in person_ids}
     frames = {bg_id: int(rng.integers(0, 5000)) for bg_id in scenes}
-    images, rows = {}, {"train": [], "test": []}
+    images, rows = {}, {split: [] for split in market.SPLITS}
     counts = dict.fromkeys(market.IMAGE_DIRS, 0)
     test_keypoints = {}
     total, done = ids * images_per_id, 0
@@ -110,15 +111,14 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 8, cameras: int = 6, h
             Image.fromarray(image).save(out / folder / name, format="JPEG", quality=95, subsampling=0)
             images[name] = {"fg_id": pid, "bg_id": bg_id, "pose": pose}
             counts[folder] += 1
-            if folder != market.QUERY_DIR:
-                keypoints = synthetic.annotate(pose)
-                rows[split].append(annotation_row(name, keypoints))
-                if split == "test":
-                    test_keypoints[name] = keypoints
+            keypoints = synthetic.annotate(pose)
+            rows["query" if folder == market.QUERY_DIR else split].append(annotation_row(name, keypoints))
+            if folder == market.image_dir(out, "test").name:
+                test_keypoints[name] = keypoints
             done += 1
             if progress is not None:
                 progress(done, total)
-    for split in ("train", "test"):
+    for split in market.SPLITS:
         with open(market.annotation_csv(out, split), "w", newline="\n") as f:
             f.write(ANNOTATION_HEADER + "\n")
             f.writelines(sorted(rows[split]))

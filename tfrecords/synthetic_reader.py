@@ -18,11 +18,12 @@ import json
 import pathlib
 
 from tfrecords import market
-from tfrecords.common import SPLITS, Annotation, BadInput, Reason, Split  # noqa: F401 (build reads SPLITS)
+from tfrecords.common import Annotation, BadInput, Reason, Split
 
 FORMAT = "keras-disentangle-synthetic/1"
 FACTORS_FILE = "factors.json"
 
+SPLITS = market.SPLITS
 available_splits = market.available_splits
 
 
@@ -66,14 +67,14 @@ def read_split(root, split: str) -> Split:
 
     Args:
       root: str or path. The folder written by `python -m tfrecords.synthetic`.
-      split: str. `train` or `test`.
+      split: str. `train`, `test` or `query`.
 
     Returns:
       Split whose examples carry Market labels plus `fg_id`, `bg_id` and `factors`; an image
       without a complete factors.json entry is a BadInput with reason `no factors`.
 
     Raises:
-      ValueError: for a split other than `train` or `test`.
+      ValueError: for a split other than `train`, `test` or `query`.
       BadInput: for a bad factors.json, a missing folder or annotation CSV, or a wrong CSV header.
     """
     factors = read_factors(root)

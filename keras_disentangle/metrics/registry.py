@@ -21,7 +21,7 @@ from typing import Any
 
 # Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
 MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "gt_swap", "leakage",
-           "saliency", "sampling", "inversion")
+           "saliency", "sampling", "inversion", "reid")
 TASKS = ("reconstruct", "transfer", "sample")
 
 
