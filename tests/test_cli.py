@@ -42,7 +42,7 @@ def _load(tool: str):
     if tool.endswith(".py"):
         spec = importlib.util.spec_from_file_location(f"cli_{tool[:-3]}", REPO_ROOT / tool)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # a script defines its flags in its body
+        spec.loader.exec_module(module)  # a script: not importable by module name
         return module
     return importlib.import_module(tool)
 
