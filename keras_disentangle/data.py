@@ -154,7 +154,7 @@ def check_shard(path: str) -> int:
 def find_damaged_shard(data_dir: str, split: str = "train") -> str | None:
     """Reads every record of every shard of `split`; the first problem found as one line naming the
     shard, or None. For a read error the pipeline reported without a file name."""
-    for path in _shard_files(data_dir, split):
+    for path in shard_files(data_dir, split):
         try:
             check_shard(path)
             for _ in tf.data.TFRecordDataset(path):
@@ -218,7 +218,7 @@ def train_dataset(
       DamagedShardError: if a shard is truncated (named in the message).
     """
     size = _batch_size(cfg, batch_size)
-    for path in _shard_files(data_dir, split):
+    for path in shard_files(data_dir, split):
         check_shard(path)
     dataset = _records(data_dir, split, shuffle, seed)
     if shuffle:
