@@ -2,7 +2,7 @@
 
   python evaluate.py --stage1_dir=runs/s1 --data_dir=out/records --task=transfer --n=200 \
       --metrics=ssim,mask_ssim,fid,gt_swap,leakage,saliency --fid_weights=fid_inception_2015.npz \
-      --out=report.json
+      --out=out/eval
   python evaluate.py --generated_dir=DIR --target_dir=DIR [--mask_dir=DIR] --metrics=ssim,fid ...
 
   python evaluate.py --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
@@ -54,8 +54,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", defaults.seed, "Seed of every random draw (gt_swap pairs, leakage tangents, ...).")
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per model call.", lower_bound=1)
     flags.DEFINE_string("cache_dir", None, "Where FID real statistics are cached (default: STAGE1_DIR/fid_stats).")
-    flags.DEFINE_string("out", None, "Where to write the JSON report (default: STAGE1_DIR/report.json); PNG grids "
-                        "go beside it.")
+    flags.DEFINE_string("out", None, f"Directory to write {rundir.REPORT_FILE} and the PNG grids to (default: "
+                        "STAGE1_DIR, or GENERATED_DIR).")
     for flag in registry.metric_flags().values():
         if flag.choices:
             flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help)
@@ -68,14 +68,14 @@ def define_flags() -> None:
 def _options(folders: bool):
     from keras_disentangle.metrics import registry  # noqa: PLC0415
 
-    out = FLAGS.out or rundir.report_path(FLAGS.stage1_dir or FLAGS.generated_dir)
+    out_dir = FLAGS.out or FLAGS.stage1_dir or FLAGS.generated_dir
     cache_dir = FLAGS.cache_dir or (None if folders else rundir.fid_cache_dir(FLAGS.stage1_dir))
     options = registry.EvalOptions(
         metrics=tuple(FLAGS.metrics), task=FLAGS.task, n=FLAGS.n, seed=FLAGS.seed, split=FLAGS.split,
-        batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=os.path.dirname(os.path.abspath(out)),
+        batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=out_dir,
         params={name: FLAGS[name].value for name in registry.metric_flags()})
     options.validate(folders, stage2=bool(FLAGS.stage2_dir))
-    return options, out
+    return options, rundir.report_path(out_dir)
 
 
 def main(argv):
