@@ -117,18 +117,20 @@ def run() -> None:
         cfg = configs.override(cfg, precision=precision.apply(cfg.train.precision))
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
+    # Flags that are not config fields change the run too: the run records them all.
+    command = (sys.argv, {flag.name: flag.value for flag in FLAGS.get_key_flags_for_module(__name__)})
     if FLAGS.stage == 1:
         from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 
         stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=steps.Stage1Part(FLAGS.model),
                             strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
-                            progress_seconds=FLAGS.progress_seconds)
+                            progress_seconds=FLAGS.progress_seconds, command=command)
     else:
         from keras_disentangle.training import stage2  # noqa: PLC0415
 
         stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
                             strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
-                            progress_seconds=FLAGS.progress_seconds)
+                            progress_seconds=FLAGS.progress_seconds, command=command)
 
 
 def main(argv):

@@ -8,6 +8,7 @@ for the whole table rather than once per tool; their flags are removed again aft
 import importlib
 import importlib.util
 import pathlib
+import sys
 
 import pytest
 from absl import flags
@@ -42,7 +43,8 @@ def _load(tool: str):
     if tool.endswith(".py"):
         spec = importlib.util.spec_from_file_location(f"cli_{tool[:-3]}", REPO_ROOT / tool)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # a script: not importable by module name
+        sys.modules[spec.name] = module  # absl attributes flags to their module by name
+        spec.loader.exec_module(module)
         return module
     return importlib.import_module(tool)
 

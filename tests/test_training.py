@@ -210,6 +210,11 @@ def test_log_file_gets_plain_progress_lines(synthetic_records, tmp_path):
     assert all("g1/l1" in line and "img/s" in line for line in lines)
     assert "ETA" in lines[1] and "step/s" in lines[1]
     assert "\r" not in result.stdout and "Precision: " in result.stdout
+    # Flags that are not config fields (and the config ones as given) are recorded in the run.
+    [command] = json.loads((tmp_path / "run" / "commands.json").read_text())
+    assert command["command"].endswith("--progress_seconds=0")
+    assert command["flags"]["model"] == "appearance" and command["flags"]["strategy"] == "default"
+    assert command["flags"]["steps_per_execution"] == 2 and command["flags"]["max_minutes"] is None
 
 
 def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):
