@@ -33,7 +33,7 @@ def define_flags() -> None:
     from keras_disentangle.metrics import registry  # noqa: PLC0415 (loads no TensorFlow)
 
     metrics = registry.metrics()
-    defaults = registry.EvalOptions
+    defaults = registry.DEFAULTS  # configs.EvalConfig
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.")
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory (repeat per factor): --task=sample, the "
                               "stage-II metrics and the sampled-factor checks of gt_swap.")
@@ -43,7 +43,7 @@ def define_flags() -> None:
     flags.DEFINE_string("generated_dir", None, "Score this folder of images instead of a model's output.")
     flags.DEFINE_string("target_dir", None, "With --generated_dir: the targets, matched by file name.")
     flags.DEFINE_string("mask_dir", None, "With --generated_dir: body masks (nonzero = body), by file name.")
-    flags.DEFINE_list("metrics", ["ssim", "mask_ssim"], "Comma-separated subset of: " + "; ".join(
+    flags.DEFINE_list("metrics", list(defaults.metrics), "Comma-separated subset of: " + "; ".join(
         f"{name} ({metric.help})" for name, metric in metrics.items()) + ".")
     flags.register_validator("metrics", lambda names: bool(names) and set(names) <= set(metrics),
                              message=f"--metrics takes a comma-separated subset of {','.join(metrics)}")
