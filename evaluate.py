@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from keras_disentangle import cli, rundir  # noqa: E402 (neither loads TensorFlow)
+from keras_disentangle import cli, configs, rundir  # noqa: E402 (none loads TensorFlow)
 
 FLAGS = flags.FLAGS
 
@@ -38,7 +38,7 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory (repeat per factor): --task=sample, the "
                               "stage-II metrics and the sampled-factor checks of gt_swap.")
     flags.DEFINE_string("data_dir", None, "TFRecords written by `python -m tfrecords.build`.")
-    flags.DEFINE_enum("dataset", None, ["market", "deepfashion", "synthetic"],
+    flags.DEFINE_enum("dataset", None, list(configs.DATASETS),
                       "Optional check: the dataset the run must have been trained on.")
     flags.DEFINE_string("generated_dir", None, "Score this folder of images instead of a model's output.")
     flags.DEFINE_string("target_dir", None, "With --generated_dir: the targets, matched by file name.")

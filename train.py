@@ -28,12 +28,12 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.", lower_bound=1, upper_bound=2)
-    flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "The dataset preset.")
+    flags.DEFINE_enum("dataset", configs.DEFAULT_DATASET, list(configs.DATASETS), "The dataset preset.")
     flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python -m tfrecords.build`.")
     flags.mark_flag_as_required("data_dir")
     flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
     flags.mark_flag_as_required("logdir")
-    flags.DEFINE_enum("scale", "full", list(configs.SCALES),
+    flags.DEFINE_enum("scale", configs.DEFAULT_SCALE, list(configs.SCALES),
                       "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI).")
     flags.DEFINE_enum("model", "both", ["appearance", "pose", "both"], "Stage I: which networks to train.")
     flags.DEFINE_enum("fg_encoder", None, [k.value for k in configs.FgEncoderKind],

@@ -378,9 +378,12 @@ def _presets() -> dict[tuple[str, str], Config]:
 
 DATASETS = ("market", "deepfashion", "synthetic")
 SCALES = ("full", "tiny", "micro")
+# The preset the tools pick when no --dataset / --scale is given.
+DEFAULT_DATASET = "synthetic"
+DEFAULT_SCALE = "full"
 
 
-def get_config(dataset: str, scale: str = "full") -> Config:
+def get_config(dataset: str, scale: str = DEFAULT_SCALE) -> Config:
     """Returns the preset for `dataset` at `scale`.
 
     Raises:

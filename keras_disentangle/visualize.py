@@ -347,8 +347,8 @@ MODES: dict[str, Callable[[flags.FlagValues], str]] = {
 
 def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Directory of TFRecord shards.")
-    flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "Preset dataset.")
-    flags.DEFINE_enum("scale", "full", list(configs.SCALES), "Preset scale (sets the image size).")
+    flags.DEFINE_enum("dataset", configs.DEFAULT_DATASET, list(configs.DATASETS), "Preset dataset.")
+    flags.DEFINE_enum("scale", configs.DEFAULT_SCALE, list(configs.SCALES), "Preset scale (sets the image size).")
     flags.DEFINE_string("split", "train", "Shard prefix to read.")
     flags.DEFINE_string("out", None, f"Directory to write the PNG to (dataset: {DATASET_SHEET}).")
     flags.DEFINE_integer("n", 16, "Examples on the sheet.", lower_bound=1)

@@ -206,7 +206,7 @@ def existing_file(flag: str, path: str | None, how: str) -> None:
 SSIM_PROTOCOL = Flag("ssim_protocol", "enum", DEFAULTS.ssim_protocol,
                      "original (the paper's: gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit).",
                      choices=("original", "gaussian"))
-MASK_FROM = Flag("mask_from", "enum", DEFAULTS.mask_from, "Whose body mask mask_ssim/mask_is use: target, or source (the "
-                 "original code's bug, to reproduce its numbers).", choices=("target", "source"))
+MASK_FROM = Flag("mask_from", "enum", DEFAULTS.mask_from, "Whose body mask mask_ssim/mask_is use: target, or "
+                 "source (the original code's bug, to reproduce its numbers).", choices=("target", "source"))
 INCEPTION_WEIGHTS = Flag("inception_weights", "string", None,
                          "Keras InceptionV3 ImageNet weights (.h5), for is/mask_is.")

@@ -21,4 +21,5 @@ METRIC = Metric(
     name="inversion", help="stage II: inverse interpolation endpoints against the reconstructions",
     needs=(Needs.STAGE2,), compute=compute, table=json_table("inversion on {n} images"),
     flags=(Flag("inversions", "integer", DEFAULTS.inversions, "inversion: test image pairs.", lower_bound=1),
-           Flag("invert_steps", "integer", DEFAULTS.invert_steps, "inversion: gradient steps per inversion.", lower_bound=0)))
+           Flag("invert_steps", "integer", DEFAULTS.invert_steps, "inversion: gradient steps per inversion.",
+                lower_bound=0)))

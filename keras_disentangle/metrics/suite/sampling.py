@@ -22,4 +22,5 @@ def compute(inputs: Inputs) -> dict:
 METRIC = Metric(
     name="sampling", help="stage II: Frechet distance of sampled to real embeddings, sampled pose validity",
     needs=(Needs.STAGE2,), compute=compute, table=json_table("sampling ({n} samples per factor)"),
-    flags=(Flag("sampling_n", "integer", DEFAULTS.sampling_n, "sampling: sampled embeddings per factor.", lower_bound=2),))
+    flags=(Flag("sampling_n", "integer", DEFAULTS.sampling_n, "sampling: sampled embeddings per factor.",
+                lower_bound=2),))
