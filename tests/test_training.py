@@ -217,6 +217,18 @@ def test_log_file_gets_plain_progress_lines(synthetic_records, tmp_path):
     assert command["flags"]["steps_per_execution"] == 2 and command["flags"]["max_minutes"] is None
 
 
+def test_commands_json_keeps_every_invocation_of_a_run(tmp_path):
+    """A resumed run may be started with other flags: each invocation is recorded, oldest first."""
+    from keras_disentangle import rundir
+
+    rundir.record_command(tmp_path, ["train.py", "--max_minutes=1"], {"max_minutes": 1.0, "strategy": "default"})
+    rundir.record_command(tmp_path, ["train.py"], {"max_minutes": None, "strategy": "mirrored"})
+    entries = json.loads((tmp_path / rundir.COMMANDS_FILE).read_text())
+    assert [e["command"] for e in entries] == ["train.py --max_minutes=1", "train.py"]
+    assert [e["flags"] for e in entries] == [{"max_minutes": 1.0, "strategy": "default"},
+                                            {"max_minutes": None, "strategy": "mirrored"}]
+
+
 def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):
     """The stage-I loop (L1 + adversarial, D1 trained) on a fixed, unshuffled batch stream."""
     import keras
