@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 $(FID_WEIGHTS): | $(VENV)/.installed
-	$(PY) -m keras_disentangle.metrics.fid_weights --out=$@
+	$(PY) -m keras_disentangle.metrics.fid_weights --out=$(dir $@)
 
 weights: $(FID_WEIGHTS)
 
@@ -40,7 +40,7 @@ demo: venv
 		--cameras=1 --seed=1
 	$(TIMER) run records -- $(PY) -m tfrecords.build --dataset=synthetic --root=$(DEMO_DATA) --out=$(DEMO_RECORDS)
 	$(TIMER) run dataset.png -- $(PY) -m keras_disentangle.visualize dataset --data_dir=$(DEMO_RECORDS) \
-		--dataset=synthetic --out=$(DEMO_DIR)/dataset.png
+		--dataset=synthetic --out=$(DEMO_DIR)
 	$(TIMER) run stage1 -- $(PY) train.py --stage=1 --dataset=synthetic --scale=micro --data_dir=$(DEMO_RECORDS) \
 		--logdir=$(DEMO_RUNS)/stage1 --steps=$(DEMO_STAGE1_STEPS) --max_minutes=$(DEMO_STAGE1_MINUTES) \
 		--precision=$(DEMO_PRECISION)
@@ -55,7 +55,7 @@ demo: venv
 		--stage2_dir=$(DEMO_RUNS)/stage2-bg --stage2_dir=$(DEMO_RUNS)/stage2-pose --data_dir=$(DEMO_RECORDS) \
 		--out_dir=$(DEMO_DIR)
 	$(TIMER) run gt_swap -- $(PY) evaluate.py --stage1_dir=$(DEMO_RUNS)/stage1 --data_dir=$(DEMO_RECORDS) \
-		--metrics=gt_swap --n=100 --out=$(DEMO_DIR)/gt_swap.json
+		--metrics=gt_swap --n=100 --out=$(DEMO_DIR)/gt_swap
 	$(TIMER) table
 
 # BlazePose .tflite files for keras_disentangle.keypoints (from the mediapipe wheel, fetched with pip).

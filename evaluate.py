@@ -2,7 +2,7 @@
 
   python evaluate.py --stage1_dir=runs/s1 --data_dir=out/records --task=transfer --n=200 \
       --metrics=ssim,mask_ssim,fid,gt_swap,leakage,saliency --fid_weights=fid_inception_2015.npz \
-      --out=report.json
+      --out=out/eval
   python evaluate.py --generated_dir=DIR --target_dir=DIR [--mask_dir=DIR] --metrics=ssim,fid ...
 
   python evaluate.py --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from keras_disentangle import cli, rundir  # noqa: E402 (neither loads TensorFlow)
+from keras_disentangle import cli, configs, rundir  # noqa: E402 (none loads TensorFlow)
 
 FLAGS = flags.FLAGS
 
@@ -33,17 +33,17 @@ def define_flags() -> None:
     from keras_disentangle.metrics import registry  # noqa: PLC0415 (loads no TensorFlow)
 
     metrics = registry.metrics()
-    defaults = registry.EvalOptions
+    defaults = registry.DEFAULTS  # configs.EvalConfig
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.")
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory (repeat per factor): --task=sample, the "
                               "stage-II metrics and the sampled-factor checks of gt_swap.")
     flags.DEFINE_string("data_dir", None, "TFRecords written by `python -m tfrecords.build`.")
-    flags.DEFINE_enum("dataset", None, ["market", "deepfashion", "synthetic"],
+    flags.DEFINE_enum("dataset", None, list(configs.DATASETS),
                       "Optional check: the dataset the run must have been trained on.")
     flags.DEFINE_string("generated_dir", None, "Score this folder of images instead of a model's output.")
     flags.DEFINE_string("target_dir", None, "With --generated_dir: the targets, matched by file name.")
     flags.DEFINE_string("mask_dir", None, "With --generated_dir: body masks (nonzero = body), by file name.")
-    flags.DEFINE_list("metrics", ["ssim", "mask_ssim"], "Comma-separated subset of: " + "; ".join(
+    flags.DEFINE_list("metrics", list(defaults.metrics), "Comma-separated subset of: " + "; ".join(
         f"{name} ({metric.help})" for name, metric in metrics.items()) + ".")
     flags.register_validator("metrics", lambda names: bool(names) and set(names) <= set(metrics),
                              message=f"--metrics takes a comma-separated subset of {','.join(metrics)}")
@@ -54,8 +54,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", defaults.seed, "Seed of every random draw (gt_swap pairs, leakage tangents, ...).")
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per model call.", lower_bound=1)
     flags.DEFINE_string("cache_dir", None, "Where FID real statistics are cached (default: STAGE1_DIR/fid_stats).")
-    flags.DEFINE_string("out", None, "Where to write the JSON report (default: STAGE1_DIR/report.json); PNG grids "
-                        "go beside it.")
+    flags.DEFINE_string("out", None, f"Directory to write {rundir.REPORT_FILE} and the PNG grids to (default: "
+                        "STAGE1_DIR, or GENERATED_DIR).")
     for flag in registry.metric_flags().values():
         if flag.choices:
             flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help)
@@ -68,14 +68,14 @@ def define_flags() -> None:
 def _options(folders: bool):
     from keras_disentangle.metrics import registry  # noqa: PLC0415
 
-    out = FLAGS.out or rundir.report_path(FLAGS.stage1_dir or FLAGS.generated_dir)
+    out_dir = FLAGS.out or FLAGS.stage1_dir or FLAGS.generated_dir
     cache_dir = FLAGS.cache_dir or (None if folders else rundir.fid_cache_dir(FLAGS.stage1_dir))
     options = registry.EvalOptions(
         metrics=tuple(FLAGS.metrics), task=FLAGS.task, n=FLAGS.n, seed=FLAGS.seed, split=FLAGS.split,
-        batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=os.path.dirname(os.path.abspath(out)),
+        batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=out_dir,
         params={name: FLAGS[name].value for name in registry.metric_flags()})
     options.validate(folders, stage2=bool(FLAGS.stage2_dir))
-    return options, out
+    return options, rundir.report_path(out_dir)
 
 
 def main(argv):

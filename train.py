@@ -24,39 +24,42 @@ from absl import flags, logging  # noqa: E402
 from keras_disentangle import cli, configs, precision  # noqa: E402 (none loads TensorFlow)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.", lower_bound=1, upper_bound=2)
-flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "The dataset preset.")
-flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python -m tfrecords.build`.")
-flags.mark_flag_as_required("data_dir")
-flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
-flags.mark_flag_as_required("logdir")
-flags.DEFINE_enum("scale", "full", list(configs.SCALES),
-                  "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI).")
-flags.DEFINE_enum("model", "both", ["appearance", "pose", "both"], "Stage I: which networks to train.")
-flags.DEFINE_enum("fg_encoder", None, [k.value for k in configs.FgEncoderKind],
-                  "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
-flags.DEFINE_enum("factor", None, [f.value for f in configs.Factor], "Stage II: the factor to sample.")
-flags.DEFINE_string("stage1_dir", None, "Stage II: the stage-I run directory to load, frozen.")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
-                  "tf.distribute strategy (multi_worker reads TF_CONFIG).")
-flags.DEFINE_enum("precision", None, list(precision.POLICIES),
-                  "auto (the preset's default: mixed_bfloat16 where the CPU/GPU/TPU has bf16 arithmetic, else "
-                  "float32), float32, mixed_bfloat16 or mixed_float16 (GPUs; loss scaling).")
-flags.DEFINE_integer("steps_per_execution", None, "Override: training steps per tf.function call (losses are "
-                     "fetched only at log steps).", lower_bound=1)
-flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-flags.DEFINE_float("max_minutes", None, "Stop after this much training time (checkpointed; rerun continues).")
-flags.DEFINE_integer("steps", None, "Override: total training steps.")
-flags.DEFINE_integer("batch_size", None, "Override: global batch size.")
-flags.DEFINE_float("learning_rate", None, "Override: stage-I Adam learning rate.")
-flags.DEFINE_float("l1_weight", None, "Override: lambda, the L1 weight of the stage-I loss.")
-flags.DEFINE_float("adversarial_weight", None, "Override: weight of the stage-I adversarial loss.")
-flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoints.")
-flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
-flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
-flags.DEFINE_integer("seed", None, "Override: random seed.")
-flags.DEFINE_float("progress_seconds", None, "When stdout is not a terminal: seconds between progress lines "
-                   "(default 30).")
+
+
+def define_flags() -> None:
+    flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.", lower_bound=1, upper_bound=2)
+    flags.DEFINE_enum("dataset", configs.DEFAULT_DATASET, list(configs.DATASETS), "The dataset preset.")
+    flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python -m tfrecords.build`.")
+    flags.mark_flag_as_required("data_dir")
+    flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
+    flags.mark_flag_as_required("logdir")
+    flags.DEFINE_enum("scale", configs.DEFAULT_SCALE, list(configs.SCALES),
+                      "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI).")
+    flags.DEFINE_enum("model", "both", ["appearance", "pose", "both"], "Stage I: which networks to train.")
+    flags.DEFINE_enum("fg_encoder", None, [k.value for k in configs.FgEncoderKind],
+                      "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
+    flags.DEFINE_enum("factor", None, [f.value for f in configs.Factor], "Stage II: the factor to sample.")
+    flags.DEFINE_string("stage1_dir", None, "Stage II: the stage-I run directory to load, frozen.")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                      "tf.distribute strategy (multi_worker reads TF_CONFIG).")
+    flags.DEFINE_enum("precision", None, list(precision.POLICIES),
+                      "auto (the preset's default: mixed_bfloat16 where the CPU/GPU/TPU has bf16 arithmetic, else "
+                      "float32), float32, mixed_bfloat16 or mixed_float16 (GPUs; loss scaling).")
+    flags.DEFINE_integer("steps_per_execution", None, "Override: training steps per tf.function call (losses are "
+                         "fetched only at log steps).", lower_bound=1)
+    flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+    flags.DEFINE_float("max_minutes", None, "Stop after this much training time (checkpointed; rerun continues).")
+    flags.DEFINE_integer("steps", None, "Override: total training steps.")
+    flags.DEFINE_integer("batch_size", None, "Override: global batch size.")
+    flags.DEFINE_float("learning_rate", None, "Override: stage-I Adam learning rate.")
+    flags.DEFINE_float("l1_weight", None, "Override: lambda, the L1 weight of the stage-I loss.")
+    flags.DEFINE_float("adversarial_weight", None, "Override: weight of the stage-I adversarial loss.")
+    flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoints.")
+    flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
+    flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
+    flags.DEFINE_integer("seed", None, "Override: random seed.")
+    flags.DEFINE_float("progress_seconds", None, "When stdout is not a terminal: seconds between progress lines "
+                       "(default 30).")
 
 
 def _config() -> configs.Config:
@@ -114,18 +117,20 @@ def run() -> None:
         cfg = configs.override(cfg, precision=precision.apply(cfg.train.precision))
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
+    # Flags that are not config fields change the run too: the run records them all.
+    command = (sys.argv, {flag.name: flag.value for flag in FLAGS.get_key_flags_for_module(__name__)})
     if FLAGS.stage == 1:
         from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 
         stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=steps.Stage1Part(FLAGS.model),
                             strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
-                            progress_seconds=FLAGS.progress_seconds)
+                            progress_seconds=FLAGS.progress_seconds, command=command)
     else:
         from keras_disentangle.training import stage2  # noqa: PLC0415
 
         stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
                             strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
-                            progress_seconds=FLAGS.progress_seconds)
+                            progress_seconds=FLAGS.progress_seconds, command=command)
 
 
 def main(argv):
@@ -154,4 +159,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -202,6 +202,71 @@ class Config:
     scale: str = "full"
 
 
+# Gradient steps of one inversion z* = argmin ||Φ(z) - e|| (`apps.invert`), evaluated or generated.
+_INVERT_STEPS = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation protocol: `evaluate.py`'s defaults (its report records every value used).
+
+    Attributes:
+      metrics: tuple of str. Registered metric names (`metrics/registry.py`).
+      task: str. `reconstruct`, `transfer` (the split's pairs) or `sample` (stage II).
+      n: int. Images (or pairs) scored.
+      seed: int. Seed of every random draw (gt_swap pairs, leakage tangents, ...).
+      split: str. Records split.
+      batch_size: int. Images per model call.
+      ssim_protocol: str. `original` (the paper's: gray, 7x7 uniform window) or `gaussian`.
+      mask_from: str. Whose body mask mask_ssim / mask_is use: `target`, or `source` (the original
+        code's bug, to reproduce its numbers).
+      leakage_n: int. Images the leakage maps are computed on.
+      leakage_projections: int. 0: exact Jacobian norms; K: Hutchinson estimate with K tangents.
+      saliency_n: int. Images in the saliency grid.
+      sampling_n: int. Sampled embeddings per factor (stage-II sampling metric).
+      inversions: int. Test image pairs inverted (stage-II inversion metric).
+      invert_steps: int. Gradient steps per inversion.
+    """
+
+    metrics: tuple[str, ...] = ("ssim", "mask_ssim")
+    task: str = "transfer"
+    n: int = 200
+    seed: int = 0
+    split: str = "test"
+    batch_size: int = 32
+    ssim_protocol: str = "original"
+    mask_from: str = "target"
+    leakage_n: int = 8
+    leakage_projections: int = 0
+    saliency_n: int = 8
+    sampling_n: int = 1000
+    inversions: int = 16
+    invert_steps: int = _INVERT_STEPS
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """What `python -m keras_disentangle.generate` makes by default.
+
+    Attributes:
+      n: int. Images (sample) or rows (interpolate).
+      seed: int.
+      factors: tuple of str. Sampled (sample) or swapped (swap) factors.
+      factor: str. Interpolated factor.
+      frames: int. Images per interpolation, endpoints included.
+      method: str. `linear`, `slerp` or `both`.
+      invert_steps: int. Gradient steps per inversion (invert_interpolate).
+    """
+
+    n: int = 8
+    seed: int = 0
+    factors: tuple[str, ...] = ("fg", "bg", "pose")
+    factor: str = "fg"
+    frames: int = 8
+    method: str = "both"
+    invert_steps: int = _INVERT_STEPS
+
+
 _MARKET_DATA = DataConfig(name="market", height=128, width=64, stored_height=128, stored_width=64)
 _DEEPFASHION_DATA = DataConfig(
     name="deepfashion",
@@ -313,9 +378,12 @@ def _presets() -> dict[tuple[str, str], Config]:
 
 DATASETS = ("market", "deepfashion", "synthetic")
 SCALES = ("full", "tiny", "micro")
+# The preset the tools pick when no --dataset / --scale is given.
+DEFAULT_DATASET = "synthetic"
+DEFAULT_SCALE = "full"
 
 
-def get_config(dataset: str, scale: str = "full") -> Config:
+def get_config(dataset: str, scale: str = DEFAULT_SCALE) -> Config:
     """Returns the preset for `dataset` at `scale`.
 
     Raises:

@@ -58,6 +58,7 @@ from keras_disentangle.visualize import cells, picture_scale, skeletons  # noqa:
 
 MODES = ("sample", "swap", "transfer", "interpolate", "invert_interpolate")
 _KEYPOINTS = re.compile(r"^\s*\[([^\]]*)\]\s*:\s*\[([^\]]*)\]\s*$")
+_DEFAULTS = configs.GenerateConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,16 +90,16 @@ class Request:
     out: str
     stage1_dir: str | None = None
     data_dir: str | None = None
-    n: int = 8
-    seed: int = 0
-    factors: tuple[str, ...] = ("fg", "bg", "pose")
+    n: int = _DEFAULTS.n
+    seed: int = _DEFAULTS.seed
+    factors: tuple[str, ...] = _DEFAULTS.factors
     parts: tuple[str, ...] = ()
-    factor: str = "fg"
+    factor: str = _DEFAULTS.factor
     images: dict = dataclasses.field(default_factory=dict)
     keypoints: dict = dataclasses.field(default_factory=dict)
-    frames: int = 8
-    method: str = "both"
-    invert_steps: int = 300
+    frames: int = _DEFAULTS.frames
+    method: str = _DEFAULTS.method
+    invert_steps: int = _DEFAULTS.invert_steps
     save_npz: bool = False
 
 
@@ -411,7 +412,7 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, "Output directory.")
     flags.mark_flag_as_required("out")
     flags.DEFINE_string("data_dir", None, "TFRecords: real test images, keypoints by file name.")
-    # The defaults are Request's.
+    # The defaults are Request's, which are configs.GenerateConfig's.
     flags.DEFINE_integer("n", Request.n, "Images (sample) or rows (interpolate).", lower_bound=1)
     flags.DEFINE_integer("seed", Request.seed, "Random seed.")
     flags.DEFINE_list("factors", list(Request.factors), "sample: factors from noise; swap: factors to swap.")

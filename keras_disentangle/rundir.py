@@ -3,6 +3,8 @@
 A run directory (`train.py --logdir`) holds:
   config.json               the resolved configuration, so later stages and tools rebuild the same
                             models (`configs.to_json`);
+  commands.json             every `train.py` invocation on the run, oldest first: the command line
+                            and the value of each of its flags (`record_command`);
   checkpoints/              `tf.train.CheckpointManager` files (weights, optimizer slots, the step);
   train/                    TensorBoard event files;
 and a stage-II run also
@@ -19,14 +21,18 @@ Training writes (`training/`), everything else reads; both go through these func
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
 import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from keras_disentangle import configs
 
 CONFIG_FILE = "config.json"
+COMMANDS_FILE = "commands.json"
 CHECKPOINT_DIR = "checkpoints"
 SUMMARY_DIR = "train"
 STAGE2_FILE = "stage2.json"
@@ -77,6 +83,27 @@ def save_config(logdir: str | os.PathLike, cfg: configs.Config) -> None:
                 "use a new --logdir or the same flags as that run.")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(configs.to_json(cfg))
+
+
+def record_command(logdir: str | os.PathLike, argv: Sequence[str], flag_values: Mapping[str, Any]) -> None:
+    """Appends one training invocation to `logdir/commands.json`.
+
+    config.json holds the config a run resolved to; flags that are not config fields change a run
+    too (`--max_minutes`, `--strategy`, `--jit_compile`, `--model`, `--precision=auto` before it
+    resolved), and a resumed run may be started with other ones, so each invocation is kept.
+
+    Args:
+      logdir: the run directory.
+      argv: the command line.
+      flag_values: every flag of the tool by name, with the value it ran with (JSON-serializable).
+    """
+    path = pathlib.Path(logdir) / COMMANDS_FILE
+    entries = json.loads(path.read_text()) if path.exists() else []
+    entries.append({"command": " ".join(argv),
+                    "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "flags": dict(flag_values)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2))
 
 
 def load_config(logdir: str | os.PathLike) -> configs.Config:

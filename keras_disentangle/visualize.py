@@ -1,11 +1,11 @@
 """Pictures for humans: image grids and annotated examples, written as PNG.
 
-    python -m keras_disentangle.visualize dataset --data_dir=DIR --dataset=synthetic --out=PNG \
+    python -m keras_disentangle.visualize dataset --data_dir=RECORDS --dataset=synthetic --out=DIR \
         [--scale=full] [--split=train] [--n=16]
 
-The first positional argument is the mode (`MODES`). `dataset` writes a contact sheet of the first
-`n` examples of a split as the input pipeline delivers them: per example the image with its
-keypoints and skeleton (person's right in red, left in blue, centre in green), the body mask
+The first positional argument is the mode (`MODES`). `dataset` writes DIR/dataset.png, a contact
+sheet of the first `n` examples of a split as the input pipeline delivers them: per example the
+image with its keypoints and skeleton (person's right in red, left in blue, centre in green), the body mask
 overlaid, and the 7 ROI boxes in distinct labelled colours.
 
 The helpers (`to_uint8`, `upscale`, `picture_scale`, `cells`, `skeletons`, `draw_keypoints`, `draw_boxes`, `overlay_mask`,
@@ -333,10 +333,13 @@ def write_dataset_sheet(data_dir: str, cfg: configs.Config, out: str, n: int = 1
 
 def _dataset_mode(flag_values: flags.FlagValues) -> str:
     cfg = configs.get_config(flag_values.dataset, flag_values.scale)
-    count = write_dataset_sheet(flag_values.data_dir, cfg, flag_values.out, flag_values.n, flag_values.split)
-    return f"wrote {flag_values.out}: {count} {flag_values.split} examples of {flag_values.data_dir}"
+    out = os.path.join(flag_values.out, DATASET_SHEET)
+    count = write_dataset_sheet(flag_values.data_dir, cfg, out, flag_values.n, flag_values.split)
+    return f"wrote {out}: {count} {flag_values.split} examples of {flag_values.data_dir}"
 
 
+# What each mode writes inside --out.
+DATASET_SHEET = "dataset.png"
 MODES: dict[str, Callable[[flags.FlagValues], str]] = {
     "dataset": _dataset_mode,
 }
@@ -344,10 +347,10 @@ MODES: dict[str, Callable[[flags.FlagValues], str]] = {
 
 def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Directory of TFRecord shards.")
-    flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "Preset dataset.")
-    flags.DEFINE_enum("scale", "full", list(configs.SCALES), "Preset scale (sets the image size).")
+    flags.DEFINE_enum("dataset", configs.DEFAULT_DATASET, list(configs.DATASETS), "Preset dataset.")
+    flags.DEFINE_enum("scale", configs.DEFAULT_SCALE, list(configs.SCALES), "Preset scale (sets the image size).")
     flags.DEFINE_string("split", "train", "Shard prefix to read.")
-    flags.DEFINE_string("out", None, "PNG file to write.")
+    flags.DEFINE_string("out", None, f"Directory to write the PNG to (dataset: {DATASET_SHEET}).")
     flags.DEFINE_integer("n", 16, "Examples on the sheet.", lower_bound=1)
     flags.mark_flags_as_required(["data_dir", "out"])
 

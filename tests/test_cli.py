@@ -8,6 +8,7 @@ for the whole table rather than once per tool; their flags are removed again aft
 import importlib
 import importlib.util
 import pathlib
+import sys
 
 import pytest
 from absl import flags
@@ -26,7 +27,7 @@ TOOLS = {
     "keras_disentangle.litert": ([], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}"]),
     "keras_disentangle.generate": (["sample"], [f"--stage2_dir={MISSING}", "--out={tmp}"]),
     "keras_disentangle.demo": (["stage1"], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}", "--out_dir={tmp}"]),
-    "keras_disentangle.visualize": (["dataset"], [f"--data_dir={MISSING}", "--out={tmp}/sheet.png"]),
+    "keras_disentangle.visualize": (["dataset"], [f"--data_dir={MISSING}", "--out={tmp}"]),
     "keras_disentangle.metrics.fid_weights": ([], None),
     "keras_disentangle.blazepose": ([], None),
     "keras_disentangle.keypoints": ([], [f"{MISSING}/photo.jpg"]),
@@ -43,7 +44,8 @@ def _load(tool: str):
     if tool.endswith(".py"):
         spec = importlib.util.spec_from_file_location(f"cli_{tool[:-3]}", REPO_ROOT / tool)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # a script defines its flags in its body
+        sys.modules[spec.name] = module  # absl attributes flags to their module by name
+        spec.loader.exec_module(module)
         return module
     return importlib.import_module(tool)
 

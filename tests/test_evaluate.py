@@ -43,10 +43,10 @@ def test_identical_folders_score_ssim_and_mask_ssim_one(tmp_path, rng):
     masks[:, 8:24, 4:12] = 255
     for name, data, mode in (("gen", images, "RGB"), ("tgt", images, "RGB"), ("mask", masks, "L")):
         _write_folder(tmp_path / name, data, mode)
-    out = tmp_path / "report.json"
+    out = tmp_path / "eval" / "report.json"
     result = _evaluate(f"--generated_dir={tmp_path / 'gen'}", f"--target_dir={tmp_path / 'tgt'}",
                        f"--mask_dir={tmp_path / 'mask'}", "--metrics=ssim,mask_ssim", "--ssim_protocol=gaussian",
-                       f"--out={out}")
+                       f"--out={out.parent}")
     assert result.returncode == 0, result.stderr[-2000:]
     written = json.loads(out.read_text())
     for name in ("ssim", "mask_ssim"):
@@ -164,7 +164,7 @@ def test_evaluate_end_to_end_on_a_stage1_run(stage1_run, synthetic_records, tmp_
     out = tmp_path / "eval" / "report.json"
     result = _evaluate(f"--stage1_dir={stage1_run}", f"--data_dir={synthetic_records}", "--task=transfer", "--n=6",
                        "--metrics=ssim,mask_ssim,gt_swap,leakage,saliency", "--mask_from=source",
-                       "--leakage_n=1", "--leakage_projections=2", "--saliency_n=2", f"--out={out}")
+                       "--leakage_n=1", "--leakage_projections=2", "--saliency_n=2", f"--out={out.parent}")
     assert result.returncode == 0, result.stderr[-3000:]
     written = json.loads(out.read_text())
     metrics = written["metrics"]

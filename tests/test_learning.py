@@ -64,15 +64,15 @@ def reports(micro_run, tmp_path_factory):
     runs = {
         "reconstruct": _evaluate(f"--stage1_dir={logdir}", f"--data_dir={records}", "--task=reconstruct", "--n=100",
                                  "--metrics=ssim,mask_ssim,gt_swap,leakage,saliency", "--leakage_n=4",
-                                 "--leakage_projections=2", "--saliency_n=4", f"--out={out / 'reconstruct.json'}"),
+                                 "--leakage_projections=2", "--saliency_n=4", f"--out={out / 'reconstruct'}"),
         "transfer": _evaluate(f"--stage1_dir={logdir}", f"--data_dir={records}", "--task=transfer", "--n=100",
-                              "--metrics=ssim,mask_ssim", f"--out={out / 'transfer.json'}"),
+                              "--metrics=ssim,mask_ssim", f"--out={out / 'transfer'}"),
     }
     written = {}
     for task, process in runs.items():
         stdout, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
-        written[task] = json.loads((out / f"{task}.json").read_text())
+        written[task] = json.loads((out / task / "report.json").read_text())
         written[task]["stdout"] = stdout
     return written
 

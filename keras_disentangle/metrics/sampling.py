@@ -29,6 +29,7 @@ from keras_disentangle.metrics.inception import fid_from_activations
 from keras_disentangle.models.mapper import build_mapper
 from keras_disentangle.runtime import Stage2Serving, encode_factor, sample_noise
 
+_DEFAULTS = configs.EvalConfig()
 # Joints (a, b, c): the angle at b between the bones b->a and b->c (shoulders, elbows, hips,
 # knees), in OpenPose-18 indices.
 JOINT_ANGLES = (
@@ -122,7 +123,8 @@ def _decoded_keypoints(models: Stage2Serving, pose) -> np.ndarray:
     return models.pose_from_embedding(pose)[0].numpy()
 
 
-def sampling_report(models: Stage2Serving, data_dir: str, n: int = 1000, seed: int = 0) -> dict:
+def sampling_report(models: Stage2Serving, data_dir: str, n: int = _DEFAULTS.sampling_n,
+                    seed: int = _DEFAULTS.seed) -> dict:
     """The Frechet distances and pose validity of the module docstring.
 
     Args:
@@ -160,8 +162,8 @@ def sampling_report(models: Stage2Serving, data_dir: str, n: int = 1000, seed: i
     return report
 
 
-def inversion_report(models: Stage2Serving, data_dir: str, n: int = 16, invert_steps: int = 300,
-                     seed: int = 0) -> dict:
+def inversion_report(models: Stage2Serving, data_dir: str, n: int = _DEFAULTS.inversions,
+                     invert_steps: int = _DEFAULTS.invert_steps, seed: int = _DEFAULTS.seed) -> dict:
     """Inverse interpolation's endpoints on `n` test images: SSIM and relative inversion errors.
 
     Returns:

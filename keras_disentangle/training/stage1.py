@@ -67,8 +67,11 @@ def training_state(cfg: configs.Config, logdir: str, strategy: tf.distribute.Str
 def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps.Stage1Part,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False,
                  max_minutes: float | None = None, verbose: bool = True,
-                 progress_seconds: float | None = None) -> tuple[Stage1, dict[str, float]]:
+                 progress_seconds: float | None = None,
+                 command: tuple[list[str], dict] | None = None) -> tuple[Stage1, dict[str, float]]:
     """Trains stage I from the last checkpoint in `logdir` up to `cfg.train.steps`.
+
+    `command` (argv, flag values), when given, is recorded in the run (`rundir.record_command`).
 
     Returns:
       The trained networks and the last step's losses.
@@ -80,6 +83,8 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
     chief = checkpoint.is_chief(strategy)
     if chief:
         rundir.save_config(logdir, cfg)
+        if command is not None:
+            rundir.record_command(logdir, *command)
     train_cfg = cfg.train
     # The paper trains the pose auto-encoder alone with its own batch (64); trained together with
     # the appearance networks it shares their batch.

@@ -140,8 +140,8 @@ def _parse_factor(factor) -> configs.Factor:
 
 def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir: str, logdir: str,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False, cache_embeddings: bool = True,
-                 max_minutes: float | None = None, verbose: bool = True, progress_seconds: float | None = None
-                 ) -> tuple[keras.Model, dict[str, float]]:
+                 max_minutes: float | None = None, verbose: bool = True, progress_seconds: float | None = None,
+                 command: tuple[list[str], dict] | None = None) -> tuple[keras.Model, dict[str, float]]:
     """Trains the mapper of `factor` on the frozen stage-I run in `stage1_dir`.
 
     The data and model fields come from the stage-I run (the mapper must fit its embeddings);
@@ -161,6 +161,8 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
       max_minutes: float or None. Stop (and checkpoint) after this much training time; rerunning
         continues towards `steps`.
       verbose: bool. Show the progress bar.
+      progress_seconds: float or None. Seconds between progress lines when stdout is not a terminal.
+      command: (argv, flag values) or None. Recorded in the run (`rundir.record_command`).
 
     Returns:
       The trained mapper and the last step's losses.
@@ -181,6 +183,8 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     if chief:
         rundir.save_config(logdir, cfg)
         rundir.write_stage2_record(logdir, factor, stage1_dir)
+        if command is not None:
+            rundir.record_command(logdir, *command)
 
     cache = rundir.embeddings_path(logdir, factor) if chief and cache_embeddings else None
     key = f"{pathlib.Path(restored).resolve()}|{pathlib.Path(data_dir).resolve()}"

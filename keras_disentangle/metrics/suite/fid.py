@@ -20,7 +20,7 @@ def check(options: EvalOptions) -> None:
         raise ValueError(f"--n={options.n}: FID needs at least 2 images.")
     existing_file("fid_weights", options.fid_weights,
                   "FID needs the 2015 Inception weights; create them with "
-                  "`python -m keras_disentangle.metrics.fid_weights --out=fid_inception_2015.npz`.")
+                  "`python -m keras_disentangle.metrics.fid_weights --out=.` (writes fid_inception_2015.npz).")
 
 
 def compute(inputs: Inputs) -> dict:

@@ -3,7 +3,7 @@ SSIM of decode(Phi(z*)) against the stage-I reconstruction, and the relative inv
 
 from __future__ import annotations
 
-from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs, json_table
+from keras_disentangle.metrics.registry import DEFAULTS, Flag, Inputs, Metric, Needs, json_table
 
 
 def compute(inputs: Inputs) -> dict:
@@ -20,5 +20,6 @@ def compute(inputs: Inputs) -> dict:
 METRIC = Metric(
     name="inversion", help="stage II: inverse interpolation endpoints against the reconstructions",
     needs=(Needs.STAGE2,), compute=compute, table=json_table("inversion on {n} images"),
-    flags=(Flag("inversions", "integer", 16, "inversion: test image pairs.", lower_bound=1),
-           Flag("invert_steps", "integer", 300, "inversion: gradient steps per inversion.", lower_bound=0)))
+    flags=(Flag("inversions", "integer", DEFAULTS.inversions, "inversion: test image pairs.", lower_bound=1),
+           Flag("invert_steps", "integer", DEFAULTS.invert_steps, "inversion: gradient steps per inversion.",
+                lower_bound=0)))

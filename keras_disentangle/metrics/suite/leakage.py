@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs
+from keras_disentangle.metrics.registry import DEFAULTS, Flag, Inputs, Metric, Needs
 
 
 def compute(inputs: Inputs) -> dict:
@@ -53,6 +53,7 @@ def table(result: dict) -> list[str]:
 METRIC = Metric(
     name="leakage", help="share of each appearance code's Jacobian mass inside its own region; PNG grid",
     needs=(Needs.STAGE1,), compute=compute, table=table,
-    flags=(Flag("leakage_n", "integer", 8, "Images the leakage maps are computed on.", lower_bound=1),
-           Flag("leakage_projections", "integer", 0, "0: exact Jacobian norms; K: Hutchinson estimate, K tangents.",
-                lower_bound=0)))
+    flags=(Flag("leakage_n", "integer", DEFAULTS.leakage_n, "Images the leakage maps are computed on.",
+                lower_bound=1),
+           Flag("leakage_projections", "integer", DEFAULTS.leakage_projections,
+                "0: exact Jacobian norms; K: Hutchinson estimate, K tangents.", lower_bound=0)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs
+from keras_disentangle.metrics.registry import DEFAULTS, Flag, Inputs, Metric, Needs
 
 
 def compute(inputs: Inputs) -> dict:
@@ -24,4 +24,4 @@ def compute(inputs: Inputs) -> dict:
 METRIC = Metric(
     name="saliency", help="saliency / Grad-CAM of D1 and the encoders; PNG grid", needs=(Needs.STAGE1,),
     compute=compute,
-    flags=(Flag("saliency_n", "integer", 8, "Images in the saliency grid.", lower_bound=1),))
+    flags=(Flag("saliency_n", "integer", DEFAULTS.saliency_n, "Images in the saliency grid.", lower_bound=1),))

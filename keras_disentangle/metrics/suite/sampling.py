@@ -4,7 +4,7 @@ and with a pose mapper the share of sampled poses that look like bodies."""
 
 from __future__ import annotations
 
-from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs, json_table
+from keras_disentangle.metrics.registry import DEFAULTS, Flag, Inputs, Metric, Needs, json_table
 
 
 def compute(inputs: Inputs) -> dict:
@@ -22,4 +22,5 @@ def compute(inputs: Inputs) -> dict:
 METRIC = Metric(
     name="sampling", help="stage II: Frechet distance of sampled to real embeddings, sampled pose validity",
     needs=(Needs.STAGE2,), compute=compute, table=json_table("sampling ({n} samples per factor)"),
-    flags=(Flag("sampling_n", "integer", 1000, "sampling: sampled embeddings per factor.", lower_bound=2),))
+    flags=(Flag("sampling_n", "integer", DEFAULTS.sampling_n, "sampling: sampled embeddings per factor.",
+                lower_bound=2),))
