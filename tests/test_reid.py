@@ -135,11 +135,10 @@ def _evaluate(*args):
 
 
 def test_evaluate_reid_end_to_end(stage1_run, synthetic_records, synthetic_root, tmp_path):
-    out = tmp_path / "report.json"
     result = _evaluate(f"--stage1_dir={stage1_run}", f"--data_dir={synthetic_records}", "--metrics=reid",
-                       "--reid_features=fg_pca", "--pca_dims=1000", f"--out={out}")
+                       "--reid_features=fg_pca", "--pca_dims=1000", f"--out={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    metric = json.loads(out.read_text())["metrics"]["reid"]
+    metric = json.loads((tmp_path / "report.json").read_text())["metrics"]["reid"]
     counts = {folder: len(list((synthetic_root / folder).iterdir()))
               for folder in ("bounding_box_train", "bounding_box_test", "query")}
     # Every synthetic query has cross-camera matches or not; each is accounted for.
