@@ -45,7 +45,7 @@ demo: venv
 		--logdir=$(DEMO_RUNS)/stage1 --steps=$(DEMO_STAGE1_STEPS) --max_minutes=$(DEMO_STAGE1_MINUTES) \
 		--precision=$(DEMO_PRECISION)
 	$(TIMER) run stage1-pictures -- $(PY) -m keras_disentangle.demo stage1 --stage1_dir=$(DEMO_RUNS)/stage1 \
-		--data_dir=$(DEMO_RECORDS) --out_dir=$(DEMO_DIR)
+		--data_dir=$(DEMO_RECORDS) --out=$(DEMO_DIR)
 	for factor in fg bg pose; do \
 		$(TIMER) run stage2-$$factor -- $(PY) train.py --stage=2 --factor=$$factor --dataset=synthetic --scale=micro \
 			--data_dir=$(DEMO_RECORDS) --stage1_dir=$(DEMO_RUNS)/stage1 --logdir=$(DEMO_RUNS)/stage2-$$factor \
@@ -53,7 +53,7 @@ demo: venv
 	done
 	$(TIMER) run stage2-pictures -- $(PY) -m keras_disentangle.demo stage2 --stage2_dir=$(DEMO_RUNS)/stage2-fg \
 		--stage2_dir=$(DEMO_RUNS)/stage2-bg --stage2_dir=$(DEMO_RUNS)/stage2-pose --data_dir=$(DEMO_RECORDS) \
-		--out_dir=$(DEMO_DIR)
+		--out=$(DEMO_DIR)
 	$(TIMER) run gt_swap -- $(PY) evaluate.py --stage1_dir=$(DEMO_RUNS)/stage1 --data_dir=$(DEMO_RECORDS) \
 		--metrics=gt_swap --n=100 --out=$(DEMO_DIR)/gt_swap
 	$(TIMER) table

@@ -1,6 +1,6 @@
 """Pictures of a trained run on the synthetic set, for `make demo` and the README.
 
-  python -m keras_disentangle.demo stage1 --stage1_dir=runs/s1 --data_dir=out/records --out_dir=out/demo
+  python -m keras_disentangle.demo stage1 --stage1_dir=runs/s1 --data_dir=out/records --out=out/demo
 
 writes
   reconstruction.png  held-out images (top) and their reconstructions G1(x, h) (bottom);
@@ -9,7 +9,7 @@ writes
                       output above the exact ground truth that `synthetic.render` draws.
 
   python -m keras_disentangle.demo stage2 --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
-      --stage2_dir=runs/s2-pose --data_dir=out/records --out_dir=out/demo
+      --stage2_dir=runs/s2-pose --data_dir=out/records --out=out/demo
 
 writes
   sampling.png        held-out images, then the same with FG, BG or pose sampled from noise, then
@@ -123,7 +123,7 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("stage2_dir", [], "stage2: a stage-II run directory; repeat once per factor.")
     flags.DEFINE_string("data_dir", None, "TFRecords of the synthetic set.")
     flags.mark_flag_as_required("data_dir")
-    flags.DEFINE_string("out_dir", "out/demo", "Where to write the PNGs.")
+    flags.DEFINE_string("out", "out/demo", "Directory to write the PNGs to.")
     flags.DEFINE_integer("n", 8, "Columns (image pairs; stage2: images and interpolation steps).", lower_bound=1)
 
 
@@ -132,11 +132,11 @@ def main(argv):
     if mode == "stage1":
         if not FLAGS.stage1_dir:
             raise cli.UsageError("stage1: --stage1_dir is required.")
-        written = stage1_pictures(FLAGS.stage1_dir, FLAGS.data_dir, FLAGS.out_dir, FLAGS.n)
+        written = stage1_pictures(FLAGS.stage1_dir, FLAGS.data_dir, FLAGS.out, FLAGS.n)
     else:
         if not FLAGS.stage2_dir:
             raise cli.UsageError("stage2: --stage2_dir is required (once per factor).")
-        written = stage2_pictures(FLAGS.stage2_dir, FLAGS.data_dir, FLAGS.out_dir, FLAGS.n,
+        written = stage2_pictures(FLAGS.stage2_dir, FLAGS.data_dir, FLAGS.out, FLAGS.n,
                                   stage1_dir=FLAGS.stage1_dir)
     for path in written:
         print(f"Wrote {path}")

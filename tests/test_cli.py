@@ -26,7 +26,7 @@ TOOLS = {
     "keras_disentangle.export": ([], [f"--stage1_dir={MISSING}", "--out={tmp}/saved"]),
     "keras_disentangle.litert": ([], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}"]),
     "keras_disentangle.generate": (["sample"], [f"--stage2_dir={MISSING}", "--out={tmp}"]),
-    "keras_disentangle.demo": (["stage1"], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}", "--out_dir={tmp}"]),
+    "keras_disentangle.demo": (["stage1"], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}", "--out={tmp}"]),
     "keras_disentangle.visualize": (["dataset"], [f"--data_dir={MISSING}", "--out={tmp}"]),
     "keras_disentangle.metrics.fid_weights": ([], None),
     "keras_disentangle.blazepose": ([], None),
