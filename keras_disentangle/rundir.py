@@ -131,12 +131,12 @@ def restore_weights(logdir: str | os.PathLike, **trackables) -> str:
     """
     import tensorflow as tf  # noqa: PLC0415 (command lines read the layout before TensorFlow loads)
 
-    directory = pathlib.Path(checkpoint_dir(logdir))
-    state = tf.train.get_checkpoint_state(str(directory))
+    # get_checkpoint_state already resolves relative paths against the directory.
+    state = tf.train.get_checkpoint_state(checkpoint_dir(logdir))
     if state is None or not state.all_model_checkpoint_paths:
         raise RunDirectoryError(f"{logdir} has no checkpoint under {CHECKPOINT_DIR}/; train it first.")
-    paths = [p if os.path.isabs(p) else str(directory / p) for p in state.all_model_checkpoint_paths]
-    return restore_newest_readable(tf.train.Checkpoint(**trackables), paths, lambda status: status.expect_partial())
+    return restore_newest_readable(tf.train.Checkpoint(**trackables), list(state.all_model_checkpoint_paths),
+                                   lambda status: status.expect_partial())
 
 
 def restore_newest_readable(checkpoint, paths: list[str], check) -> str | None:

@@ -133,6 +133,17 @@ def test_restore_weights_falls_back_too(tmp_path, capsys):
     assert "ckpt-4" in capsys.readouterr().err
 
 
+def test_restore_weights_of_a_run_named_by_a_relative_path(tmp_path, monkeypatch):
+    """`make demo` names its runs relative to the working directory, as users do."""
+    from keras_disentangle.rundir import restore_weights
+
+    monkeypatch.chdir(tmp_path)
+    kernels = _saved_run("run")
+    model, _, _ = _toy_state(seed=1)
+    assert restore_weights("run", model=model).endswith("ckpt-4")
+    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), kernels[4])
+
+
 # --- damaged TFRecord shards ------------------------------------------------------------------
 
 def _copy_records(synthetic_records, tmp_path) -> pathlib.Path:
