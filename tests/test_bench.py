@@ -81,6 +81,7 @@ def test_graph_flops_rejects_dynamic_shapes():
                                       input_signature=[tf.TensorSpec([None, 3])]), tf.zeros([2, 3]))
 
 
+@pytest.mark.slow  # a benchmark run (15-20 s here); make test-all runs it
 def test_all_measurements_print_json_lines(record_dir, capsys):
     # steps_per_execution has its own test below (it trains two models).
     names = [name for name in bench.MEASUREMENTS if name != "steps_per_execution"]
@@ -113,6 +114,7 @@ def test_all_measurements_print_json_lines(record_dir, capsys):
     assert by_name["pose_step"]["batch_size"] == 4
 
 
+@pytest.mark.slow  # a benchmark run (15-20 s here); make test-all runs it
 def test_train_step_under_xla_and_bfloat16_with_memory_check(record_dir):
     """The real loop's step compiles with XLA although batches carry string fields."""
     settings = _settings(record_dir, memory_steps=12)
@@ -130,6 +132,7 @@ def test_run_rejects_unknown_names_and_precisions(record_dir):
         bench.run(["forward"], _settings(record_dir), LABELS, precisions=("float16",))
 
 
+@pytest.mark.slow  # a benchmark run (15-20 s here); make test-all runs it
 def test_steps_per_execution_measurement_gives_equal_losses(record_dir):
     """k = 10 steps per call and k = 1 reach the same losses after the same 20 steps."""
     (result,) = [r for r in bench.run(["steps_per_execution"], _settings(record_dir), LABELS)
