@@ -17,6 +17,18 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture
+def mixed_bfloat16():
+    """The Keras global dtype policy mixed_bfloat16 for one test, float32 again after it."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir():
     if not SHARED_FIXTURES.is_dir():

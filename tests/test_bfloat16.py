@@ -5,21 +5,9 @@ in steps: 6 steps of batch 2.
 """
 
 import numpy as np
-import pytest
 
 
-@pytest.fixture
-def bfloat16_policy():
-    import keras
-
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def test_mixed_bfloat16_stage1_steps_are_finite_and_fall(bfloat16_policy, synthetic_records):
+def test_mixed_bfloat16_stage1_steps_are_finite_and_fall(mixed_bfloat16, synthetic_records):
     import keras
     import tensorflow as tf
 

@@ -322,16 +322,6 @@ def test_generator_rejects_sizes_the_unet_cannot_halve():
 
 # --- mixed precision ------------------------------------------------------------------------------
 
-
-@pytest.fixture
-def mixed_bfloat16():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
 @pytest.mark.usefixtures("mixed_bfloat16")
 def test_mixed_bfloat16_models_return_float32(rng):
     cfg = configs.get_config("market", "tiny")
