@@ -13,6 +13,7 @@ TensorBoard: `tensorboard --logdir=runs`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import sys
@@ -34,7 +35,8 @@ def define_flags() -> None:
     flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
     flags.mark_flag_as_required("logdir")
     flags.DEFINE_enum("scale", configs.DEFAULT_SCALE, list(configs.SCALES),
-                      "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI).")
+                      "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI). Stage II takes it, "
+                      "and every data and training setting, from the stage-I run's config.json.")
     flags.DEFINE_enum("model", "both", ["appearance", "pose", "both"], "Stage I: which networks to train.")
     flags.DEFINE_enum("fg_encoder", None, [k.value for k in configs.FgEncoderKind],
                       "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
@@ -54,6 +56,12 @@ def define_flags() -> None:
     flags.DEFINE_float("learning_rate", None, "Override: stage-I Adam learning rate.")
     flags.DEFINE_float("l1_weight", None, "Override: lambda, the L1 weight of the stage-I loss.")
     flags.DEFINE_float("adversarial_weight", None, "Override: weight of the stage-I adversarial loss.")
+    flags.DEFINE_integer("lr_halving_steps", None, "Override: halve every learning rate every this many steps "
+                         "(0: constant).", lower_bound=0)
+    flags.DEFINE_integer("mapper_batch_size", None, "Override: stage-II batch.", lower_bound=1)
+    flags.DEFINE_float("mapper_learning_rate", None, "Override: stage-II RMSProp learning rate.")
+    flags.DEFINE_float("critic_clip", None, "Override: stage-II critic weight clipping bound.")
+    flags.DEFINE_float("gradient_penalty_weight", None, "Override: stage-II WGAN-GP weight (0: clipping).")
     flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoints.")
     flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
     flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
@@ -63,16 +71,38 @@ def define_flags() -> None:
 
 
 def _config() -> configs.Config:
+    stage1_cfg = _stage1_config() if FLAGS.stage == 2 else None
     try:
-        cfg = configs.get_config(FLAGS.dataset, FLAGS.scale)
+        cfg = stage1_cfg or configs.get_config(FLAGS.dataset, FLAGS.scale)
         return configs.override(
             cfg, fg_encoder=FLAGS.fg_encoder, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
             precision=FLAGS.precision, learning_rate=FLAGS.learning_rate, l1_weight=FLAGS.l1_weight,
             adversarial_weight=FLAGS.adversarial_weight, checkpoint_every=FLAGS.checkpoint_every,
             log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed,
-            steps_per_execution=FLAGS.steps_per_execution)
+            steps_per_execution=FLAGS.steps_per_execution, lr_halving_steps=FLAGS.lr_halving_steps,
+            mapper_batch_size=FLAGS.mapper_batch_size, mapper_learning_rate=FLAGS.mapper_learning_rate,
+            critic_clip=FLAGS.critic_clip, gradient_penalty_weight=FLAGS.gradient_penalty_weight)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
+
+
+def _stage1_config() -> configs.Config:
+    """Stage II's config: the stage-I run's own (its config.json), with the factor's budget resolved.
+
+    A preset of another scale would silently mix, e.g., the full preset's 2e-5 rate into a tiny
+    run; so --dataset and --scale, when given, must name the stage-I run's. The precision is the
+    machine's business, not the run's: `auto` unless --precision says otherwise.
+    """
+    from keras_disentangle import rundir  # noqa: PLC0415 (loads no TensorFlow)
+
+    factor, stage1_dir = _require("factor"), _require("stage1_dir")
+    cfg = rundir.load_config(stage1_dir)
+    for flag, value in (("dataset", cfg.data.name), ("scale", cfg.scale)):
+        if FLAGS[flag].present and FLAGS[flag].value != value:
+            raise cli.UsageError(f"--{flag}={FLAGS[flag].value}: the stage-I run {stage1_dir} is {flag} {value!r}; "
+                                 f"omit --{flag} (stage II reads it from {stage1_dir}/config.json).")
+    train = dataclasses.replace(configs.stage2_train(cfg.train, factor), precision="auto")
+    return dataclasses.replace(cfg, train=train)
 
 
 def _require(flag: str) -> str:
@@ -105,13 +135,18 @@ def run() -> None:
     if FLAGS.stage == 2:
         factor, stage1_dir = _require("factor"), _require("stage1_dir")
 
-    from keras_disentangle.training import loop  # noqa: PLC0415 (TensorFlow loads once the command line is good)
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads once the command line is good)
+
+    from keras_disentangle.training import loop  # noqa: PLC0415
 
     # MultiWorkerMirroredStrategy configures the runtime, which must happen before any TF op runs
     # (the data check below reads a record).
     strategy = loop.make_strategy(FLAGS.strategy)
     _check_data_dir(data_dir)
 
+    if cfg.scale == "full" and not any(tf.config.list_physical_devices(kind) for kind in ("GPU", "TPU")):
+        print("train.py: warning: the full preset (the paper's sizes, a GPU job) runs on a CPU; --scale=tiny or "
+              "micro trains in minutes.", file=sys.stderr)
     try:
         # config.json records the resolved policy, not `auto`.
         cfg = configs.override(cfg, precision=precision.apply(cfg.train.precision))

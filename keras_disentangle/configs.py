@@ -147,7 +147,12 @@ class TrainConfig:
       learning_rate: float. Adam learning rate of stage I (the paper uses 2e-5 on GPUs for ~70k
         steps; the tiny scale uses 3e-4 so that minutes suffice).
       beta_1, beta_2: float. Adam moments.
-      l1_weight: float. lambda of the L1 term of the stage-I generator loss (Eq. 2).
+      l1_weight: float. lambda of the L1 term of the stage-I generator loss (Eq. 2); the authors'
+        code uses 20 (`L1Loss_weight`), the paper gives no value.
+      lr_halving_steps: int. Every optimizer's learning rate is halved every this many training
+        steps (the authors' `lr_update_step`, 50k in their scripts); 0 keeps it constant. A
+        staircase `keras.optimizers.schedules.ExponentialDecay` driven by `optimizer.iterations`,
+        so a resumed run continues on the schedule.
       adversarial_weight: float. Weight of the BCE adversarial term (0 trains L1 only).
       steps: int. Training steps to run (the loop stops there; resuming continues to it).
       checkpoint_every: int. Steps between checkpoints (one is also written on exit).
@@ -156,8 +161,13 @@ class TrainConfig:
       keep_checkpoints: int. How many checkpoints CheckpointManager keeps.
       pose_batch_size: int. Batch of the pose auto-encoder (the paper: 64).
       pose_learning_rate: float. Adam learning rate of the pose auto-encoder.
-      mapper_batch_size: int. Stage-II batch (the paper: 32 FG/BG, 64 pose).
-      mapper_learning_rate: float. RMSProp learning rate of stage II (paper 2e-5).
+      mapper_batch_size: int. Stage-II batch of a factor not in `mapper_batch_sizes`.
+      mapper_learning_rate: float. RMSProp learning rate of stage II (paper 2e-5) of a factor not in
+        `mapper_learning_rates`.
+      mapper_batch_sizes, mapper_steps, mapper_learning_rates: tuple of (factor, value) pairs. The
+        stage-II budget per factor (the paper, supplementary B: Market FG/BG batch 32 x ~30k, pose
+        32 x ~60k; DeepFashion appearance 16 x ~60k, pose 32 x ~60k). A factor not listed uses
+        `mapper_batch_size`, `steps` and `mapper_learning_rate`; `stage2_train` resolves them.
       critic_steps: int. Critic updates per mapper update (the paper: 5).
       critic_clip: float. WGAN weight clipping bound (the paper: 0.01).
       gradient_penalty_weight: float. WGAN-GP weight; 0 uses clipping instead.
@@ -174,7 +184,8 @@ class TrainConfig:
     learning_rate: float = 2e-5
     beta_1: float = 0.5
     beta_2: float = 0.999
-    l1_weight: float = 10.0
+    l1_weight: float = 20.0
+    lr_halving_steps: int = 0
     adversarial_weight: float = 1.0
     steps: int = 70_000
     checkpoint_every: int = 1000
@@ -185,6 +196,9 @@ class TrainConfig:
     pose_learning_rate: float = 2e-5
     mapper_batch_size: int = 32
     mapper_learning_rate: float = 2e-5
+    mapper_batch_sizes: tuple[tuple[str, int], ...] = ()
+    mapper_steps: tuple[tuple[str, int], ...] = ()
+    mapper_learning_rates: tuple[tuple[str, float], ...] = ()
     critic_steps: int = 5
     critic_clip: float = 0.01
     gradient_penalty_weight: float = 0.0
@@ -226,6 +240,13 @@ class EvalConfig:
       sampling_n: int. Sampled embeddings per factor (stage-II sampling metric).
       inversions: int. Test image pairs inverted (stage-II inversion metric).
       invert_steps: int. Gradient steps per inversion.
+      pairs: str. `csv`: the split's pairs file in file order; `random`: `n` same-identity pairs
+        (two different images) drawn with `seed`, as PG2's and the paper's 12,800 test pairs.
+      allow_fewer: bool. Score fewer than `n` pairs/images when fewer exist (else an error).
+      pair_min_person_id: tuple of (dataset, int). `--pairs=random` skips identities below this
+        (Market-1501: 0 = distractors, -1 = junk); a dataset not listed skips only negative ids.
+      crop: str. Folder scoring: `i/k` takes the i-th (from 1) of k equal-width panels of each
+        generated file (PATN saves 5-panel strips: `5/5`); empty: the whole image.
     """
 
     metrics: tuple[str, ...] = ("ssim", "mask_ssim")
@@ -242,6 +263,10 @@ class EvalConfig:
     sampling_n: int = 1000
     inversions: int = 16
     invert_steps: int = _INVERT_STEPS
+    pairs: str = "csv"
+    allow_fewer: bool = False
+    pair_min_person_id: tuple[tuple[str, int], ...] = (("market", 1), ("synthetic", 1))
+    crop: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +320,10 @@ _TINY_MODEL = ModelConfig(
 
 _TINY_TRAIN = TrainConfig(
     learning_rate=3e-4,
+    # L1 only (below), so with Adam lambda only scales the gradient, which Adam normalizes away
+    # (up to its epsilon): 20 would train the same. 10 is kept so that the figures measured with it
+    # (README, demo, test_learning) stay reproducible bit for bit.
+    l1_weight=10.0,
     # L1 only: a 15-minute CPU run with the paper's adversarial term (weight 1, D1 at this learning
     # rate) collapsed and lost to the trivial baselines; L1 alone disentangles (README, gt_swap).
     # --adversarial_weight=1 restores the paper's loss.
@@ -335,6 +364,17 @@ _MICRO_GEOMETRY = dict(height=32, width=16, heatmap_radius=1, mask_radius=2, mas
                        roi_pad_single=3)
 
 
+# The paper's schedule on GPUs (supplementary B; the authors' scripts halve every 50k steps).
+_FULL_TRAIN = TrainConfig(
+    lr_halving_steps=50_000,
+    mapper_batch_sizes=(("fg", 32), ("bg", 32), ("pose", 32)),
+    mapper_steps=(("fg", 30_000), ("bg", 30_000), ("pose", 60_000)),
+)
+_FULL_DF_TRAIN = dataclasses.replace(
+    _FULL_TRAIN, batch_size=6, steps=100_000, mapper_batch_sizes=(("fg", 16), ("pose", 32)),
+    mapper_steps=(("fg", 60_000), ("pose", 60_000)))
+
+
 def _presets() -> dict[tuple[str, str], Config]:
     full_df_model = ModelConfig(
         roi_size=64,
@@ -347,13 +387,13 @@ def _presets() -> dict[tuple[str, str], Config]:
         generator_channels=(32, 64, 96, 128, 160),
     )
     return {
-        ("market", "full"): Config(_MARKET_DATA, ModelConfig(), TrainConfig(), "full"),
+        ("market", "full"): Config(_MARKET_DATA, ModelConfig(), _FULL_TRAIN, "full"),
         ("market", "tiny"): Config(
             dataclasses.replace(_MARKET_DATA, height=64, width=32, heatmap_radius=2, mask_radius=4,
                                 mask_close_size=3, roi_pad=3, roi_pad_single=5),
             _TINY_MODEL, _TINY_TRAIN, "tiny"),
         ("synthetic", "full"): Config(
-            dataclasses.replace(_MARKET_DATA, name="synthetic"), ModelConfig(), TrainConfig(), "full"),
+            dataclasses.replace(_MARKET_DATA, name="synthetic"), ModelConfig(), _FULL_TRAIN, "full"),
         ("synthetic", "tiny"): Config(
             dataclasses.replace(_MARKET_DATA, name="synthetic", height=64, width=32, heatmap_radius=2,
                                 mask_radius=4, mask_close_size=3, roi_pad=3, roi_pad_single=5),
@@ -364,7 +404,7 @@ def _presets() -> dict[tuple[str, str], Config]:
             dataclasses.replace(_MARKET_DATA, name="synthetic", **_MICRO_GEOMETRY), _MICRO_MODEL, _MICRO_TRAIN,
             "micro"),
         ("deepfashion", "full"): Config(
-            _DEEPFASHION_DATA, full_df_model, TrainConfig(batch_size=6, steps=100_000), "full"),
+            _DEEPFASHION_DATA, full_df_model, _FULL_DF_TRAIN, "full"),
         ("deepfashion", "tiny"): Config(
             dataclasses.replace(_DEEPFASHION_DATA, height=64, width=64, heatmap_radius=2, mask_radius=2,
                                 mask_close_size=3, roi_pad=2, roi_pad_single=3),
@@ -420,6 +460,21 @@ def override(cfg: Config, **fields: Any) -> Config:
         cfg, **{k: dataclasses.replace(part, **updates[k]) for k, part in parts.items()})
 
 
+def stage2_train(train: TrainConfig, factor: Factor | str) -> TrainConfig:
+    """`train` with `mapper_batch_size`, `steps` and `mapper_learning_rate` set to `factor`'s budget.
+
+    The per-factor tables are emptied, so resolving twice changes nothing and a stage-II run's
+    config.json holds the values it ran with.
+    """
+    factor = Factor(factor).value
+    return dataclasses.replace(
+        train,
+        mapper_batch_size=dict(train.mapper_batch_sizes).get(factor, train.mapper_batch_size),
+        steps=dict(train.mapper_steps).get(factor, train.steps),
+        mapper_learning_rate=dict(train.mapper_learning_rates).get(factor, train.mapper_learning_rate),
+        mapper_batch_sizes=(), mapper_steps=(), mapper_learning_rates=())
+
+
 def to_json(cfg: Config) -> str:
     """Serializes `cfg` (written beside every run, so later stages rebuild the same models)."""
     def encode(value):
@@ -442,4 +497,4 @@ def from_json(text: str) -> Config:
 
     model = tuples(raw["model"])
     model["fg_encoder"] = FgEncoderKind(model["fg_encoder"])
-    return Config(DataConfig(**raw["data"]), ModelConfig(**model), TrainConfig(**raw["train"]), raw["scale"])
+    return Config(DataConfig(**raw["data"]), ModelConfig(**model), TrainConfig(**tuples(raw["train"])), raw["scale"])

@@ -11,16 +11,17 @@ import tensorflow as tf
 from keras_disentangle import configs, data, precision, rundir
 from keras_disentangle.models.stage1 import Stage1, build_stage1, reconstruct
 from keras_disentangle.runtime import stage1_trackables
-from keras_disentangle.training import checkpoint, loop, steps
+from keras_disentangle.training import checkpoint, loop, schedule, steps
 
 
 def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimizers.Optimizer]:
-    """Adam for G1, D1 and the pose auto-encoder, as the paper (beta_1 0.5); loss-scaled under
-    mixed_float16."""
+    """Adam for G1, D1 and the pose auto-encoder, as the paper (beta_1 0.5), on the halving schedule
+    (`schedule.halving`); loss-scaled under mixed_float16."""
 
     def adam(rate: float, name: str) -> keras.optimizers.Optimizer:
-        return precision.loss_scaled(
-            keras.optimizers.Adam(rate, beta_1=train_cfg.beta_1, beta_2=train_cfg.beta_2, name=name))
+        return precision.loss_scaled(keras.optimizers.Adam(
+            schedule.halving(rate, train_cfg.lr_halving_steps), beta_1=train_cfg.beta_1, beta_2=train_cfg.beta_2,
+            name=name))
 
     return {"g1": adam(train_cfg.learning_rate, "g1_adam"), "d1": adam(train_cfg.learning_rate, "d1_adam"),
             "pose": adam(train_cfg.pose_learning_rate, "pose_adam")}

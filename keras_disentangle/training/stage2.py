@@ -20,7 +20,7 @@ from keras_disentangle.models.discriminators import build_critic
 from keras_disentangle.models.mapper import build_mapper
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding, encoder_inputs
 from keras_disentangle.runtime import encode_factor, load_frozen_stage1, sample_noise
-from keras_disentangle.training import checkpoint, loop
+from keras_disentangle.training import checkpoint, loop, schedule
 
 def real_embeddings(stage1: Stage1, cfg: configs.Config, data_dir: str, factor: configs.Factor,
                     split: str = "train", cache: str | None = None, cache_key: str = "") -> np.ndarray:
@@ -145,7 +145,8 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     """Trains the mapper of `factor` on the frozen stage-I run in `stage1_dir`.
 
     The data and model fields come from the stage-I run (the mapper must fit its embeddings);
-    the train fields from `cfg`. TensorBoard gets the critic's Wasserstein estimate every
+    the train fields from `cfg`, with the factor's budget (`configs.stage2_train`). train.py passes
+    the stage-I run's own train fields with the flags given applied. TensorBoard gets the critic's Wasserstein estimate every
     `log_every` steps and `sampled_<factor>` grids (`sample_grid`) every `image_every` steps.
 
     Args:
@@ -176,7 +177,7 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     stage1_cfg, stage1, restored = load_frozen_stage1(stage1_dir)
     if factor == configs.Factor.BACKGROUND and not stage1_cfg.data.has_background:
         raise ValueError(f"--factor=bg: the {stage1_cfg.data.name} model has no background factor.")
-    cfg = configs.Config(stage1_cfg.data, stage1_cfg.model, cfg.train, stage1_cfg.scale)
+    cfg = configs.Config(stage1_cfg.data, stage1_cfg.model, configs.stage2_train(cfg.train, factor), stage1_cfg.scale)
     train_cfg = cfg.train
     chief = checkpoint.is_chief(strategy)
     rundir.check_stage2_factor(logdir, factor)
@@ -203,11 +204,12 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     with strategy.scope():
         mapper = build_mapper(cfg, factor)
         critic = build_critic(cfg, factor)
+        # Loss-scaled under mixed_float16 (GPUs; untested). D2 updates critic_steps times per step.
         optimizers = {
-            # Loss-scaled under mixed_float16 (GPUs; untested).
-            name: precision.loss_scaled(
-                keras.optimizers.RMSprop(train_cfg.mapper_learning_rate, name=f"{name}_rmsprop"))
-            for name in ("phi", "d2")
+            name: precision.loss_scaled(keras.optimizers.RMSprop(
+                schedule.halving(train_cfg.mapper_learning_rate, train_cfg.lr_halving_steps, updates),
+                name=f"{name}_rmsprop"))
+            for name, updates in (("phi", 1), ("d2", train_cfg.critic_steps))
         }
         optimizers["phi"].build(mapper.trainable_variables)
         optimizers["d2"].build(critic.trainable_variables)
