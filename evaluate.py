@@ -50,7 +50,13 @@ def define_flags() -> None:
     flags.DEFINE_enum("task", defaults.task, list(registry.TASKS), "reconstruct, transfer (pose transfer on the "
                       "pairs file) or sample (every factor from stage II's mappers; needs --stage2_dir).")
     flags.DEFINE_string("split", defaults.split, "Which split's records to evaluate on.")
-    flags.DEFINE_integer("n", defaults.n, "How many images (or pairs) to score.", lower_bound=1)
+    flags.DEFINE_integer("n", defaults.n, "How many images (or pairs) to score; fewer existing is an error unless "
+                         "--allow_fewer. The paper's protocol: --pairs=random --n=12800.", lower_bound=1)
+    flags.DEFINE_enum("pairs", defaults.pairs, list(registry.PAIRS), "--task=transfer: csv (the split's pairs file, "
+                      "in file order) or random (n same-identity pairs of the split's images drawn with --seed).")
+    flags.DEFINE_bool("allow_fewer", defaults.allow_fewer, "Score what exists when fewer than --n images or pairs do.")
+    flags.DEFINE_string("crop", defaults.crop or None, "With --generated_dir: i/k scores the i-th of k equal-width "
+                        "panels of each file (PATN's 5-panel strips: 5/5).")
     flags.DEFINE_integer("seed", defaults.seed, "Seed of every random draw (gt_swap pairs, leakage tangents, ...).")
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per model call.", lower_bound=1)
     flags.DEFINE_string("cache_dir", None, "Where FID real statistics are cached (default: STAGE1_DIR/fid_stats).")
@@ -73,7 +79,8 @@ def _options(folders: bool):
     options = registry.EvalOptions(
         metrics=tuple(FLAGS.metrics), task=FLAGS.task, n=FLAGS.n, seed=FLAGS.seed, split=FLAGS.split,
         batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=out_dir,
-        params={name: FLAGS[name].value for name in registry.metric_flags()})
+        params={name: FLAGS[name].value for name in registry.metric_flags()}, pairs=FLAGS.pairs,
+        allow_fewer=FLAGS.allow_fewer, crop=FLAGS.crop or "")
     options.validate(folders, stage2=bool(FLAGS.stage2_dir))
     return options, rundir.report_path(out_dir)
 
@@ -96,13 +103,15 @@ def main(argv):
     from keras_disentangle.metrics import registry, report  # noqa: PLC0415
 
     header = {"command": " ".join(sys.argv), "task": options.task, "split": options.split, "n": options.n,
-              "seed": options.seed, **options.params, "versions": report.versions()}
+              "pairs_from": options.pairs, "seed": options.seed, **options.params, "versions": report.versions()}
     cfg = stage1 = stage2 = None
     registered = registry.metrics()
     needs_images = any(registry.Needs.IMAGES in registered[m].needs for m in options.metrics)
     if folders:
-        images = report.folder_images(FLAGS.generated_dir, FLAGS.target_dir, FLAGS.mask_dir, options.n)
-        header.update(generated_dir=FLAGS.generated_dir, target_dir=FLAGS.target_dir, mask_dir=FLAGS.mask_dir)
+        images = report.folder_images(FLAGS.generated_dir, FLAGS.target_dir, FLAGS.mask_dir, options.n,
+                                      registry.crop_panel(options.crop) if options.crop else None, options.allow_fewer)
+        header.update(generated_dir=FLAGS.generated_dir, target_dir=FLAGS.target_dir, mask_dir=FLAGS.mask_dir,
+                      crop=options.crop or None)
         real_key = {"dataset": "folder", "split": os.path.abspath(FLAGS.target_dir), "n": len(images.targets),
                     "names": [t for _, t in images.pairs]}
         real_images = lambda: images.targets  # noqa: E731
@@ -130,6 +139,8 @@ def main(argv):
         real_images = lambda: to_uint8(load_examples(FLAGS.data_dir, cfg, options.split, options.n)["image"])  # noqa: E731
     header["description"] = images.description if images else f"model metrics on the '{options.split}' split"
     header["pairs"] = images.pairs if images else None
+    # How many were scored: --n unless --allow_fewer let fewer through.
+    header["scored"] = len(images.generated) if images else None
     header["metrics"] = report.evaluate(registry.Inputs(
         options, images=images, real_images=real_images, real_key=real_key, cfg=cfg, stage1=stage1, stage2=stage2,
         data_dir=FLAGS.data_dir))

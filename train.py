@@ -105,6 +105,14 @@ def _stage1_config() -> configs.Config:
     return dataclasses.replace(cfg, train=train)
 
 
+def warn_full_on_cpu(cfg: configs.Config, device_types: list[str]) -> None:
+    """One line on stderr when the full preset (the paper's sizes, a GPU job) is about to train on a
+    machine with neither GPU nor TPU: a forgotten --scale would otherwise just seem to hang."""
+    if cfg.scale == "full" and not {"GPU", "TPU"} & set(device_types):
+        print("train.py: warning: the full preset (the paper's sizes, a GPU job) runs on a CPU; --scale=tiny or "
+              "micro trains in minutes.", file=sys.stderr)
+
+
 def _require(flag: str) -> str:
     value = getattr(FLAGS, flag)
     if not value:
@@ -144,9 +152,7 @@ def run() -> None:
     strategy = loop.make_strategy(FLAGS.strategy)
     _check_data_dir(data_dir)
 
-    if cfg.scale == "full" and not any(tf.config.list_physical_devices(kind) for kind in ("GPU", "TPU")):
-        print("train.py: warning: the full preset (the paper's sizes, a GPU job) runs on a CPU; --scale=tiny or "
-              "micro trains in minutes.", file=sys.stderr)
+    warn_full_on_cpu(cfg, [d.device_type for d in tf.config.list_physical_devices()])
     try:
         # config.json records the resolved policy, not `auto`.
         cfg = configs.override(cfg, precision=precision.apply(cfg.train.precision))

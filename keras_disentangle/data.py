@@ -18,7 +18,7 @@ with `geometry`. The resulting dict is the batch contract of `docs/CONTRACTS.md`
 
 Three datasets are built on it: `train_dataset` (shuffled, randomly mirrored, repeated, full
 batches), `eval_dataset` (in order, every record once) and `pairs_dataset` ((source, target) test
-pairs).
+pairs); `random_pairs_dataset` draws seeded same-identity pairs from a split's images instead.
 """
 
 from __future__ import annotations
@@ -295,6 +295,81 @@ def pairs_dataset(data_dir: str, cfg: Config, split: str = "test",
 
     dataset = tf.data.TFRecordDataset(path).map(prepare_pair, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(size).prefetch(tf.data.AUTOTUNE)
+
+
+def count_pairs(data_dir: str, split: str = "test") -> int:
+    """Pair records in `{split}-pairs.tfrecord` (0 when there is no such file)."""
+    path = os.path.join(data_dir, records.pairs_name(split))
+    if not tf.io.gfile.exists(path):
+        return 0
+    return int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1))
+
+
+def count_records(data_dir: str, split: str) -> int:
+    """Image records of a split's shards."""
+    return int(_records(data_dir, split, shuffle=False, seed=0).reduce(np.int64(0), lambda count, _: count + 1))
+
+
+def same_identity_pairs(person_ids, n: int, seed: int, min_person_id: int = 0) -> tuple[np.ndarray, int]:
+    """Draws up to `n` distinct ordered pairs of two different images of one identity, uniformly.
+
+    Every ordered pair (a, b), a != b, of images whose `person_id` is equal and at least
+    `min_person_id` is equally likely; no pair is drawn twice. Identities are never enumerated
+    pair by pair: a pair is an index into the concatenated k(k-1) pairs of each identity.
+
+    Args:
+      person_ids: int array `(images,)`.
+      n: int. Pairs wanted.
+      seed: int. Seed of `np.random.default_rng`.
+      min_person_id: int. Identities below it are skipped (Market-1501's 0 distractors, -1 junk).
+
+    Returns:
+      (int64 `(min(n, available), 2)` image indices (source, target), available pairs).
+    """
+    ids = np.asarray(person_ids, np.int64)
+    order = np.flatnonzero(ids >= min_person_id)
+    order = order[np.argsort(ids[order], kind="stable")]
+    _, first, counts = np.unique(ids[order], return_index=True, return_counts=True)
+    keep = counts >= 2
+    first, counts = first[keep], counts[keep]
+    sizes = counts * (counts - 1)
+    ends = np.cumsum(sizes)
+    available = int(ends[-1]) if len(ends) else 0
+    picks = np.random.default_rng(seed).choice(available, size=min(n, available), replace=False)
+    group = np.searchsorted(ends, picks, side="right")
+    within = picks - (ends[group] - sizes[group])
+    k = counts[group]
+    source = within // (k - 1)
+    target = within % (k - 1)
+    target += target >= source  # skip the source itself
+    return np.stack([order[first[group] + source], order[first[group] + target]], axis=1), available
+
+
+def random_pairs_dataset(data_dir: str, cfg: Config, split: str, n: int, seed: int, min_person_id: int = 0,
+                         batch_size: int | None = None) -> tuple[tf.data.Dataset, int]:
+    """`same_identity_pairs` of a split's image records, shaped like `pairs_dataset`.
+
+    The split's serialized records (a few KB each) are read once and held in memory.
+
+    Returns:
+      (dataset of `(source, target)` batches of up to `n` pairs, the number of pairs available).
+
+    Raises:
+      ValueError: if `data_dir` has no shard of `split`.
+    """
+    size = _batch_size(cfg, batch_size)
+    serialized = [r.numpy() for r in _records(data_dir, split, shuffle=False, seed=0)]
+    person_ids = [int(v) for v in tf.io.parse_example(
+        tf.constant(serialized, tf.string), {"person_id": records.IMAGE_FEATURES["person_id"]})["person_id"]]
+    pairs, available = same_identity_pairs(person_ids, n, seed, min_person_id)
+    table = tf.constant(serialized, tf.string)
+    data_cfg = cfg.data
+
+    def prepare_pair(pair):
+        return tuple(prepare_example(records.parse_image(table[pair[i]]), data_cfg) for i in (0, 1))
+
+    dataset = tf.data.Dataset.from_tensor_slices(pairs).map(prepare_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(size).prefetch(tf.data.AUTOTUNE), available
 
 
 def load_examples(data_dir: str, cfg: Config, split: str = "test", limit: int | None = None) -> dict:

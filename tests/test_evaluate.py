@@ -46,7 +46,7 @@ def test_identical_folders_score_ssim_and_mask_ssim_one(tmp_path, rng):
     out = tmp_path / "eval" / "report.json"
     result = _evaluate(f"--generated_dir={tmp_path / 'gen'}", f"--target_dir={tmp_path / 'tgt'}",
                        f"--mask_dir={tmp_path / 'mask'}", "--metrics=ssim,mask_ssim", "--ssim_protocol=gaussian",
-                       f"--out={out.parent}")
+                       "--n=4", f"--out={out.parent}")
     assert result.returncode == 0, result.stderr[-2000:]
     written = json.loads(out.read_text())
     for name in ("ssim", "mask_ssim"):

@@ -29,6 +29,25 @@ MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid"
 TASKS = ("reconstruct", "transfer", "sample")
 
 
+PAIRS = ("csv", "random")
+
+
+def crop_panel(crop: str) -> tuple[int, int]:
+    """Parses `--crop=i/k` into (i, k), 1 <= i <= k.
+
+    Raises:
+      ValueError: naming the flag and the expected form.
+    """
+    try:
+        index, count = (int(part) for part in crop.split("/"))
+    except ValueError:
+        index = count = 0
+    if not 1 <= index <= count:
+        raise ValueError(f"--crop={crop}: expected i/k, the i-th of k equal-width panels counted from 1 (PATN's "
+                         "5-panel strips: --crop=5/5).")
+    return index, count
+
+
 class Needs(str, enum.Enum):
     """What a metric reads besides the settings."""
 
@@ -64,6 +83,9 @@ class EvalOptions:
       cache_dir: str or None. Where FID real statistics are cached (None: not cached).
       out_dir: str. Where PNG grids are written.
       params: the metrics' own flags by name (`Flag.default` for those not given).
+      pairs: str. `csv` (the pairs file in order) or `random` (seeded same-identity pairs).
+      allow_fewer: bool. Score what exists when fewer than `n` pairs/images do.
+      crop: str. Folders: `i/k`, the i-th of k equal-width panels of each generated file.
     """
 
     metrics: tuple[str, ...]
@@ -75,6 +97,9 @@ class EvalOptions:
     cache_dir: str | None = None
     out_dir: str = "."
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    pairs: str = DEFAULTS.pairs
+    allow_fewer: bool = DEFAULTS.allow_fewer
+    crop: str = DEFAULTS.crop
 
     def __getattr__(self, name: str) -> Any:
         # A metric's flag reads like a field: options.ssim_protocol.
@@ -103,6 +128,15 @@ class EvalOptions:
         for name in ("n", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name}={getattr(self, name)}: expected a positive integer.")
+        if self.pairs not in PAIRS:
+            raise ValueError(f"--pairs={self.pairs}: expected one of {', '.join(PAIRS)}.")
+        if self.pairs == "random" and (folders or self.task != "transfer"):
+            raise ValueError("--pairs=random draws pose-transfer pairs of a model's split: it needs --task=transfer "
+                             "and --stage1_dir.")
+        if self.crop:
+            if not folders:
+                raise ValueError(f"--crop={self.crop}: crops files of --generated_dir; a model's images need none.")
+            crop_panel(self.crop)
         chosen = [registered[m] for m in self.metrics]
         for flag in {f.name: f for metric in chosen for f in metric.flags}.values():
             value = getattr(self, flag.name)

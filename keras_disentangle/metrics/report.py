@@ -3,10 +3,11 @@
 Two sources of images:
   * a stage-I run (`model_images`): `task="reconstruct"` re-generates the first n images of the
     split in their own pose; `task="transfer"` generates the first n pairs of the split's pairs
-    file (source appearance, target pose) and compares them with the target photos; `task="sample"`
+    file, or n seeded random same-identity pairs (`pairs="random"`, the paper's protocol), (source
+    appearance, target pose) and compares them with the target photos; `task="sample"`
     (`sample_images`) draws new people with stage II;
-  * two folders of PNG/JPEG files matched by file name (`folder_images`), so any method's outputs
-    can be scored with exactly this protocol.
+  * two folders of PNG/JPEG files matched by file name, or by the target named in another method's
+    output name (`folder_images`), so any method's outputs can be scored with exactly this protocol.
 
 The metrics themselves are registered in `metrics.registry`, one module each in `metrics/suite/`.
 Every metric returns a dict with at least `value` (None when the metric is a table or a picture), `n`
@@ -102,13 +103,23 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options) -> ImageSe
     from keras_disentangle.runtime import Stage1Serving  # noqa: PLC0415
 
     serving = Stage1Serving(cfg, stage1)
+    split = options.split
     if options.task == "reconstruct":
-        batches = ((batch, batch) for batch in data.eval_dataset(data_dir, cfg, options.split, options.batch_size))
-        description = f"reconstruction of the first {options.n} '{options.split}' images, in their own pose"
+        available, what = data.count_records(data_dir, split), f"'{split}' images"
+        batches = ((batch, batch) for batch in data.eval_dataset(data_dir, cfg, split, options.batch_size))
+        description = f"reconstruction of the first {{n}} '{split}' images (of {available}), in their own pose"
+    elif options.pairs == "random":
+        min_person_id = dict(configs.EvalConfig().pair_min_person_id).get(cfg.data.name, 0)
+        dataset, available = data.random_pairs_dataset(data_dir, cfg, split, options.n, options.seed, min_person_id,
+                                                       options.batch_size)
+        what, batches = f"same-identity pairs of '{split}' images", iter(dataset)
+        description = (f"pose transfer on {{n}} random same-identity pairs of the '{split}' images (seed "
+                       f"{options.seed}; {available} possible)")
     else:
-        batches = iter(data.pairs_dataset(data_dir, cfg, options.split, options.batch_size))
-        description = (f"pose transfer on the first {options.n} pairs of {options.split}-pairs "
-                       "(source appearance, target pose; compared with the target photo)")
+        available, what = data.count_pairs(data_dir, split), f"pairs in {split}-pairs"
+        batches = iter(data.pairs_dataset(data_dir, cfg, split, options.batch_size))
+        description = f"pose transfer on the first {{n}} pairs of {split}-pairs (of {available}, in file order)"
+    check_count(options, available, f"{what} in {data_dir}")
     parts: dict[str, list] = {k: [] for k in ("generated", "targets", "target", "source", "pairs")}
     count = 0
     bar = progress.Progress(options.n, unit="image")
@@ -129,8 +140,21 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options) -> ImageSe
             break
     if not count:
         raise ValueError(f"data_dir: no '{options.split}' examples to score in {data_dir!r}.")
+    if options.task != "reconstruct":
+        description += " (source appearance, target pose; compared with the target photo)"
     return ImageSet(np.concatenate(parts["generated"]), np.concatenate(parts["targets"]),
-                    {k: np.concatenate(parts[k]) for k in MASK_SOURCES}, parts["pairs"], description)
+                    {k: np.concatenate(parts[k]) for k in MASK_SOURCES}, parts["pairs"], description.format(n=count))
+
+
+def check_count(options, available: int, what: str) -> None:
+    """Raises unless `options.n` pairs/images exist or `options.allow_fewer` accepts fewer.
+
+    Raises:
+      ValueError: naming --n, what exists and the way out.
+    """
+    if available < options.n and not options.allow_fewer:
+        raise ValueError(f"--n={options.n}: only {available} {what}; ask for at most --n={available}, or pass "
+                         "--allow_fewer to score what exists.")
 
 
 def sample_images(serving, options) -> ImageSet:
@@ -155,22 +179,66 @@ def _read_image(path: pathlib.Path, mode: str) -> np.ndarray:
         return np.asarray(image.convert(mode))
 
 
+# How other methods name an output `FROM` -> `TO` (optionally `_vis`-suffixed): PATN `FROM___TO`, GFLA
+# and PIDM `FROM_2_TO`, the Pose-Transfer scoring scripts `FROM_TO`; FROM and TO with or without
+# their extension.
+_PAIR_SEPARATORS = ("___", "_2_", "_")
+
+
+def match_target(name: str, targets: set[str]) -> tuple[str, str] | None:
+    """The (source, target file) a generated file `name` stands for, or None.
+
+    `name` itself when `targets` holds it; else the longest target name (with or without its
+    extension) that ends `name`'s stem (less a `_vis` suffix) after one of `_PAIR_SEPARATORS`.
+    """
+    if name in targets:
+        return name, name
+    by_key = {key: target for target in sorted(targets) for key in (target, os.path.splitext(target)[0])}
+    stem = os.path.splitext(name)[0]
+    stem = stem[:-len("_vis")] if stem.endswith("_vis") else stem
+    for separator in _PAIR_SEPARATORS:
+        start = stem.find(separator, 1)
+        while start > 0:
+            tail = stem[start + len(separator):]
+            if tail in by_key:
+                return stem[:start], by_key[tail]
+            start = stem.find(separator, start + 1)
+    return None
+
+
+def crop(image: np.ndarray, panel: tuple[int, int], name: str) -> np.ndarray:
+    """The `panel` = (i, k) i-th of k equal-width panels of `image` (a side-by-side strip)."""
+    index, count = panel
+    width = image.shape[1] // count
+    if width * count != image.shape[1]:
+        raise ValueError(f"--crop={index}/{count}: {name} is {image.shape[1]} px wide, not a multiple of {count}.")
+    return image[:, (index - 1) * width:index * width]
+
+
 def folder_images(generated_dir: str, target_dir: str, mask_dir: str | None = None,
-                  n: int | None = None) -> ImageSet:
+                  n: int | None = None, panel: tuple[int, int] | None = None,
+                  allow_fewer: bool = False) -> ImageSet:
     """Pairs the image files of two folders by file name (sorted), with optional mask files.
+
+    A generated file is matched to the target of the same name, or of the target named in it the way
+    other methods name their outputs (`match_target`: PATN, GFLA, PIDM), so their folders are scored
+    without renaming.
 
     Args:
       generated_dir: str. PNG/JPEG files of generated images.
-      target_dir: str. Files of the same names holding the targets (same size as each generated one).
-      mask_dir: str or None. Files of the same names (any image, nonzero = body) for mask-SSIM and
-        mask-IS; they are used as the `target` masks.
-      n: int or None. Score only the first n names.
+      target_dir: str. The targets (each the size of its generated image, after cropping).
+      mask_dir: str or None. Files named like the generated file or its target (any image, nonzero
+        = body) for mask-SSIM and mask-IS; they are used as the `target` masks.
+      n: int or None. Score the first n generated files (None: all).
+      panel: (i, k) or None. Score the i-th of k equal-width panels of each generated file.
+      allow_fewer: bool. Score fewer than `n` files when fewer exist (else raise).
 
     Returns:
-      ImageSet with `pairs` [name, name].
+      ImageSet with `pairs` [source, target file] ([name, name] when matched by name).
 
     Raises:
-      ValueError: for a missing folder or file, no images, or images of different sizes.
+      ValueError: for a missing folder or file, no images, fewer than `n` files, or images of
+        different sizes.
     """
     for flag, folder in (("--generated_dir", generated_dir), ("--target_dir", target_dir), ("--mask_dir", mask_dir)):
         if folder is not None and not os.path.isdir(folder):
@@ -178,21 +246,34 @@ def folder_images(generated_dir: str, target_dir: str, mask_dir: str | None = No
     names = sorted(p.name for p in pathlib.Path(generated_dir).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not names:
         raise ValueError(f"--generated_dir={generated_dir}: no .png/.jpg files.")
+    if n is not None and len(names) < n and not allow_fewer:
+        raise ValueError(f"--n={n}: only {len(names)} image files in --generated_dir={generated_dir}; ask for at "
+                         f"most --n={len(names)}, or pass --allow_fewer to score what exists.")
     names = names[:n]
-    generated, targets, masks = [], [], []
+    target_names = {p.name for p in pathlib.Path(target_dir).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
+    generated, targets, masks, pairs = [], [], [], []
     for name in progress_bar(len(names), "image")(names):
-        for flag, folder in (("--target_dir", target_dir), ("--mask_dir", mask_dir)):
-            if folder is not None and not (pathlib.Path(folder) / name).is_file():
-                raise ValueError(f"{flag}={folder}: no file {name!r} to match {generated_dir}/{name}.")
-        generated.append(_read_image(pathlib.Path(generated_dir) / name, "RGB"))
-        targets.append(_read_image(pathlib.Path(target_dir) / name, "RGB"))
+        matched = match_target(name, target_names)
+        if matched is None:
+            raise ValueError(f"--target_dir={target_dir}: no file {name!r}, nor the TO of FROM___TO, FROM_2_TO or "
+                             f"FROM_TO (optionally _vis-suffixed), to match {generated_dir}/{name}.")
+        pairs.append(list(matched))
+        image = _read_image(pathlib.Path(generated_dir) / name, "RGB")
+        generated.append(crop(image, panel, name) if panel else image)
+        targets.append(_read_image(pathlib.Path(target_dir) / matched[1], "RGB"))
         if generated[-1].shape != targets[-1].shape or generated[-1].shape != generated[0].shape:
             raise ValueError(f"{name}: generated {generated[-1].shape} and target {targets[-1].shape} must have "
-                             f"the same size, that of the first image {generated[0].shape}.")
+                             f"the same size, that of the first image {generated[0].shape}"
+                             + ("" if panel else " (a side-by-side strip? --crop=i/k takes one panel)") + ".")
         if mask_dir is not None:
-            masks.append((_read_image(pathlib.Path(mask_dir) / name, "L") > 0)[..., np.newaxis].astype(np.float32))
-    return ImageSet(np.stack(generated), np.stack(targets), {"target": np.stack(masks)} if masks else {},
-                    [[name, name] for name in names], f"{len(names)} files of {generated_dir} against {target_dir}")
+            mask = next((path for path in (pathlib.Path(mask_dir) / m for m in (name, matched[1])) if path.is_file()),
+                        None)
+            if mask is None:
+                raise ValueError(f"--mask_dir={mask_dir}: no file {name!r} or {matched[1]!r} to match "
+                                 f"{generated_dir}/{name}.")
+            masks.append((_read_image(mask, "L") > 0)[..., np.newaxis].astype(np.float32))
+    return ImageSet(np.stack(generated), np.stack(targets), {"target": np.stack(masks)} if masks else {}, pairs,
+                    f"{len(names)} files of {generated_dir} against {target_dir}")
 
 
 # --- Helpers of the metrics -------------------------------------------------------------------
@@ -276,7 +357,10 @@ def format_table(report: dict) -> str:
     from keras_disentangle.metrics import registry  # noqa: PLC0415
 
     registered = registry.metrics()
-    lines = [f"\n{report['description']}", f"{'metric':<11}{'value':>9}{'std':>9}{'n':>7}  protocol"]
+    lines = [f"\n{report['description']}"]
+    if report.get("scored") is not None:
+        lines.append(f"Scored {report['scored']} (--n={report['n']}).")
+    lines.append(f"{'metric':<11}{'value':>9}{'std':>9}{'n':>7}  protocol")
     for name, result in report["metrics"].items():
         if result.get("value") is not None:
             lines.append(f"{name:<11}{number(result['value']):>9}{number(result.get('std')):>9}"

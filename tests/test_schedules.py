@@ -1,0 +1,105 @@
+"""Schedules and weights of the presets: the halving learning rate (value and resume), lambda, the
+per-factor stage-II budgets, and stage II taking its settings from the stage-I run (train.py)."""
+
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+from absl import flags
+
+from keras_disentangle import cli, configs, rundir
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_full_presets_halve_every_50k_steps_and_a_restored_optimizer_keeps_the_rate(tmp_path):
+    import tensorflow as tf
+
+    from keras_disentangle.training import schedule, stage1
+
+    train = configs.get_config("market", "full").train
+    optimizers = stage1.build_optimizers(train)
+    g1 = optimizers["g1"]
+    g1.build([tf.Variable([1.0])])
+    for step, rate in ((0, 2e-5), (49_999, 2e-5), (50_000, 1e-5), (100_000, 5e-6)):
+        g1.iterations.assign(step)
+        assert float(g1.learning_rate.numpy()) == pytest.approx(rate), step
+    path = tf.train.Checkpoint(g1=g1).save(str(tmp_path / "ckpt"))
+    restored = stage1.build_optimizers(train)["g1"]
+    restored.build([tf.Variable([1.0])])
+    tf.train.Checkpoint(g1=restored).restore(path).assert_existing_objects_matched()
+    assert int(restored.iterations.numpy()) == 100_000
+    assert float(restored.learning_rate.numpy()) == pytest.approx(5e-6)
+    # The critic updates critic_steps times per training step: it halves at the same training step.
+    critic = schedule.halving(2e-5, train.lr_halving_steps, train.critic_steps)
+    assert float(critic(50_000 * train.critic_steps - 1)) == pytest.approx(2e-5)
+    assert float(critic(50_000 * train.critic_steps)) == pytest.approx(1e-5)
+    # tiny and micro keep a constant rate.
+    assert schedule.halving(3e-4, configs.get_config("market", "tiny").train.lr_halving_steps) == 3e-4
+
+
+@pytest.mark.parametrize("dataset, factor, batch, steps", [
+    ("market", "fg", 32, 30_000), ("market", "bg", 32, 30_000), ("market", "pose", 32, 60_000),
+    ("deepfashion", "fg", 16, 60_000), ("deepfashion", "pose", 32, 60_000),
+])
+def test_stage2_budget_per_factor_is_the_papers(dataset, factor, batch, steps):
+    cfg = configs.get_config(dataset, "full")
+    resolved = configs.stage2_train(cfg.train, factor)
+    assert (resolved.mapper_batch_size, resolved.steps, resolved.mapper_learning_rate) == (batch, steps, 2e-5)
+    assert configs.stage2_train(resolved, factor) == resolved  # resolving twice changes nothing
+    assert cfg.train.l1_weight == 20.0  # the authors' L1Loss_weight
+    assert configs.from_json(configs.to_json(cfg)) == cfg  # the per-factor tables survive config.json
+
+
+def test_tiny_stage2_uses_stage1_steps_and_its_own_rate():
+    train = configs.get_config("synthetic", "tiny").train
+    resolved = configs.stage2_train(train, "pose")
+    assert (resolved.mapper_batch_size, resolved.steps, resolved.mapper_learning_rate) == (32, train.steps, 1e-3)
+
+
+def _train_config(argv: list[str]) -> configs.Config:
+    """train.py's config for a command line, resolved in process (no TensorFlow, no training)."""
+    spec = importlib.util.spec_from_file_location("schedules_train", REPO_ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # absl attributes flags to their module by name
+    spec.loader.exec_module(module)
+    defined = set(flags.FLAGS)
+    try:
+        module.define_flags()
+        flags.FLAGS(["train.py", *argv])
+        return module._config()
+    finally:
+        for name in set(flags.FLAGS) - defined:
+            delattr(flags.FLAGS, name)
+        flags.FLAGS.unparse_flags()
+
+
+def test_stage2_takes_scale_and_settings_from_the_stage1_run_and_refuses_another_scale(tmp_path):
+    stage1_dir = tmp_path / "s1"
+    rundir.save_config(stage1_dir, configs.override(configs.get_config("synthetic", "tiny"), learning_rate=5e-4))
+    common = ["--stage=2", "--factor=bg", f"--stage1_dir={stage1_dir}", "--data_dir=x", "--logdir=y"]
+    # No --scale: not the full preset's 2e-5 on a tiny run, but the run's own settings.
+    cfg = _train_config(common)
+    assert cfg.scale == "tiny" and cfg.data.height == 64
+    assert (cfg.train.mapper_learning_rate, cfg.train.learning_rate, cfg.train.precision) == (1e-3, 5e-4, "auto")
+    cfg = _train_config([*common, "--scale=tiny", "--mapper_learning_rate=3e-3", "--critic_clip=0.02",
+                         "--gradient_penalty_weight=10", "--steps=7"])
+    assert (cfg.train.mapper_learning_rate, cfg.train.critic_clip, cfg.train.gradient_penalty_weight,
+            cfg.train.steps) == (3e-3, 0.02, 10.0, 7)
+    with pytest.raises(cli.UsageError, match="--scale=full: the stage-I run .* is scale 'tiny'"):
+        _train_config([*common, "--scale=full"])
+    with pytest.raises(cli.UsageError, match="--dataset=market"):
+        _train_config([*common, "--dataset=market"])
+
+
+def test_full_preset_on_a_cpu_warns_in_one_line(capsys):
+    spec = importlib.util.spec_from_file_location("schedules_train_warn", REPO_ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.warn_full_on_cpu(configs.get_config("market", "full"), ["CPU"])
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "full preset" in lines[0] and "--scale=tiny" in lines[0]
+    module.warn_full_on_cpu(configs.get_config("market", "full"), ["CPU", "GPU"])
+    module.warn_full_on_cpu(configs.get_config("market", "tiny"), ["CPU"])
+    assert capsys.readouterr().err == ""
