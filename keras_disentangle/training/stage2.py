@@ -145,9 +145,10 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     """Trains the mapper of `factor` on the frozen stage-I run in `stage1_dir`.
 
     The data and model fields come from the stage-I run (the mapper must fit its embeddings);
-    the train fields from `cfg`, with the factor's budget (`configs.stage2_train`). train.py passes
-    the stage-I run's own train fields with the flags given applied. TensorBoard gets the critic's Wasserstein estimate every
-    `log_every` steps and `sampled_<factor>` grids (`sample_grid`) every `image_every` steps.
+    the train fields from `cfg`, with the factor's budget (`configs.stage2_train`); train.py passes
+    the stage-I run's own train fields with the flags given applied. TensorBoard gets the critic's
+    Wasserstein estimate every `log_every` steps and `sampled_<factor>` grids (`sample_grid`) every
+    `image_every` steps.
 
     Args:
       cfg: Config. Its `train` part (`mapper_batch_size`, `mapper_learning_rate`, `critic_*`,
@@ -177,7 +178,8 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     stage1_cfg, stage1, restored = load_frozen_stage1(stage1_dir)
     if factor == configs.Factor.BACKGROUND and not stage1_cfg.data.has_background:
         raise ValueError(f"--factor=bg: the {stage1_cfg.data.name} model has no background factor.")
-    cfg = configs.Config(stage1_cfg.data, stage1_cfg.model, configs.stage2_train(cfg.train, factor), stage1_cfg.scale)
+    cfg = configs.Config(stage1_cfg.data, stage1_cfg.model, configs.stage2_train(cfg.train, factor),
+                         stage1_cfg.scale)
     train_cfg = cfg.train
     chief = checkpoint.is_chief(strategy)
     rundir.check_stage2_factor(logdir, factor)
