@@ -58,11 +58,14 @@ from keras_disentangle.runtime import Stage1Serving, load_stage1, load_stage2, s
 
 def export_stage1(logdir: str, out: str) -> str:
     """Writes the stage-I SavedModel of the run in `logdir` to `out`; returns `out`."""
-    cfg, stage1 = load_stage1(logdir)
+    return write_serving(Stage1Serving(*load_stage1(logdir)), out)
+
+
+def write_serving(serving: Stage1Serving, out: str) -> str:
+    """Writes the SavedModel of a `Stage1Serving` or `Stage2Serving` (every signature) to `out`; returns `out`."""
     archive = keras.export.ExportArchive()
-    for model in stage1_trackables(stage1).values():
+    for model in [*stage1_trackables(serving.stage1).values(), *getattr(serving, "mappers", {}).values()]:
         archive.track(model)
-    serving = Stage1Serving(cfg, stage1)
     serving.add_endpoints(archive)
     PhotoServing(serving).add_endpoints(archive)
     archive.write_out(out, verbose=False)
@@ -75,14 +78,7 @@ def export_stage2(stage2_dirs, out: str, stage1_dir: str | None = None) -> str:
     Raises:
       ValueError: see `load_stage2`, or when a factor of the dataset has no stage-II run.
     """
-    serving = load_stage2(stage2_dirs, stage1_dir)
-    archive = keras.export.ExportArchive()
-    for model in [*stage1_trackables(serving.stage1).values(), *serving.mappers.values()]:
-        archive.track(model)
-    serving.add_endpoints(archive)
-    PhotoServing(serving).add_endpoints(archive)
-    archive.write_out(out, verbose=False)
-    return out
+    return write_serving(load_stage2(stage2_dirs, stage1_dir), out)
 
 
 def run_dirs(stage1_dir: str | None, stage2_dirs) -> tuple[str, list[str]]:
