@@ -279,11 +279,12 @@ def build_page(demo: Demo):
                 raise gr.Error(str(error)) from None
         return call
 
-    def photo(label):
-        return gr.Image(label=label, type="numpy", sources=["upload"], height=240)
+    def photo(label, elem_id):
+        return gr.Image(label=label, type="numpy", sources=["upload"], height=240, elem_id=elem_id)
 
-    def result(label):
-        return gr.Image(label=label, type="numpy", format="png", interactive=False, height=240, buttons=["download"])
+    def result(label, elem_id):
+        return gr.Image(label=label, type="numpy", format="png", interactive=False, height=240, buttons=["download"],
+                        elem_id=elem_id)
 
     def examples(component, label):
         if demo.gallery:
@@ -295,17 +296,19 @@ def build_page(demo: Demo):
                     "test image. Keypoints come from the test annotations or the BlazePose estimator.")
         with gr.Tab("Pose transfer"):
             with gr.Row():
-                source, target = photo("Person"), photo("Target pose (a second photo)")
+                source, target = photo("Person", "transfer-source"), photo("Target pose (a second photo)", "transfer-target")
             with gr.Row():
                 examples(source, "Test images")
                 examples(target, "Test poses")
             run = gr.Button("Transfer", variant="primary")
             with gr.Row():
-                outputs = [result("Person, skeleton"), result("Target pose, skeleton"), result("Person in the target pose")]
+                outputs = [result("Person, skeleton", "transfer-source-skeleton"),
+                           result("Target pose, skeleton", "transfer-target-skeleton"),
+                           result("Person in the target pose", "transfer-result")]
             run.click(shown(demo.transfer), [source, target], outputs, api_name="transfer")
         with gr.Tab("Swap"):
             with gr.Row():
-                source, target = photo("Source (give)"), photo("Target (receive)")
+                source, target = photo("Source (give)", "swap-source"), photo("Target (receive)", "swap-target")
             with gr.Row():
                 examples(source, "Test images")
                 examples(target, "Test images")
@@ -313,16 +316,16 @@ def build_page(demo: Demo):
             parts = gr.CheckboxGroup(list(geometry.ROI_NAMES), label="Only these body parts of the foreground "
                                      "(none ticked: all)", visible=bool(demo.roi_parts))
             run = gr.Button("Swap", variant="primary")
-            swapped = result("Target with the source's factors")
+            swapped = result("Target with the source's factors", "swap-result")
             run.click(shown(demo.swap), [source, target, factors, parts], swapped, api_name="swap")
         with gr.Tab("Sample"):
             with gr.Row():
                 seed = gr.Number(0, precision=0, label="Seed")
                 sampled = gr.CheckboxGroup(factor_choices, value=list(demo.factors), label="Sample from noise")
-            kept = photo("Photo the other factors are kept from")
+            kept = photo("Photo the other factors are kept from", "sample-photo")
             examples(kept, "Test images")
             run = gr.Button("Sample", variant="primary")
-            sample = result("Sample")
+            sample = result("Sample", "sample-result")
             run.click(shown(demo.sample), [seed, sampled, kept], sample, api_name="sample")
         with gr.Tab("Interpolate"):
             with gr.Row():
@@ -331,7 +334,7 @@ def build_page(demo: Demo):
             with gr.Row():
                 seed_a, seed_b = gr.Number(0, precision=0, label="Seed A"), gr.Number(1, precision=0, label="Seed B")
             with gr.Row():
-                photo_a, photo_b = photo("Photo A"), photo("Photo B")
+                photo_a, photo_b = photo("Photo A", "walk-a"), photo("Photo B", "walk-b")
             with gr.Row():
                 examples(photo_a, "Test images")
                 examples(photo_b, "Test images")
@@ -340,8 +343,8 @@ def build_page(demo: Demo):
             t = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Position on the walk (A = 0, B = 1)")
             state = gr.State()
             with gr.Row():
-                frame = result("Frame at the slider")
-                strip = result("The walk, A to B")
+                frame = result("Frame at the slider", "walk-frame")
+                strip = result("The walk, A to B", "walk-strip")
             run.click(shown(demo.walk), [mode, seed_a, seed_b, photo_a, photo_b], [state, note], api_name="walk").then(
                 shown(demo.frame), [state, method, t], frame, api_name=False).then(
                 shown(demo.strip), [state, method], strip, api_name=False)
