@@ -288,7 +288,7 @@ def build_page(demo: Demo):
 
     def examples(component, label):
         if demo.gallery:
-            gr.Examples([[p] for p in demo.gallery], inputs=[component], label=label, examples_per_page=GALLERY_SIZE)
+            gr.Examples([[p] for p in demo.gallery], inputs=[component], label=label, examples_per_page=5)
 
     factor_choices = [(FACTOR_LABELS[f], f) for f in demo.factors]
     with gr.Blocks(title="Disentangled person image generation") as page:

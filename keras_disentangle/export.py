@@ -29,10 +29,16 @@ the serving artefact for them:
       image with the source's foreground / background / pose.
   transfer_photo(image_bytes, keypoints, target_keypoints) -> {png_bytes, image}: encoded photo in,
       PNG out, framing in the graph (`photo_graph.py`).
+  render(fg, bg, keypoints) -> {image}: the generator on appearance codes in the pose of keypoints
+      (swaps of any factors and of FG body parts, codes mixed by the client).
+  model_info() -> {height, width, roi_parts, noise_stddev}: the image size, the FG body parts (7;
+      0 for the WholeBody encoder, whose FG code has no per-part slices) and z's scale.
 
 With stage-II runs (one per factor of the dataset: fg, bg, pose) the model adds:
   sample(n, seed) -> {image, fg, bg, pose, keypoints}: n new people from noise alone; n, seed:
       int32 scalars; the same seed gives the same people (stateless noise, `apps.sample`).
+  noise(n, seed) -> {fg, bg, pose}: the z that `sample` maps; map_<factor>(z) -> {embedding}: Phi of
+      each factor alone, differentiable (walks in z, and inverse interpolation by gradient descent).
 
 The masks, ROI boxes, heatmaps and pose vectors are computed inside the graph, so a client sends
 only images and keypoints. The exported model does not need keras_disentangle to load.

@@ -2,7 +2,9 @@
 Chromium (Debian's `chromium` through Playwright) and through its HTTP API (`gradio_client`).
 
 The model is an untrained micro one, exported once per module: the tests check the page and the
-API, not what a trained model draws. Set KD_APP_SCREENSHOTS=DIR to keep the browser's screenshots.
+API, not what a trained model draws. KD_APP_SCREENSHOTS=DIR keeps the browser's screenshots;
+KD_APP_DEMO=out/demo runs the tests on the models and gallery of `make demo && make app` instead
+(how the README's screenshots were taken).
 """
 
 import io
@@ -26,7 +28,11 @@ TIMEOUT_MS = 120_000  # one request on a shared, slow CPU; a healthy one answers
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """An untrained micro synthetic stage-II SavedModel (every signature of stage I and II)."""
+    """(stage-I, stage-II) SavedModels: an untrained micro synthetic one (every signature of stage I
+    and II) or, with KD_APP_DEMO, the demo's exports."""
+    if os.environ.get("KD_APP_DEMO"):
+        export_dir = pathlib.Path(os.environ["KD_APP_DEMO"]) / "export"
+        return str(export_dir / "stage1" / "1"), str(export_dir / "stage2" / "1")
     from keras_disentangle import configs, export
     from keras_disentangle.models.mapper import build_mapper
     from keras_disentangle.models.stage1 import build_stage1
@@ -34,7 +40,8 @@ def exported(tmp_path_factory):
 
     cfg = configs.get_config("synthetic", "micro")
     serving = Stage2Serving(cfg, build_stage1(cfg), {f: build_mapper(cfg, f) for f in configs.Factor})
-    return export.write_serving(serving, str(tmp_path_factory.mktemp("app_export") / "1"))
+    path = export.write_serving(serving, str(tmp_path_factory.mktemp("app_export") / "1"))
+    return path, path
 
 
 def _free_port() -> int:
@@ -48,9 +55,9 @@ def server(exported, fixtures_dir):
     """The app on a free localhost port, its gallery the Market test fixtures; yields (url, Demo)."""
     from keras_disentangle import app
 
-    gallery, points = app.read_gallery(fixtures_dir / MARKET / "bounding_box_test",
-                                       fixtures_dir / MARKET / "market-annotation-test.csv")
-    demo = app.Demo(exported, exported, gallery, points)
+    root = pathlib.Path(os.environ["KD_APP_DEMO"]) / "synthetic" if os.environ.get("KD_APP_DEMO") else fixtures_dir / MARKET
+    gallery, points = app.read_gallery(root / "bounding_box_test", root / "market-annotation-test.csv")
+    demo = app.Demo(*exported, gallery, points)
     port = _free_port()
     page = app.launch(demo, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}", demo
@@ -66,6 +73,11 @@ def _shown_image(page, elem_id: str) -> np.ndarray:
     img = page.locator(f"#{elem_id} img")
     img.wait_for(timeout=TIMEOUT_MS)
     return _image(page.request.get(img.get_attribute("src")).body())
+
+
+def _screenshot(page, path: pathlib.Path) -> None:
+    """The whole page as a 256-colour PNG (a tenth of the bytes; the README shows these)."""
+    Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB").quantize(256).save(path, optimize=True)
 
 
 def _differs_from(result: np.ndarray, photo: pathlib.Path) -> float:
@@ -111,26 +123,26 @@ def test_browser_transfer_and_sample(server, fixtures_dir, tmp_path):
             assert _differs_from(result, photo) > 5.0
             skeleton = _shown_image(page, "transfer-source-skeleton")  # the photo with BlazePose's joints
             assert skeleton.shape == np.asarray(Image.open(photo)).shape
-            page.screenshot(path=str(shots / "app-transfer.png"))
+            _screenshot(page, shots / "app-transfer.png")
 
             page.get_by_role("tab", name="Swap").click()
             page.locator("#swap-source input[type=file]").set_input_files(demo.gallery[0])
             page.locator("#swap-target input[type=file]").set_input_files(str(target))
             page.get_by_role("button", name="Swap", exact=True).click()
             assert _shown_image(page, "swap-result").shape == (*demo.size, 3)
-            page.screenshot(path=str(shots / "app-swap.png"))
+            _screenshot(page, shots / "app-swap.png")
 
             page.get_by_role("tab", name="Sample").click()
             page.get_by_role("button", name="Sample", exact=True).click()
             sample = _shown_image(page, "sample-result")
             assert sample.shape == (*demo.size, 3) and sample.std() > 0
-            page.screenshot(path=str(shots / "app-sample.png"))
+            _screenshot(page, shots / "app-sample.png")
 
             page.get_by_role("tab", name="Interpolate").click()
             page.get_by_role("button", name="Start walk", exact=True).click()
             strip = _shown_image(page, "walk-strip")
             assert strip.shape == (demo.size[0], 8 * demo.size[1], 3)
-            page.screenshot(path=str(shots / "app-interpolate.png"))
+            _screenshot(page, shots / "app-interpolate.png")
         finally:
             browser.close()
     assert not outside, f"the page asked for outside resources: {outside}"
