@@ -411,8 +411,8 @@ def main(argv):
     for name in ("stage1", "stage2"):
         path = getattr(FLAGS, name)
         if path is not None and not (pathlib.Path(path) / "saved_model.pb").is_file():
-            raise cli.UsageError(f"--{name}: {path} is not a SavedModel folder (no saved_model.pb); "
-                                 "write one with `python -m keras_disentangle.export`.")
+            raise ValueError(f"--{name}: {path} is not a SavedModel folder (no saved_model.pb); "
+                             "write one with `python -m keras_disentangle.export`.")
     gallery, points = read_gallery(FLAGS.gallery, FLAGS.gallery_keypoints) if FLAGS.gallery else ([], {})
     if FLAGS.bench and not gallery:
         raise cli.UsageError("--bench needs --gallery (the photos it transfers).")
