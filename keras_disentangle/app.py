@@ -24,6 +24,7 @@ import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
 import pathlib  # noqa: E402
+import socket  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -263,8 +264,8 @@ def read_gallery(directory: str, annotation_csv: str | None = None) -> tuple[lis
     return [str(p) for p in photos[:GALLERY_SIZE]], points
 
 
-# The generated pictures are a few dozen pixels: enlarge them without blurring.
-CSS = "img { image-rendering: pixelated; }"
+# The generated pictures are a few dozen pixels: the outputs fill their boxes, enlarged without blurring.
+CSS = ".result img { width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: pixelated; }"
 
 
 def build_page(demo: Demo):
@@ -284,7 +285,7 @@ def build_page(demo: Demo):
 
     def result(label, elem_id):
         return gr.Image(label=label, type="numpy", format="png", interactive=False, height=240, buttons=["download"],
-                        elem_id=elem_id)
+                        elem_id=elem_id, elem_classes=["result"])
 
     def examples(component, label):
         if demo.gallery:
@@ -371,23 +372,43 @@ def launch(demo: Demo, host: str, port: int, block: bool = True):
     return page
 
 
+def _timed(call, count: int) -> str:
+    for _ in range(2):  # warm-up: the first calls trace and allocate
+        call()
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return f"median {1000 * np.median(times):.0f} ms, slowest {1000 * max(times):.0f} ms over {count} requests"
+
+
 def bench(demo: Demo, count: int, photo: str | None) -> None:
-    """Prints the median and slowest latency of the Transfer tab's function after two warm-up calls."""
-    cases = [("gallery pair (annotated keypoints)", keypoints.read_image(demo.gallery[0]),
-              keypoints.read_image(demo.gallery[min(1, len(demo.gallery) - 1)]))]
+    """Prints the latency of a transfer after warm-up: the Transfer tab's function in process, and a
+    request to the page's HTTP API (`gradio_client`, on a free localhost port)."""
+    from gradio_client import Client, handle_file  # noqa: PLC0415
+
+    pairs = [("gallery pair (annotated keypoints)", demo.gallery[0], demo.gallery[min(1, len(demo.gallery) - 1)])]
     if photo:
-        cases.append((f"{pathlib.Path(photo).name} (BlazePose keypoints)", keypoints.read_image(photo),
-                      keypoints.read_image(demo.gallery[0])))
-    for label, source, target in cases:
-        for _ in range(2):
-            demo.transfer(source, target)
-        times = []
-        for _ in range(count):
-            start = time.perf_counter()
-            demo.transfer(source, target)
-            times.append(time.perf_counter() - start)
-        print(f"transfer, {label}: median {1000 * np.median(times):.0f} ms, slowest {1000 * max(times):.0f} ms "
-              f"over {count} requests")
+        pairs.append((f"{pathlib.Path(photo).name} (BlazePose keypoints)", photo, demo.gallery[0]))
+    port = free_port()
+    page = launch(demo, "127.0.0.1", port, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        for label, source, target in pairs:
+            arrays = keypoints.read_image(source), keypoints.read_image(target)
+            print(f"transfer, {label}, in process: {_timed(lambda: demo.transfer(*arrays), count)}")
+            files = handle_file(source), handle_file(target)
+            print(f"transfer, {label}, HTTP API: "
+                  f"{_timed(lambda: client.predict(*files, api_name='/transfer'), count)}")
+    finally:
+        page.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 FLAGS = flags.FLAGS

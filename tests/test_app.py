@@ -11,7 +11,6 @@ import io
 import os
 import pathlib
 import shutil
-import socket
 
 import numpy as np
 import pytest
@@ -44,12 +43,6 @@ def exported(tmp_path_factory):
     return path, path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(exported, fixtures_dir):
     """The app on a free localhost port, its gallery the Market test fixtures; yields (url, Demo)."""
@@ -58,7 +51,7 @@ def server(exported, fixtures_dir):
     root = pathlib.Path(os.environ["KD_APP_DEMO"]) / "synthetic" if os.environ.get("KD_APP_DEMO") else fixtures_dir / MARKET
     gallery, points = app.read_gallery(root / "bounding_box_test", root / "market-annotation-test.csv")
     demo = app.Demo(*exported, gallery, points)
-    port = _free_port()
+    port = app.free_port()
     page = app.launch(demo, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}", demo
     page.close()
