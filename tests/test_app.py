@@ -194,3 +194,16 @@ def test_inverse_interpolation_reports_its_error(server):
 
     assert sum(errors(note)) < sum(errors(short_note))
     assert demo.frame(state, "linear", 0.5).shape == (*demo.size, 3)
+
+
+def test_the_app_imports_no_training_code():
+    """The app is a client of the serving artefacts: importing it loads nothing of `training/`."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    code = ("import sys, keras_disentangle.app; "
+            "print(sorted(m for m in sys.modules if m.startswith('keras_disentangle.training')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
