@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
+import logging  # noqa: E402
 import pathlib  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
@@ -365,6 +366,8 @@ def theme():
 
 def launch(demo: Demo, host: str, port: int, block: bool = True):
     """Serves the page at http://host:port; returns the Gradio app (without blocking when `block` is False)."""
+    # Gradio checks its own page with httpx at start-up; those requests are no news on the console.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     page = build_page(demo)
     page.queue(default_concurrency_limit=1)
     page.launch(server_name=host, server_port=port, theme=theme(), css=CSS, show_error=True, ssr_mode=False,

@@ -175,6 +175,10 @@ def test_http_api_of_each_tab(server, tmp_path):
     Image.new("RGB", (64, 128), (200, 200, 200)).save(blank)
     with pytest.raises(AppError, match="no person found"):
         client.predict(handle_file(str(blank)), b, api_name="/transfer")
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("not a photo")
+    with pytest.raises(AppError, match="cannot identify image file"):
+        client.predict(handle_file(str(not_an_image)), b, api_name="/transfer")
     with pytest.raises(AppError, match="tick at least one factor"):
         client.predict(3, [], None, api_name="/sample")
 
