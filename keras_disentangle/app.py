@@ -196,7 +196,8 @@ class Demo:
         """The walk's ends: noise z of two seeds, codes of two photos, or z inverted from two photos.
 
         Returns:
-          (state dict, text): state `{"space": "z" or "code", "ends": {factor: (2, K) list}}`.
+          (state dict, text): state `{"space": "z" or "code", "ends": {factor: (2, K) list}}`; the
+          inverse walk adds `relative_error`: {factor: [A, B]}, ||Phi(z) - e||^2 / ||e||^2.
         """
         if mode == WALKS[0]:
             signatures = self._sampling()
@@ -205,22 +206,23 @@ class Demo:
             return {"space": "z", "ends": {f: v.tolist() for f, v in ends.items()}}, "Walk between two seeds' noise."
         codes = self._encode(self.person(photo_a, "photo A"), self.person(photo_b, "photo B"))
         if mode == WALKS[1]:
-            return {"space": "code", "ends": {f: v.tolist() for f, v in codes.items()}}, "Walk between the photos' codes."
+            state = {"space": "code", "ends": {f: v.tolist() for f, v in codes.items()}}
+            return state, "Walk between the photos' codes."
         if mode != WALKS[2]:
             raise AppError(f"Interpolate: unknown walk {mode!r}; expected one of {', '.join(WALKS)}.")
         signatures = self._sampling()
         stddev = float(self.stage2.signatures["model_info"]()["noise_stddev"])
-        ends, notes = {}, []
+        ends, errors = {}, {}
         for factor in self.factors:
             mapper = signatures[f"map_{factor}"]
             z, error = apps.invert(lambda z, training=False, m=mapper: tf.cast(m(z=z)["embedding"], tf.float32),
                                    codes[factor], invert_steps, stddev=stddev)
-            relative = error / np.maximum(np.sum(codes[factor] ** 2, axis=-1), 1e-12)
             ends[factor] = z.tolist()
-            notes.append(f"{factor} {', '.join(f'{r:.3f}' for r in relative)}")
-        return ({"space": "z", "ends": ends},
+            errors[factor] = (error / np.maximum(np.sum(codes[factor] ** 2, axis=-1), 1e-12)).tolist()
+        notes = "; ".join(f"{factor} {a:.3f}, {b:.3f}" for factor, (a, b) in errors.items())
+        return ({"space": "z", "ends": ends, "relative_error": errors},
                 f"Inverted each photo's codes into z ({invert_steps} Adam steps); relative error "
-                f"||Phi(z) - e||^2 / ||e||^2 of A, B: {'; '.join(notes)}.")
+                f"||Phi(z) - e||^2 / ||e||^2 of A, B: {notes}.")
 
     def frames(self, state, method, ts) -> np.ndarray:
         """Images uint8 (len(ts), H, W, 3) at the points `ts` in [0, 1] of the walk in `state`."""
@@ -258,15 +260,16 @@ def read_gallery(directory: str, annotation_csv: str | None = None) -> tuple[lis
         raise ValueError(f"--gallery: {folder} holds no photo ({', '.join(PHOTO_SUFFIXES)}).")
     points = {}
     if annotation_csv:
-        points = {entry.name: entry.keypoints for entry in common.read_annotation_csv(pathlib.Path(annotation_csv)).entries
-                  if isinstance(entry, common.Annotation)}
+        rows = common.read_annotation_csv(pathlib.Path(annotation_csv)).entries
+        points = {row.name: row.keypoints for row in rows if isinstance(row, common.Annotation)}
         # Annotated photos first: they need no estimator (the synthetic people are no photos for BlazePose).
         photos.sort(key=lambda p: p.name not in points)
     return [str(p) for p in photos[:GALLERY_SIZE]], points
 
 
 # The generated pictures are a few dozen pixels: the outputs fill their boxes, enlarged without blurring.
-CSS = ".result img { width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: pixelated; }"
+CSS = (".result img { width: 100% !important; height: 100% !important; object-fit: contain; "
+       "image-rendering: pixelated; }")
 
 
 def build_page(demo: Demo):
@@ -298,7 +301,8 @@ def build_page(demo: Demo):
                     "test image. Keypoints come from the test annotations or the BlazePose estimator.")
         with gr.Tab("Pose transfer"):
             with gr.Row():
-                source, target = photo("Person", "transfer-source"), photo("Target pose (a second photo)", "transfer-target")
+                source = photo("Person", "transfer-source")
+                target = photo("Target pose (a second photo)", "transfer-target")
             with gr.Row():
                 examples(source, "Test images")
                 examples(target, "Test poses")
@@ -350,9 +354,8 @@ def build_page(demo: Demo):
             run.click(shown(demo.walk), [mode, seed_a, seed_b, photo_a, photo_b], [state, note], api_name="walk").then(
                 shown(demo.frame), [state, method, t], frame, api_name=False).then(
                 shown(demo.strip), [state, method], strip, api_name=False)
-            for trigger in (t.change, method.change):
-                trigger(shown(demo.frame), [state, method, t], frame, api_name="frame" if trigger == t.change else False,
-                        show_progress="hidden")
+            t.change(shown(demo.frame), [state, method, t], frame, api_name="frame", show_progress="hidden")
+            method.change(shown(demo.frame), [state, method, t], frame, api_name=False, show_progress="hidden")
     return page
 
 
@@ -427,7 +430,8 @@ def define_flags() -> None:
     flags.DEFINE_string("host", "127.0.0.1", "Address to bind; the default serves this machine only.")
     flags.DEFINE_integer("port", 7860, "Port.", lower_bound=1, upper_bound=65535)
     flags.DEFINE_integer("bench", 0, "Instead of serving: time N transfer requests after warm-up.", lower_bound=0)
-    flags.DEFINE_string("bench_photo", None, "--bench: also time a transfer of this photo (BlazePose on every request).")
+    flags.DEFINE_string("bench_photo", None, "--bench: also time a transfer of this photo (BlazePose on every "
+                        "request).")
 
 
 def main(argv):

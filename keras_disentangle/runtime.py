@@ -274,6 +274,10 @@ class Stage2Serving(Stage1Serving):
         keypoints, heatmaps = self.pose_from_embedding(codes["pose"])
         return {"image": self.generate(codes["fg"], codes.get("bg"), heatmaps), "keypoints": keypoints, **codes}
 
+    def _map_endpoint(self, factor: configs.Factor):
+        """Phi of `factor` alone as a signature function (a closure: tf.function saves no model argument)."""
+        return lambda z: {"embedding": self.mappers[factor](z, training=False)}
+
     def add_endpoints(self, archive: keras.export.ExportArchive) -> None:
         super().add_endpoints(archive)
         missing = [f.value for f in self.factors if f not in self.mappers]
@@ -286,8 +290,7 @@ class Stage2Serving(Stage1Serving):
         archive.add_endpoint("noise", lambda n, seed: {f.value: self.noise(f, n, seed) for f in self.factors}, n_seed)
         for factor in self.factors:
             spec = tf.TensorSpec([None, self.cfg.model.embedding_dim(factor)], tf.float32, name="z")
-            archive.add_endpoint(f"map_{factor.value}",
-                                 lambda z, factor=factor: {"embedding": self.mappers[factor](z, training=False)}, [spec])
+            archive.add_endpoint(f"map_{factor.value}", self._map_endpoint(factor), [spec])
 
 
 @dataclasses.dataclass(frozen=True)
