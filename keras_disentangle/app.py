@@ -73,11 +73,11 @@ class Demo:
       stage1: path of a stage-I (or stage-II) SavedModel: transfer, swap, render, encode, decode.
       stage2: optional path of a stage-II SavedModel: sample, noise, map_<factor> (sampling tabs).
       gallery: photo paths offered as test images and test poses.
-      gallery_keypoints: dict photo name -> (18, 2) annotated keypoints; photos without use BlazePose.
-      estimator: callable photo -> keypoints.Estimate; defaults to BlazePose (loaded when first needed).
+      gallery_keypoints: dict photo name -> (18, 2) annotated keypoints; other photos get BlazePose's
+        (loaded when first needed).
     """
 
-    def __init__(self, stage1: str, stage2: str | None = None, gallery=(), gallery_keypoints=None, estimator=None):
+    def __init__(self, stage1: str, stage2: str | None = None, gallery=(), gallery_keypoints=None):
         self.stage1 = tf.saved_model.load(stage1)
         self.stage2 = None if stage2 is None else (self.stage1 if stage2 == stage1 else tf.saved_model.load(stage2))
         self.signatures = self.stage1.signatures
@@ -91,7 +91,7 @@ class Demo:
             points = (gallery_keypoints or {}).get(pathlib.Path(path).name)
             if points is not None:
                 self._known[_pixels_key(keypoints.read_image(path))] = np.asarray(points, np.int64)
-        self._estimator = estimator
+        self._estimator = None
 
     # Photos in.
     def person(self, photo, what: str) -> Person:
