@@ -18,7 +18,7 @@ TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv weights demo test test-all bench clean
+.PHONY: venv weights demo app test test-all bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,24 @@ demo: venv
 	$(TIMER) run gt_swap -- $(PY) evaluate.py --stage1_dir=$(DEMO_RUNS)/stage1 --data_dir=$(DEMO_RECORDS) \
 		--metrics=gt_swap --n=100 --out=$(DEMO_DIR)/gt_swap
 	$(TIMER) table
+
+# The browser demo on the demo's runs (`make demo` first), exported to SavedModels when they are newer.
+DEMO_EXPORT := $(DEMO_DIR)/export
+DEMO_STAGE2_RUNS := $(foreach f,fg bg pose,$(DEMO_RUNS)/stage2-$(f))
+APP_HOST ?= 127.0.0.1
+APP_PORT ?= 7860
+$(DEMO_RUNS)/%/checkpoints/checkpoint:
+	@echo "make app: no demo run $(DEMO_RUNS)/$*; run 'make demo' first." >&2; exit 1
+$(DEMO_EXPORT)/stage1/1/saved_model.pb: $(DEMO_RUNS)/stage1/checkpoints/checkpoint | $(VENV)/.installed
+	rm -rf $(DEMO_EXPORT)/stage1
+	$(PY) -m keras_disentangle.export --stage1_dir=$(DEMO_RUNS)/stage1 --out=$(DEMO_EXPORT) --name=stage1 --version=1
+$(DEMO_EXPORT)/stage2/1/saved_model.pb: $(DEMO_STAGE2_RUNS:=/checkpoints/checkpoint) | $(VENV)/.installed
+	rm -rf $(DEMO_EXPORT)/stage2
+	$(PY) -m keras_disentangle.export $(DEMO_STAGE2_RUNS:%=--stage2_dir=%) --out=$(DEMO_EXPORT) --name=stage2 --version=1
+app: venv pose-models $(DEMO_EXPORT)/stage1/1/saved_model.pb $(DEMO_EXPORT)/stage2/1/saved_model.pb
+	$(PY) -m keras_disentangle.app --stage1=$(DEMO_EXPORT)/stage1/1 --stage2=$(DEMO_EXPORT)/stage2/1 \
+		--gallery=$(DEMO_DATA)/bounding_box_test --gallery_keypoints=$(DEMO_DATA)/market-annotation-test.csv \
+		--host=$(APP_HOST) --port=$(APP_PORT)
 
 # BlazePose .tflite files for keras_disentangle.keypoints (from the mediapipe wheel, fetched with pip).
 .PHONY: pose-models

@@ -104,3 +104,4 @@ pose_pck = _entry("keras_disentangle.metrics.pose_pck")
 synthetic = _entry("tfrecords.synthetic")
 build = _entry("tfrecords.build")
 litert = _entry("keras_disentangle.litert")
+web_app = _entry("keras_disentangle.app")  # not `app`: that is absl.app here

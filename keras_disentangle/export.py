@@ -29,10 +29,16 @@ the serving artefact for them:
       image with the source's foreground / background / pose.
   transfer_photo(image_bytes, keypoints, target_keypoints) -> {png_bytes, image}: encoded photo in,
       PNG out, framing in the graph (`photo_graph.py`).
+  render(fg, bg, keypoints) -> {image}: the generator on appearance codes in the pose of keypoints
+      (swaps of any factors and of FG body parts, codes mixed by the client).
+  model_info() -> {height, width, roi_parts, noise_stddev}: the image size, the FG body parts (7;
+      0 for the WholeBody encoder, whose FG code has no per-part slices) and z's scale.
 
 With stage-II runs (one per factor of the dataset: fg, bg, pose) the model adds:
   sample(n, seed) -> {image, fg, bg, pose, keypoints}: n new people from noise alone; n, seed:
       int32 scalars; the same seed gives the same people (stateless noise, `apps.sample`).
+  noise(n, seed) -> {fg, bg, pose}: the z that `sample` maps; map_<factor>(z) -> {embedding}: Phi of
+      each factor alone, differentiable (walks in z, and inverse interpolation by gradient descent).
 
 The masks, ROI boxes, heatmaps and pose vectors are computed inside the graph, so a client sends
 only images and keypoints. The exported model does not need keras_disentangle to load.
@@ -58,11 +64,14 @@ from keras_disentangle.runtime import Stage1Serving, load_stage1, load_stage2, s
 
 def export_stage1(logdir: str, out: str) -> str:
     """Writes the stage-I SavedModel of the run in `logdir` to `out`; returns `out`."""
-    cfg, stage1 = load_stage1(logdir)
+    return write_serving(Stage1Serving(*load_stage1(logdir)), out)
+
+
+def write_serving(serving: Stage1Serving, out: str) -> str:
+    """Writes the SavedModel of a `Stage1Serving` or `Stage2Serving` (every signature) to `out`; returns `out`."""
     archive = keras.export.ExportArchive()
-    for model in stage1_trackables(stage1).values():
+    for model in [*stage1_trackables(serving.stage1).values(), *getattr(serving, "mappers", {}).values()]:
         archive.track(model)
-    serving = Stage1Serving(cfg, stage1)
     serving.add_endpoints(archive)
     PhotoServing(serving).add_endpoints(archive)
     archive.write_out(out, verbose=False)
@@ -75,14 +84,7 @@ def export_stage2(stage2_dirs, out: str, stage1_dir: str | None = None) -> str:
     Raises:
       ValueError: see `load_stage2`, or when a factor of the dataset has no stage-II run.
     """
-    serving = load_stage2(stage2_dirs, stage1_dir)
-    archive = keras.export.ExportArchive()
-    for model in [*stage1_trackables(serving.stage1).values(), *serving.mappers.values()]:
-        archive.track(model)
-    serving.add_endpoints(archive)
-    PhotoServing(serving).add_endpoints(archive)
-    archive.write_out(out, verbose=False)
-    return out
+    return write_serving(load_stage2(stage2_dirs, stage1_dir), out)
 
 
 def run_dirs(stage1_dir: str | None, stage2_dirs) -> tuple[str, list[str]]:

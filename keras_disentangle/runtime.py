@@ -169,6 +169,16 @@ class Stage1Serving:
     def reconstruct(self, image, keypoints) -> dict:
         return {"image": reconstruct(self.stage1, model_inputs(self.cfg, image, keypoints))}
 
+    def render(self, fg, keypoints, bg=None) -> dict:
+        """The generator on appearance codes in the pose of real keypoints (swaps of any factors)."""
+        return {"image": self.generate(fg, bg, self.heatmaps(tf.convert_to_tensor(keypoints, tf.float32)))}
+
+    def model_info(self) -> dict:
+        """What a client needs to know of the model: image size, FG body parts (7, 0 for WholeBody), z's scale."""
+        parts = configs.NUM_ROIS if self.cfg.model.fg_encoder == configs.FgEncoderKind.BODY_ROI7 else 0
+        return {"height": tf.constant(self.cfg.data.height), "width": tf.constant(self.cfg.data.width),
+                "roi_parts": tf.constant(parts), "noise_stddev": tf.constant(self.cfg.train.noise_stddev, tf.float32)}
+
     def code_specs(self) -> list[tf.TensorSpec]:
         model = self.cfg.model
         specs = [tf.TensorSpec([None, model.fg_embedding_dim], tf.float32, name="fg")]
@@ -190,6 +200,13 @@ class Stage1Serving:
         archive.add_endpoint("serving_default", self.transfer, transfer_specs)
         archive.add_endpoint("swap", self.swap, pair + [self._named(self.image_spec, "target_image"),
                                                         self._named(self.keypoints_spec, "target_keypoints")])
+        fg_spec, *bg_spec = self.code_specs()[:-1]
+        if bg_spec:
+            archive.add_endpoint("render", lambda fg, bg, keypoints: self.render(fg, keypoints, bg),
+                                 [fg_spec, *bg_spec, self.keypoints_spec])
+        else:
+            archive.add_endpoint("render", self.render, [fg_spec, self.keypoints_spec])
+        archive.add_endpoint("model_info", self.model_info, [])
 
     @staticmethod
     def _named(spec: tf.TensorSpec, name: str) -> tf.TensorSpec:
@@ -236,10 +253,13 @@ class Stage2Serving(Stage1Serving):
           ValueError: if no mapper of `factor` was loaded.
         """
         factor = configs.Factor(factor)
-        mapper = self.mapper(factor)
+        return self.mapper(factor)(self.noise(factor, n, seed), training=False)
+
+    def noise(self, factor: configs.Factor | str, n, seed) -> tf.Tensor:
+        """z of `factor`'s stream of `seed`, `(n, K)`: what `sample_embedding` maps."""
+        factor = configs.Factor(factor)
         seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(FACTOR_STREAMS[factor], tf.int64)])
-        noise = sample_noise(n, self.cfg.model.embedding_dim(factor), self.cfg.train.noise_stddev, seed)
-        return mapper(noise, training=False)
+        return sample_noise(n, self.cfg.model.embedding_dim(factor), self.cfg.train.noise_stddev, seed)
 
     def pose_from_embedding(self, pose) -> tuple[tf.Tensor, tf.Tensor]:
         """Decodes pose codes into keypoints `(batch, 18, 2)` and heatmaps `(batch, H, W, 18)`."""
@@ -254,14 +274,23 @@ class Stage2Serving(Stage1Serving):
         keypoints, heatmaps = self.pose_from_embedding(codes["pose"])
         return {"image": self.generate(codes["fg"], codes.get("bg"), heatmaps), "keypoints": keypoints, **codes}
 
+    def _map_endpoint(self, factor: configs.Factor):
+        """Phi of `factor` alone as a signature function (a closure: tf.function saves no model argument)."""
+        return lambda z: {"embedding": self.mappers[factor](z, training=False)}
+
     def add_endpoints(self, archive: keras.export.ExportArchive) -> None:
         super().add_endpoints(archive)
         missing = [f.value for f in self.factors if f not in self.mappers]
         if missing:
             raise ValueError(f"stage2_dirs: the SavedModel needs a stage-II run of every factor; "
                              f"missing {', '.join(missing)}.")
-        archive.add_endpoint("sample", self.sample, [tf.TensorSpec([], tf.int32, name="n"),
-                                                     tf.TensorSpec([], tf.int32, name="seed")])
+        n_seed = [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int32, name="seed")]
+        archive.add_endpoint("sample", self.sample, n_seed)
+        # Walks in z and inverse interpolation: the noise of a seed, and each Phi alone (differentiable).
+        archive.add_endpoint("noise", lambda n, seed: {f.value: self.noise(f, n, seed) for f in self.factors}, n_seed)
+        for factor in self.factors:
+            spec = tf.TensorSpec([None, self.cfg.model.embedding_dim(factor)], tf.float32, name="z")
+            archive.add_endpoint(f"map_{factor.value}", self._map_endpoint(factor), [spec])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ TOOLS = {
     "keras_disentangle.metrics.fid_weights": ([], None),
     "keras_disentangle.blazepose": ([], None),
     "keras_disentangle.keypoints": ([], [f"{MISSING}/photo.jpg"]),
+    "keras_disentangle.app": ([], [f"--stage1={MISSING}"]),
     "keras_disentangle.metrics.pose_pck": ([], [f"--fixtures={MISSING}"]),
     "tfrecords.build": ([], ["--dataset=market", f"--root={MISSING}", "--out={tmp}/records"]),
     "keras_disentangle.bench.__main__": ([], ["--scale=micro", "--what=input", "--precision=float32",

@@ -1,0 +1,211 @@
+"""The browser demo (`keras_disentangle.app`) over an exported SavedModel: driven in a real headless
+Chromium (Debian's `chromium` through Playwright) and through its HTTP API (`gradio_client`).
+
+The model is an untrained micro one, exported once per module: the tests check the page and the
+API, not what a trained model draws. KD_APP_SCREENSHOTS=DIR keeps the browser's screenshots;
+KD_APP_DEMO=out/demo runs the tests on the models and gallery of `make demo && make app` instead
+(how the README's screenshots were taken).
+"""
+
+import io
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+MARKET = "market1501_mini"
+DF_PHOTO = "deepfashion_mini/test/fashionWOMENDressesid0000386607_1front.jpg"
+# Flags without which Chromium keeps calling Google's services, which a closed network answers slowly.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+INSTALL_CHROMIUM = "apt-get install -y chromium   (as root; .ci/run does it)"
+TIMEOUT_MS = 120_000  # one request on a shared, slow CPU; a healthy one answers in well under a second
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(stage-I, stage-II) SavedModels: an untrained micro synthetic one (every signature of stage I
+    and II) or, with KD_APP_DEMO, the demo's exports."""
+    if os.environ.get("KD_APP_DEMO"):
+        export_dir = pathlib.Path(os.environ["KD_APP_DEMO"]) / "export"
+        return str(export_dir / "stage1" / "1"), str(export_dir / "stage2" / "1")
+    from keras_disentangle import configs, export
+    from keras_disentangle.models.mapper import build_mapper
+    from keras_disentangle.models.stage1 import build_stage1
+    from keras_disentangle.runtime import Stage2Serving
+
+    cfg = configs.get_config("synthetic", "micro")
+    serving = Stage2Serving(cfg, build_stage1(cfg), {f: build_mapper(cfg, f) for f in configs.Factor})
+    path = export.write_serving(serving, str(tmp_path_factory.mktemp("app_export") / "1"))
+    return path, path
+
+
+@pytest.fixture(scope="module")
+def server(exported, fixtures_dir):
+    """The app on a free localhost port, its gallery the Market test fixtures; yields (url, Demo)."""
+    from keras_disentangle import app
+
+    demo_dir = os.environ.get("KD_APP_DEMO")
+    root = pathlib.Path(demo_dir) / "synthetic" if demo_dir else fixtures_dir / MARKET
+    gallery, points = app.read_gallery(root / "bounding_box_test", root / "market-annotation-test.csv")
+    demo = app.Demo(*exported, gallery, points)
+    port = app.free_port()
+    page = app.launch(demo, "127.0.0.1", port, block=False)
+    yield f"http://127.0.0.1:{port}", demo
+    page.close()
+
+
+def _image(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _shown_image(page, elem_id: str) -> np.ndarray:
+    """Waits for the picture of the output component `elem_id` and returns it as the browser got it."""
+    img = page.locator(f"#{elem_id} img")
+    img.wait_for(timeout=TIMEOUT_MS)
+    return _image(page.request.get(img.get_attribute("src")).body())
+
+
+def _screenshot(page, path: pathlib.Path) -> None:
+    """The whole page as a 256-colour PNG (a tenth of the bytes; the README shows these)."""
+    Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB").quantize(256).save(path, optimize=True)
+
+
+def _differs_from(result: np.ndarray, photo: pathlib.Path) -> float:
+    """Mean absolute difference of `result` and the photo resized to it, in grey levels."""
+    resized = Image.open(photo).convert("RGB").resize(result.shape[1::-1], Image.BICUBIC)
+    return float(np.abs(result.astype(np.float64) - np.asarray(resized, np.float64)).mean())
+
+
+def test_browser_transfer_and_sample(server, fixtures_dir, tmp_path):
+    """Upload a photo, transfer it to a test pose and draw a sample in Chromium; nothing leaves localhost."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail(f"no Chromium browser for the app's browser test; install it with `{INSTALL_CHROMIUM}`")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("no playwright; install it with `.venv/bin/python -m pip install -r requirements.txt`")
+    url, demo = server
+    shots = pathlib.Path(os.environ.get("KD_APP_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    photo = fixtures_dir / DF_PHOTO
+    target = pathlib.Path(demo.gallery[1])
+    outside = []
+
+    def only_local(route):
+        if route.request.url.startswith((url, "data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.route("**/*", only_local)
+            page.goto(url)
+            page.locator("#transfer-source input[type=file]").set_input_files(str(photo))
+            page.locator("#transfer-target input[type=file]").set_input_files(str(target))
+            page.get_by_role("button", name="Transfer", exact=True).click()
+            result = _shown_image(page, "transfer-result")
+            assert result.shape == (*demo.size, 3)
+            assert _differs_from(result, photo) > 5.0
+            skeleton = _shown_image(page, "transfer-source-skeleton")  # the photo with BlazePose's joints
+            assert skeleton.shape == np.asarray(Image.open(photo)).shape
+            _screenshot(page, shots / "app-transfer.png")
+
+            page.get_by_role("tab", name="Swap").click()
+            page.locator("#swap-source input[type=file]").set_input_files(demo.gallery[0])
+            page.locator("#swap-target input[type=file]").set_input_files(str(target))
+            page.get_by_role("button", name="Swap", exact=True).click()
+            assert _shown_image(page, "swap-result").shape == (*demo.size, 3)
+            _screenshot(page, shots / "app-swap.png")
+
+            page.get_by_role("tab", name="Sample").click()
+            page.get_by_role("button", name="Sample", exact=True).click()
+            sample = _shown_image(page, "sample-result")
+            assert sample.shape == (*demo.size, 3) and sample.std() > 0
+            _screenshot(page, shots / "app-sample.png")
+
+            page.get_by_role("tab", name="Interpolate").click()
+            page.get_by_role("button", name="Start walk", exact=True).click()
+            strip = _shown_image(page, "walk-strip")
+            assert strip.shape == (demo.size[0], 8 * demo.size[1], 3)
+            _screenshot(page, shots / "app-interpolate.png")
+        finally:
+            browser.close()
+    assert not outside, f"the page asked for outside resources: {outside}"
+
+
+def test_http_api_of_each_tab(server, tmp_path):
+    """Every tab's function through the HTTP API: picture sizes, seeds reproduce, errors are messages."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    url, demo = server
+    client = Client(url, verbose=False)
+    a, b = (handle_file(p) for p in demo.gallery[:2])
+    size = demo.size[::-1]  # PIL's (width, height)
+
+    source_skeleton, target_skeleton, result = client.predict(a, b, api_name="/transfer")
+    assert Image.open(result).size == size
+    assert Image.open(source_skeleton).size == Image.open(demo.gallery[0]).size
+    assert Image.open(client.predict(a, b, ["fg", "pose"], ["head", "legs"], api_name="/swap")).size == size
+
+    first, again, other = (np.asarray(Image.open(client.predict(seed, ["fg", "bg", "pose"], None, api_name="/sample")))
+                           for seed in (3, 3, 4))
+    assert first.shape == (*demo.size, 3)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first.astype(int) - other).max() > 0
+    kept = client.predict(3, ["fg"], a, api_name="/sample")  # new clothes, the photo's background and pose
+    assert Image.open(kept).size == size
+
+    # The walk between two seeds starts at seed A's sample (the same noise through the same mappers).
+    client.predict("two seeds", 3, 4, None, None, api_name="/walk")
+    start = np.asarray(Image.open(client.predict("slerp", 0.0, api_name="/frame")))
+    assert np.abs(start.astype(int) - first).max() <= 1
+    client.predict("two photos", 0, 0, a, b, api_name="/walk")
+    assert Image.open(client.predict("linear", 0.5, api_name="/frame")).size == size
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (64, 128), (200, 200, 200)).save(blank)
+    with pytest.raises(AppError, match="no person found"):
+        client.predict(handle_file(str(blank)), b, api_name="/transfer")
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("not a photo")
+    with pytest.raises(AppError, match="cannot identify image file"):
+        client.predict(handle_file(str(not_an_image)), b, api_name="/transfer")
+    with pytest.raises(AppError, match="tick at least one factor"):
+        client.predict(3, [], None, api_name="/sample")
+
+
+def test_inverse_interpolation_reports_its_error(server):
+    """Inverse interpolation through the exported mappers' gradients (no training code): Adam lowers
+    ||Phi(z) - e||^2 below where it starts, and the walk renders."""
+    from keras_disentangle import app, keypoints
+
+    _, demo = server
+    a, b = (keypoints.read_image(p) for p in demo.gallery[:2])
+    start, _ = demo.walk(app.WALKS[2], 0, 0, a, b, invert_steps=1)
+    state, note = demo.walk(app.WALKS[2], 0, 0, a, b, invert_steps=60)
+    assert set(state["relative_error"]) == set(demo.factors) and "relative error" in note
+    assert (np.sum(list(state["relative_error"].values())) < np.sum(list(start["relative_error"].values())))
+    assert demo.frame(state, "linear", 0.5).shape == (*demo.size, 3)
+
+
+def test_the_app_imports_no_training_code():
+    """The app is a client of the serving artefacts: importing it loads nothing of `training/`."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    code = ("import sys, keras_disentangle.app; "
+            "print(sorted(m for m in sys.modules if m.startswith('keras_disentangle.training')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
