@@ -92,7 +92,8 @@ def test_browser_transfer_and_sample(server, fixtures_dir, tmp_path):
     url, demo = server
     shots = pathlib.Path(os.environ.get("KD_APP_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    photo = fixtures_dir / DF_PHOTO
+    # The README's screenshots (KD_APP_DEMO) show synthetic people only: the fixture photos are research-only.
+    photo = pathlib.Path(demo.gallery[0]) if os.environ.get("KD_APP_DEMO") else fixtures_dir / DF_PHOTO
     target = pathlib.Path(demo.gallery[1])
     outside = []
 
