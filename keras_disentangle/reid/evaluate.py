@@ -1,14 +1,14 @@
 """`python -m keras_disentangle.reid.evaluate`: a re-ID run under Market's protocol, with and without KISSME.
 
     python -m keras_disentangle.reid.evaluate --logdir=RUN --data_dir=RECORDS [--fit_dir=RECORDS] \
-        [--pca_dims=64] [--out=FILE.json]
+        [--pca_dims=64] [--out=DIR]
 
 The `query` records of `--data_dir` rank its `test` records (the gallery) by the network's feature
 (`metrics.reid.evaluate`, the same protocol and code as `evaluate.py --metrics=reid`), then by the
 KISSME distance (`metrics.kissme.learned_distances`: L2-normalised, PCA to `--pca_dims`, KISSME)
 fitted on the features of the `train` split of `--fit_dir`. The default `--fit_dir` is the run's own
 training records (`commands.json`), so a model trained on a Virtual Market learns its metric on
-generated people too, never on a real label.
+generated people too, never on a real label. `--out` also writes the scores to `DIR/reid_report.json`.
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ from keras_disentangle.reid.model import build_reid_model
 from keras_disentangle.reid.train import read_run
 
 KISSME_PCA_DIMS = 64
+REPORT_FILE = "reid_report.json"
 
 
 def load(logdir: str):
-    """The network of a re-ID run with its newest weights, and the run's config.
+    """The run's config, its network with its newest weights, and the checkpoint read.
 
     Raises:
       rundir.RunDirectoryError: if `logdir` is not a re-ID run with a checkpoint.
     """
     cfg, num_classes = read_run(logdir)
     model = build_reid_model(cfg, num_classes)
-    rundir.restore_weights(logdir, model=model)
-    return cfg, model
+    return cfg, model, rundir.restore_weights(logdir, model=model)
 
 
 def features(model, split: dict, batch_size: int = 256) -> np.ndarray:
@@ -61,7 +61,7 @@ def training_data_dir(logdir: str) -> str:
 
 def evaluate(logdir: str, data_dir: str, fit_dir: str | None = None, pca_dims: int = KISSME_PCA_DIMS) -> dict:
     """{"euclidean": reid scores, "kissme": reid scores, ...} of a re-ID run (module docstring)."""
-    cfg, model = load(logdir)
+    cfg, model, checkpoint = load(logdir)
     fit_dir = fit_dir or training_data_dir(logdir)
     sets = {name: images.load_split(directory, split, cfg.height, cfg.width)
             for name, directory, split in (("query", data_dir, "query"), ("gallery", data_dir, "test"),
@@ -73,7 +73,7 @@ def evaluate(logdir: str, data_dir: str, fit_dir: str | None = None, pca_dims: i
                                                feats["gallery"], pca_dims)
     learned = reid.evaluate(feats["query"], *labels[0], feats["gallery"], *labels[1], distances=distances)
     return {"euclidean": euclidean, "kissme": {**learned, "pca_dims": dims}, "feature_dim": cfg.feature_dim,
-            "backbone": cfg.backbone.value, "fit_dir": str(fit_dir), "data_dir": str(data_dir)}
+            "backbone": cfg.backbone.value, "checkpoint": checkpoint, "fit_dir": str(fit_dir), "data_dir": str(data_dir)}
 
 
 FLAGS = flags.FLAGS
@@ -86,12 +86,13 @@ def define_flags() -> None:
     flags.mark_flag_as_required("data_dir")
     flags.DEFINE_string("fit_dir", None, "TFRecords whose train split fits PCA + KISSME (default: the run's own).")
     flags.DEFINE_integer("pca_dims", KISSME_PCA_DIMS, "PCA dimensions before KISSME.", lower_bound=1)
-    flags.DEFINE_string("out", None, "Also write the scores to this JSON file.")
+    flags.DEFINE_string("out", None, f"Also write the scores to DIR/{REPORT_FILE}.")
 
 
 def main(argv: Sequence[str]) -> None:
     cli.no_positional(argv)
     result = evaluate(FLAGS.logdir, FLAGS.data_dir, FLAGS.fit_dir, FLAGS.pca_dims)
+    print(f"{result['checkpoint']}; KISSME fitted on the train split of {result['fit_dir']}")
     print(f"{'distance':<22}{'rank-1':>8}{'rank-5':>8}{'rank-10':>8}{'mAP':>8}  ({result['euclidean']['queries']} "
           f"queries, gallery {result['euclidean']['gallery']})")
     for name, label in (("euclidean", f"feature ({result['feature_dim']})"),
@@ -99,7 +100,8 @@ def main(argv: Sequence[str]) -> None:
         scores = result[name]
         print(f"{label:<22}" + "".join(f"{scores[k]:>8.3f}" for k in ("rank1", "rank5", "rank10", "mAP")))
     if FLAGS.out:
-        pathlib.Path(FLAGS.out).write_text(json.dumps(result, indent=2) + "\n")
+        pathlib.Path(FLAGS.out).mkdir(parents=True, exist_ok=True)
+        (pathlib.Path(FLAGS.out) / REPORT_FILE).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
