@@ -73,7 +73,8 @@ def evaluate(logdir: str, data_dir: str, fit_dir: str | None = None, pca_dims: i
                                                feats["gallery"], pca_dims)
     learned = reid.evaluate(feats["query"], *labels[0], feats["gallery"], *labels[1], distances=distances)
     return {"euclidean": euclidean, "kissme": {**learned, "pca_dims": dims}, "feature_dim": cfg.feature_dim,
-            "backbone": cfg.backbone.value, "checkpoint": checkpoint, "fit_dir": str(fit_dir), "data_dir": str(data_dir)}
+            "backbone": cfg.backbone.value, "checkpoint": checkpoint, "fit_dir": str(fit_dir),
+            "data_dir": str(data_dir)}
 
 
 FLAGS = flags.FLAGS

@@ -63,8 +63,8 @@ def compute(inputs: Inputs) -> dict:
         distances, dims = kissme.learned_distances(train["features"], train["person_id"], query["features"],
                                                    gallery["features"], options.pca_dims)
         extra = {"pca_dims": dims, "pca_fitted_on": PCA_SPLIT, "kissme_fitted_on": PCA_SPLIT}
-        protocol += (f"; L2-normalised, PCA to {dims} dims (asked {options.pca_dims}) and KISSME, both fitted on "
-                     f"'{PCA_SPLIT}' only, rank by the KISSME distance")
+        protocol += (f"; ranked instead by the KISSME distance: L2-normalised, PCA to {dims} dims (asked "
+                     f"{options.pca_dims}) and KISSME, both fitted on '{PCA_SPLIT}' only")
     result = reid.evaluate(query["features"], query["person_id"], query["camera"],
                            gallery["features"], gallery["person_id"], gallery["camera"], distances=distances)
     return {**result, **extra, "features": features, "dims": extra.get("pca_dims", int(query["features"].shape[1])),
