@@ -91,3 +91,28 @@ def test_linear_probe_reads_a_linear_label_and_not_a_random_one(rng):
     assert result["accuracy"] < 0.45 and 0.1 < result["chance"] < 0.45
     with pytest.raises(ValueError, match="at least two classes"):
         probe.fit(x, np.zeros(300))
+
+
+def test_probe_and_fg_kissme_metrics_on_a_stage1_run(stage1_run, synthetic_records):
+    from keras_disentangle import runtime
+    from keras_disentangle.metrics import registry
+    from keras_disentangle.metrics.suite import probe as probe_suite
+    from keras_disentangle.metrics.suite import reid as reid_suite
+
+    cfg, stage1 = runtime.load_stage1(stage1_run)
+    inputs = registry.Inputs(registry.EvalOptions(metrics=("probe",)), cfg=cfg, stage1=stage1,
+                             data_dir=synthetic_records)
+    result = probe_suite.compute(inputs)
+    assert set(result["probes"]) == {"identity", "camera", "background"}
+    for target, by_factor in result["probes"].items():
+        assert set(by_factor) == {"fg", "bg", "pose"}
+        for scores in by_factor.values():
+            assert 0.0 <= scores["accuracy"] <= 1.0 and 0.0 < scores["chance"] <= 1.0 and scores["classes"] >= 2
+    # Identity is probed on the test split's people and scored on their query images.
+    assert result["probes"]["identity"]["fg"]["classes"] == 4 and result["value"] == result["probes"][
+        "identity"]["fg"]["accuracy"]
+    assert any("identity" in line for line in probe_suite.table(result))
+    inputs.options = registry.EvalOptions(metrics=("reid",), params={"reid_features": "fg_kissme", "pca_dims": 4})
+    result = reid_suite.compute(inputs)
+    assert result["dims"] == result["pca_dims"] == 4 and result["kissme_fitted_on"] == "train"
+    assert "KISSME distance" in result["protocol"] and 0.0 <= result["rank1"] <= 1.0
