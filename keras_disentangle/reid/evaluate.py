@@ -1,7 +1,7 @@
 """`python -m keras_disentangle.reid.evaluate`: a re-ID run under Market's protocol, with and without KISSME.
 
     python -m keras_disentangle.reid.evaluate --logdir=RUN --data_dir=RECORDS [--fit_dir=RECORDS] \
-        [--pca_dims=64] [--out=DIR]
+        [--pca_dims=N] [--out=DIR]
 
 The `query` records of `--data_dir` rank its `test` records (the gallery) by the network's feature
 (`metrics.reid.evaluate`, the same protocol and code as `evaluate.py --metrics=reid`), then by the
@@ -26,7 +26,6 @@ from keras_disentangle.reid import images
 from keras_disentangle.reid.model import build_reid_model
 from keras_disentangle.reid.train import read_run
 
-KISSME_PCA_DIMS = 64
 REPORT_FILE = "reid_report.json"
 
 
@@ -59,9 +58,11 @@ def training_data_dir(logdir: str) -> str:
     return entries[-1]["flags"]["data_dir"]
 
 
-def evaluate(logdir: str, data_dir: str, fit_dir: str | None = None, pca_dims: int = KISSME_PCA_DIMS) -> dict:
-    """{"euclidean": reid scores, "kissme": reid scores, ...} of a re-ID run (module docstring)."""
+def evaluate(logdir: str, data_dir: str, fit_dir: str | None = None, pca_dims: int | None = None) -> dict:
+    """{"euclidean": reid scores, "kissme": reid scores, ...} of a re-ID run (module docstring); `pca_dims`
+    None takes the run's `kissme_pca_dims`."""
     cfg, model, checkpoint = load(logdir)
+    pca_dims = pca_dims or cfg.kissme_pca_dims
     fit_dir = fit_dir or training_data_dir(logdir)
     sets = {name: images.load_split(directory, split, cfg.height, cfg.width)
             for name, directory, split in (("query", data_dir, "query"), ("gallery", data_dir, "test"),
@@ -86,7 +87,8 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "TFRecords with the query and test (gallery) splits.")
     flags.mark_flag_as_required("data_dir")
     flags.DEFINE_string("fit_dir", None, "TFRecords whose train split fits PCA + KISSME (default: the run's own).")
-    flags.DEFINE_integer("pca_dims", KISSME_PCA_DIMS, "PCA dimensions before KISSME.", lower_bound=1)
+    flags.DEFINE_integer("pca_dims", None, "PCA dimensions before KISSME (default: the run's kissme_pca_dims).",
+                         lower_bound=1)
     flags.DEFINE_string("out", None, f"Also write the scores to DIR/{REPORT_FILE}.")
 
 
