@@ -498,3 +498,105 @@ def from_json(text: str) -> Config:
     model = tuples(raw["model"])
     model["fg_encoder"] = FgEncoderKind(model["fg_encoder"])
     return Config(DataConfig(**raw["data"]), ModelConfig(**model), TrainConfig(**tuples(raw["train"])), raw["scale"])
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtualMarketConfig:
+    """What `python -m keras_disentangle.virtual_market` writes by default (the paper's VM: 500 x 24).
+
+    Attributes:
+      ids: int. Identities, each one sampled FG code.
+      images_per_id: int. Images per identity, each with its own sampled BG and a real training pose.
+      seed: int. Seed of the noise and of the pose draw.
+      cameras: int. Camera digits the file names cycle through (Market has 6; re-ID training ignores them).
+      batch_size: int. Images per generator call.
+    """
+
+    ids: int = 500
+    images_per_id: int = 24
+    seed: int = 0
+    cameras: int = 6
+    batch_size: int = 256
+
+
+class ReidBackbone(str, enum.Enum):
+    """The re-ID network's trunk (`keras_disentangle/reid/model.py`)."""
+
+    RESNET50 = "resnet50"  # keras.applications.ResNet50, the field's baseline (ImageNet weights via --weights).
+    SMALL = "small"  # three residual stages, a CPU trains it in minutes on the micro / synthetic sets.
+
+
+@dataclasses.dataclass(frozen=True)
+class ReidConfig:
+    """The re-ID trainer (`python -m keras_disentangle.reid.train`).
+
+    Attributes:
+      backbone: ReidBackbone.
+      height, width: int. Input size; records are resized to it.
+      small_channels: tuple of int. Widths of the small backbone's residual stages.
+      feature_dim: int. The embedding (after the trunk's global pooling and a Dense + BN) that
+        re-ID matches; the softmax classifier sits on it.
+      batch_ids, images_per_id: int. A batch holds `batch_ids` identities x `images_per_id` images
+        (P x K sampling, which the triplet loss needs).
+      steps: int. Training steps.
+      learning_rate: float. Adam.
+      triplet_weight: float. Weight of the batch-hard triplet loss beside softmax (0: softmax only).
+      triplet_margin: float.
+      label_smoothing: float. Of the softmax cross-entropy.
+      checkpoint_every: int. Steps between checkpoints.
+      log_every: int. Steps between progress lines.
+      seed: int.
+      kissme_pca_dims: int. PCA dimensions before KISSME in the evaluation (`reid/evaluate.py`).
+    """
+
+    backbone: ReidBackbone = ReidBackbone.RESNET50
+    height: int = 128
+    width: int = 64
+    small_channels: tuple[int, ...] = (32, 64, 128)
+    feature_dim: int = 256
+    batch_ids: int = 16
+    images_per_id: int = 4
+    steps: int = 20_000
+    learning_rate: float = 3.5e-4
+    triplet_weight: float = 0.0
+    triplet_margin: float = 0.3
+    label_smoothing: float = 0.1
+    checkpoint_every: int = 500
+    log_every: int = 100
+    seed: int = 0
+    kissme_pca_dims: int = 64
+
+
+REID_PRESETS = {
+    "full": ReidConfig(),
+    # The synthetic / micro scale: 64x32 input, the small trunk (1,500 steps took ~20 min on a loaded 2-vCPU
+    # machine, README "Virtual Market").
+    "small": ReidConfig(backbone=ReidBackbone.SMALL, height=64, width=32, feature_dim=64, batch_ids=16,
+                        images_per_id=4, steps=1500, learning_rate=1e-3),
+}
+
+
+def reid_config(preset: str, **fields: Any) -> ReidConfig:
+    """The re-ID preset `preset` with the non-None `fields` replaced.
+
+    Raises:
+      ValueError: naming an unknown preset.
+    """
+    if preset not in REID_PRESETS:
+        raise ValueError(f"Unknown re-ID preset {preset!r}; expected one of {', '.join(REID_PRESETS)}.")
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if "backbone" in fields:
+        fields["backbone"] = ReidBackbone(fields["backbone"])
+    return dataclasses.replace(REID_PRESETS[preset], **fields)
+
+
+def reid_config_to_json(cfg: ReidConfig) -> str:
+    return json.dumps({k: v.value if isinstance(v, enum.Enum) else v for k, v in dataclasses.asdict(cfg).items()},
+                      indent=2, sort_keys=True)
+
+
+def reid_config_from_json(text: str) -> ReidConfig:
+    raw = json.loads(text)
+    raw["backbone"] = ReidBackbone(raw["backbone"])
+    raw["small_channels"] = tuple(raw["small_channels"])
+    return ReidConfig(**raw)

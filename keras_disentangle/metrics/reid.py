@@ -48,7 +48,7 @@ def average_precision(good: np.ndarray) -> float:
 
 
 def evaluate(query_features, query_ids, query_cameras, gallery_features, gallery_ids, gallery_cameras,
-             ranks=RANKS) -> dict:
+             ranks=RANKS, distances=None) -> dict:
     """CMC and mAP of queries against a gallery (see the module docstring).
 
     Args:
@@ -56,6 +56,8 @@ def evaluate(query_features, query_ids, query_cameras, gallery_features, gallery
       query_ids, gallery_ids: int `(n,)` person ids; -1 junk, 0 distractor.
       query_cameras, gallery_cameras: int `(n,)`.
       ranks: the CMC ranks to report.
+      distances: float `(n_query, n_gallery)` or None. A learned distance (`kissme.distances`) that
+        ranks the gallery instead of the Euclidean one; the features then only fix the sizes.
 
     Returns:
       dict: `rank1`, `rank5`, ... (`rank{k}`), `mAP`, `queries` (scored), `queries_without_match`,
@@ -74,7 +76,10 @@ def evaluate(query_features, query_ids, query_cameras, gallery_features, gallery
         raise ValueError(f"re-ID: features {query.shape} / {gallery.shape}, ids and cameras must agree in length "
                          "and feature size.")
     # |q - g|^2 = 2 - 2 q.g for unit vectors; the ordering is the Euclidean one.
-    distances = 2.0 - 2.0 * query @ gallery.T
+    if distances is None:
+        distances = 2.0 - 2.0 * query @ gallery.T
+    elif np.shape(distances) != (len(query), len(gallery)):
+        raise ValueError(f"re-ID: distances {np.shape(distances)}, expected {(len(query), len(gallery))}.")
     hits = np.zeros(max(ranks))
     aps, chance, removed, unmatched = [], [], [], 0
     for i in range(len(query)):

@@ -2,7 +2,8 @@
 
 Every record of the `query` split is matched against every record of `--split` (the gallery,
 `test` by default) on the FG, BG or pose embedding of the stage-I encoders; `fg_pca` projects the FG
-embedding on `--pca_dims` principal axes fitted on the `train` split only (the paper's Table 2).
+embedding on `--pca_dims` principal axes fitted on the `train` split only (the paper's Table 2);
+`fg_kissme` then ranks by the KISSME distance learned on the same `train` records (`metrics.kissme`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def compute(inputs: Inputs) -> dict:
 
     options, cfg = inputs.options, inputs.cfg
     features = options.reid_features
-    factor = {"fg": configs.Factor.FOREGROUND, "fg_pca": configs.Factor.FOREGROUND, "bg": configs.Factor.BACKGROUND,
+    factor = {"fg": configs.Factor.FOREGROUND, "fg_pca": configs.Factor.FOREGROUND,
+              "fg_kissme": configs.Factor.FOREGROUND, "bg": configs.Factor.BACKGROUND,
               "pose": configs.Factor.POSE}[features]
     if factor == configs.Factor.BACKGROUND and not cfg.data.has_background:
         raise ValueError(f"--reid_features=bg: the {cfg.data.name!r} run has no background embedding.")
@@ -48,15 +50,24 @@ def compute(inputs: Inputs) -> dict:
     protocol = (f"'{QUERY_SPLIT}' records vs the '{options.split}' records (gallery), {features} embedding, "
                 "L2-normalised, Euclidean; same identity + same camera and junk (id -1) removed per query, "
                 "distractors (id 0) are negatives; Market's trapezoidal AP")
-    extra = {}
+    extra, distances = {}, None
     if features == "fg_pca":
         mean, axes = reid.fit_pca(_features(inputs, PCA_SPLIT, factor)["features"], options.pca_dims)
         query["features"], gallery["features"] = (reid.project(s["features"], mean, axes) for s in (query, gallery))
         extra = {"pca_dims": axes.shape[1], "pca_fitted_on": PCA_SPLIT}
         protocol += f"; PCA to {axes.shape[1]} dims (asked {options.pca_dims}) fitted on '{PCA_SPLIT}' only"
+    if features == "fg_kissme":
+        from keras_disentangle.metrics import kissme  # noqa: PLC0415
+
+        train = _features(inputs, PCA_SPLIT, factor)
+        distances, dims = kissme.learned_distances(train["features"], train["person_id"], query["features"],
+                                                   gallery["features"], options.pca_dims)
+        extra = {"pca_dims": dims, "pca_fitted_on": PCA_SPLIT, "kissme_fitted_on": PCA_SPLIT}
+        protocol += (f"; ranked instead by the KISSME distance: L2-normalised, PCA to {dims} dims (asked "
+                     f"{options.pca_dims}) and KISSME, both fitted on '{PCA_SPLIT}' only")
     result = reid.evaluate(query["features"], query["person_id"], query["camera"],
-                           gallery["features"], gallery["person_id"], gallery["camera"])
-    return {**result, **extra, "features": features, "dims": int(query["features"].shape[1]),
+                           gallery["features"], gallery["person_id"], gallery["camera"], distances=distances)
+    return {**result, **extra, "features": features, "dims": extra.get("pca_dims", int(query["features"].shape[1])),
             "value": result["rank1"], "std": None, "n": result["queries"], "protocol": protocol}
 
 
@@ -74,7 +85,8 @@ def table(result: dict) -> list[str]:
 METRIC = Metric(
     name="reid", help="person re-ID (CMC rank-1/5/10, mAP) on an embedding, Market-1501 protocol",
     needs=(Needs.STAGE1,), compute=compute, table=table,
-    flags=(Flag("reid_features", "enum", "fg", "Embedding matched by reid: fg, fg_pca (PCA fitted on train), bg "
-                "or pose.", choices=("fg", "fg_pca", "bg", "pose")),
-           Flag("pca_dims", "integer", 256, "PCA dimensions of --reid_features=fg_pca (capped at the train "
+    flags=(Flag("reid_features", "enum", "fg", "Embedding matched by reid: fg, fg_pca (PCA fitted on train), "
+                "fg_kissme (PCA + KISSME fitted on train), bg or pose.",
+                choices=("fg", "fg_pca", "fg_kissme", "bg", "pose")),
+           Flag("pca_dims", "integer", 256, "PCA dimensions of --reid_features=fg_pca / fg_kissme (capped at the train "
                 "split's rank).", lower_bound=1)))
