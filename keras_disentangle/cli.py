@@ -105,3 +105,6 @@ synthetic = _entry("tfrecords.synthetic")
 build = _entry("tfrecords.build")
 litert = _entry("keras_disentangle.litert")
 web_app = _entry("keras_disentangle.app")  # not `app`: that is absl.app here
+virtual_market = _entry("keras_disentangle.virtual_market")
+reid_train = _entry("keras_disentangle.reid.train")
+reid_evaluate = _entry("keras_disentangle.reid.evaluate")
