@@ -26,8 +26,9 @@ from tfrecords.common import ANNOTATION_HEADER, PAIRS_HEADER, SPLITS, annotation
 from tfrecords.synthetic import PAIR_JOINTS
 
 SIZE = 256
-# A light grey studio wall, lit evenly, filling the frame (the horizon is at the bottom edge).
-STUDIO = {"camera": 0, "seed": 0, "horizon": 1.0, "sequence": 1, "shapes": [], "tint": [1.0, 1.0, 1.0],
+# A light grey studio wall, lit evenly, filling the frame (the horizon just below the bottom row;
+# at exactly 1 the floor's shading would divide by zero).
+STUDIO = {"camera": 0, "seed": 0, "horizon": 0.9999, "sequence": 1, "shapes": [], "tint": [1.0, 1.0, 1.0],
           "light": 0.0, "wall": {"top": [238, 236, 232], "bottom": [222, 220, 216], "texture": "plain", "cell": 0.05},
           "floor": {"far": [210, 210, 210], "near": [200, 200, 200], "texture": "planks", "cell": 1.0}}
 
