@@ -54,7 +54,8 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 4, seed: int = 0) -> d
         csv = deepfashion.annotation_csv(out, split)
         first_row = csv.read_text().splitlines()[1:2] if csv.exists() else []
         if first_row and "SYNTHETIC" not in first_row[0]:
-            raise ValueError(f"{csv} is not a synthetic set's; expected an empty directory or an earlier synthetic set.")
+            raise ValueError(f"{csv} is not a synthetic set's; expected an empty directory or an earlier "
+                             "synthetic set.")
         shutil.rmtree(out / split, ignore_errors=True)
         (out / split).mkdir(parents=True)
     rng = np.random.default_rng(seed)
