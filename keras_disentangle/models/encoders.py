@@ -5,8 +5,9 @@ its features into FG = features * M and BG = features * (1 - M) (paper Sec. 3.1:
 rather than pixels tolerates an inaccurate mask). Without a background branch (DeepFashion) the FG
 branch reads the unmasked features by default, as the authors' code does (`fg_features_masked`).
 The FG branch crops the 7 body ROIs and encodes each with one shared encoder (BodyROI7), or encodes
-the whole masked map (WholeBody); the BG branch encodes the inverse-masked map. Each encoder is a stack of residual levels with a stride-2 conv
-between levels, flattened into a linear FC bottleneck (paper Sec. 3.4, Fig. 10a-b).
+the whole masked map (WholeBody); the BG branch encodes the inverse-masked map. Each encoder is a
+stack of residual levels with a stride-2 conv between levels, flattened into a linear FC bottleneck
+(paper Sec. 3.4, Fig. 10a-b).
 
 Model and sub-model names: `appearance_encoder` holds `first_block`, `fg_encoder` (which holds
 `roi_encoder` in the BodyROI7 variant) and `bg_encoder`.
