@@ -51,7 +51,8 @@ class DataConfig:
       height, width: int. Size of the images fed to the models. Records are resized to it, and
         keypoints are scaled with them.
       stored_height, stored_width: int. The size the dataset's photos and annotations use (Market
-        128x64, DeepFashion 256x256). Converters reject records of another size.
+        128x64, DeepFashion 256x256). Converters reject records of another size, except DeepFashion's
+        256x176 release, which `data.frame_photo` pads back to 256x256.
       heatmap_radius: int. Radius in pixels (at `height x width`) of the binary pose disks.
       mask_radius: int. Radius of the limb disks of the coarse body mask that splits FG from BG.
       mask_close_size: int. Side of the square structuring element of the morphological close.
