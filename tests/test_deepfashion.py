@@ -201,3 +201,32 @@ def test_synthetic_people_in_the_deepfashion_layout_convert(tmp_path):
         csv = tmp_path / "foreign" / "fasion-annotation-test.csv"
         csv.write_text(csv.read_text().replace("SYNTHETIC", "WOMEN"))
         synthetic_fashion.generate(tmp_path / "foreign", ids=2, images_per_id=2)
+
+
+def test_model_both_trains_the_pose_autoencoder_at_its_own_batch():
+    """`--model=both`: one step updates G1 on the image batch and the pose auto-encoder on a pose
+    batch of `pose_batch_size`, its loss the mean over that batch (not over the image batch)."""
+    import keras
+    import tensorflow as tf
+
+    from keras_disentangle import configs, data, losses
+    from keras_disentangle.models.stage1 import build_stage1
+    from keras_disentangle.training import stage1, steps
+
+    cfg = configs.override(configs.get_config("deepfashion", "micro"), batch_size=2, pose_batch_size=6,
+                           adversarial_weight=0.0)
+    rng = np.random.default_rng(0)
+    keypoints = tf.constant(rng.uniform(2, 29, (8, 18, 2)), tf.float32)
+    features = data.pose_features(keypoints, cfg.data)
+    images = {"image": tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32),
+              **{k: v[:2] for k, v in features.items()}}
+    poses = {"pose_vector": features["pose_vector"][2:]}
+    keras.utils.set_random_seed(0)
+    networks = build_stage1(cfg)
+    decoded = networks.pose_decoder(networks.pose_encoder(poses["pose_vector"]))
+    expected = float(tf.reduce_mean(losses.pose_reconstruction_loss(poses["pose_vector"], decoded)))
+    step = steps.stage1_step(steps.Stage1Part.BOTH, networks, stage1.build_optimizers(cfg.train), cfg.train,
+                             cfg.train.batch_size)
+    logs = step({"appearance": images, "pose": poses})
+    assert float(logs["loss/pose/l2"]) == pytest.approx(expected, rel=1e-5)
+    assert "loss/g1/l1" in logs
