@@ -18,7 +18,7 @@ TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv weights demo app test test-all bench clean
+.PHONY: venv weights demo demo-deepfashion app test test-all bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,34 @@ demo: venv
 	$(TIMER) run gt_swap -- $(PY) evaluate.py --stage1_dir=$(DEMO_RUNS)/stage1 --data_dir=$(DEMO_RECORDS) \
 		--metrics=gt_swap --n=100 --out=$(DEMO_DIR)/gt_swap
 	$(TIMER) table
+
+# The same, DeepFashion-shaped: synthetic people at 1:1 (256x256) on one studio backdrop, two factors
+# (appearance, pose), converted by the DeepFashion reader and trained at the deepfashion micro preset.
+DF_DEMO_DIR := out/demo-deepfashion
+DF_TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DF_DEMO_DIR)/timings.tsv
+demo-deepfashion: venv
+	rm -rf $(DF_DEMO_DIR)/runs $(DF_DEMO_DIR)/timings.tsv
+	$(DF_TIMER) run data -- $(PY) -m tfrecords.synthetic_fashion --out=$(DF_DEMO_DIR)/data --ids=150 \
+		--images_per_id=4 --seed=1
+	$(DF_TIMER) run records -- $(PY) -m tfrecords.build --dataset=deepfashion --root=$(DF_DEMO_DIR)/data \
+		--out=$(DF_DEMO_DIR)/records
+	$(DF_TIMER) run dataset.png -- $(PY) -m keras_disentangle.visualize dataset --data_dir=$(DF_DEMO_DIR)/records \
+		--dataset=deepfashion --out=$(DF_DEMO_DIR)
+	$(DF_TIMER) run stage1 -- $(PY) train.py --stage=1 --dataset=deepfashion --scale=micro \
+		--data_dir=$(DF_DEMO_DIR)/records --logdir=$(DF_DEMO_DIR)/runs/stage1 --steps=$(DEMO_STAGE1_STEPS) \
+		--max_minutes=$(DEMO_STAGE1_MINUTES) --precision=$(DEMO_PRECISION)
+	$(DF_TIMER) run stage1-pictures -- $(PY) -m keras_disentangle.demo stage1 \
+		--stage1_dir=$(DF_DEMO_DIR)/runs/stage1 --data_dir=$(DF_DEMO_DIR)/records --out=$(DF_DEMO_DIR)
+	for factor in fg pose; do \
+		$(DF_TIMER) run stage2-$$factor -- $(PY) train.py --stage=2 --factor=$$factor --dataset=deepfashion \
+			--scale=micro --data_dir=$(DF_DEMO_DIR)/records --stage1_dir=$(DF_DEMO_DIR)/runs/stage1 \
+			--logdir=$(DF_DEMO_DIR)/runs/stage2-$$factor --steps=$(DEMO_STAGE2_STEPS) \
+			--max_minutes=$(DEMO_STAGE2_MINUTES) || exit 1; \
+	done
+	$(DF_TIMER) run stage2-pictures -- $(PY) -m keras_disentangle.demo stage2 \
+		--stage2_dir=$(DF_DEMO_DIR)/runs/stage2-fg --stage2_dir=$(DF_DEMO_DIR)/runs/stage2-pose \
+		--data_dir=$(DF_DEMO_DIR)/records --out=$(DF_DEMO_DIR)
+	$(DF_TIMER) table
 
 # The browser demo on the demo's runs (`make demo` first), exported to SavedModels when they are newer.
 DEMO_EXPORT := $(DEMO_DIR)/export

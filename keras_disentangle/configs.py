@@ -51,12 +51,19 @@ class DataConfig:
       height, width: int. Size of the images fed to the models. Records are resized to it, and
         keypoints are scaled with them.
       stored_height, stored_width: int. The size the dataset's photos and annotations use (Market
-        128x64, DeepFashion 256x256). Converters reject records of another size.
+        128x64, DeepFashion 256x256). Converters reject records of another size, except DeepFashion's
+        256x176 release, which `data.frame_photo` pads back to 256x256.
       heatmap_radius: int. Radius in pixels (at `height x width`) of the binary pose disks.
       mask_radius: int. Radius of the limb disks of the coarse body mask that splits FG from BG.
       mask_close_size: int. Side of the square structuring element of the morphological close.
       roi_pad: int. Padding in pixels around the joints of a body ROI (`roi_pad_single` when only
         one joint of the ROI is present).
+      roi_head_raise: int. Pixels the nose is moved up before the head ROI is boxed, so that the
+        box holds the hair (the authors' DeepFashion conversion: 10 at 256x256; Market: 0).
+      roi_pad_close_up, roi_pad_single_close_up, roi_head_raise_close_up: int or None. The same
+        three values for a close-up, a photo in which the lower legs are not both seen (no knee or
+        ankle of one leg): the authors' DeepFashion conversion pads such photos 20 / 40 and raises
+        the nose 25 px (their whole-body values 10 / 20 / 10). None: as for a whole body.
       has_background: bool. Whether the background is a factor of its own (Market) or part of the
         appearance (DeepFashion's clean studio backgrounds).
     """
@@ -72,6 +79,18 @@ class DataConfig:
     roi_pad: int = 6
     roi_pad_single: int = 10
     has_background: bool = True
+    roi_head_raise: int = 0
+    roi_pad_close_up: int | None = None
+    roi_pad_single_close_up: int | None = None
+    roi_head_raise_close_up: int | None = None
+
+    @property
+    def roi_options(self) -> dict:
+        """The keyword arguments of `geometry.roi_boxes` after this config."""
+        whole = (self.roi_pad, self.roi_pad_single, self.roi_head_raise)
+        close_up = (self.roi_pad_close_up, self.roi_pad_single_close_up, self.roi_head_raise_close_up)
+        return {"pad": whole[0], "pad_single": whole[1], "head_raise": whole[2],
+                "close_up": tuple(w if c is None else c for w, c in zip(whole, close_up))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +105,10 @@ class ModelConfig:
       roi_embedding_dim: int. Embedding size per body ROI; the FG embedding is 7 x this.
       bg_embedding_dim: int. Size of the background embedding (0 when the dataset has no BG).
       fg_encoder: FgEncoderKind. BodyROI7 or WholeBody.
+      fg_features_masked: bool. Whether the FG encoder reads the first-block features times the
+        body mask (the paper; the authors' Market code) or the unmasked features (the authors'
+        DeepFashion code, which has no BG branch to lose anything to: hair and loose clothes
+        outside the limb mask stay visible to the ROIs).
       generator_channels: tuple of int. Levels of the U-Net generator.
       generator_bottleneck_dim: int. Width of the fully connected bottleneck of the U-Net.
       d1_channels: tuple of int. DCGAN discriminator conv widths (5x5, stride 2).
@@ -105,6 +128,7 @@ class ModelConfig:
     roi_embedding_dim: int = 32
     bg_embedding_dim: int = 128
     fg_encoder: FgEncoderKind = FgEncoderKind.BODY_ROI7
+    fg_features_masked: bool = True
     generator_channels: tuple[int, ...] = (128, 256, 384, 512, 640)
     generator_bottleneck_dim: int = 64
     d1_channels: tuple[int, ...] = (64, 128, 256, 512)
@@ -159,7 +183,9 @@ class TrainConfig:
       log_every: int. Steps between TensorBoard scalar summaries.
       image_every: int. Steps between TensorBoard image grids.
       keep_checkpoints: int. How many checkpoints CheckpointManager keeps.
-      pose_batch_size: int. Batch of the pose auto-encoder (the paper: 64).
+      pose_batch_size: int. Batch of the pose auto-encoder, whether it trains alone or beside the
+        appearance networks (`--model=both` draws its own batch of poses). Market 64 (the paper);
+        DeepFashion 16 (the authors' script; the paper says 32).
       pose_learning_rate: float. Adam learning rate of the pose auto-encoder.
       mapper_batch_size: int. Stage-II batch of a factor not in `mapper_batch_sizes`.
       mapper_learning_rate: float. RMSProp learning rate of stage II (paper 2e-5) of a factor not in
@@ -293,6 +319,7 @@ class GenerateConfig:
 
 
 _MARKET_DATA = DataConfig(name="market", height=128, width=64, stored_height=128, stored_width=64)
+# The ROI paddings and head raise are the authors' DeepFashion conversion's (README, Differences).
 _DEEPFASHION_DATA = DataConfig(
     name="deepfashion",
     height=256,
@@ -301,7 +328,20 @@ _DEEPFASHION_DATA = DataConfig(
     stored_width=256,
     mask_radius=8,
     has_background=False,
+    roi_pad=10,
+    roi_pad_single=20,
+    roi_head_raise=10,
+    roi_pad_close_up=20,
+    roi_pad_single_close_up=40,
+    roi_head_raise_close_up=25,
 )
+# The same geometry at 64x64 and 32x32 (the 256x256 pixel values / 4 and / 8, rounded up).
+_DEEPFASHION_TINY_GEOMETRY = dict(height=64, width=64, heatmap_radius=2, mask_radius=2, mask_close_size=3,
+                                  roi_pad=3, roi_pad_single=5, roi_head_raise=3, roi_pad_close_up=5,
+                                  roi_pad_single_close_up=10, roi_head_raise_close_up=7)
+_DEEPFASHION_MICRO_GEOMETRY = dict(height=32, width=32, heatmap_radius=1, mask_radius=1, mask_close_size=3,
+                                   roi_pad=2, roi_pad_single=3, roi_head_raise=2, roi_pad_close_up=3,
+                                   roi_pad_single_close_up=5, roi_head_raise_close_up=4)
 
 _TINY_MODEL = ModelConfig(
     first_block_channels=32,
@@ -371,20 +411,23 @@ _FULL_TRAIN = TrainConfig(
     mapper_steps=(("fg", 30_000), ("bg", 30_000), ("pose", 60_000)),
 )
 _FULL_DF_TRAIN = dataclasses.replace(
-    _FULL_TRAIN, batch_size=6, steps=100_000, mapper_batch_sizes=(("fg", 16), ("pose", 32)),
+    _FULL_TRAIN, batch_size=6, steps=100_000, pose_batch_size=16, mapper_batch_sizes=(("fg", 16), ("pose", 32)),
     mapper_steps=(("fg", 60_000), ("pose", 60_000)))
 
 
 def _presets() -> dict[tuple[str, str], Config]:
+    # The authors' DeepFashion code: a 7-level ROI encoder and a 5-level U-Net (the paper says
+    # N = 7 for both; the code made the published figures), and the ROIs read unmasked features.
     full_df_model = ModelConfig(
         roi_size=64,
         encoder_channels=(128, 256, 384, 512, 640, 768, 896),
-        generator_channels=(128, 256, 384, 512, 640, 768, 896),
+        generator_channels=(128, 256, 384, 512, 640),
         bg_embedding_dim=0,
+        fg_features_masked=False,
     )
     tiny_df_model = dataclasses.replace(
         _TINY_MODEL, roi_size=32, encoder_channels=(32, 64, 96, 128, 160), bg_embedding_dim=0,
-        generator_channels=(32, 64, 96, 128, 160),
+        generator_channels=(32, 64, 96, 128, 160), fg_features_masked=False,
     )
     return {
         ("market", "full"): Config(_MARKET_DATA, ModelConfig(), _FULL_TRAIN, "full"),
@@ -406,13 +449,10 @@ def _presets() -> dict[tuple[str, str], Config]:
         ("deepfashion", "full"): Config(
             _DEEPFASHION_DATA, full_df_model, _FULL_DF_TRAIN, "full"),
         ("deepfashion", "tiny"): Config(
-            dataclasses.replace(_DEEPFASHION_DATA, height=64, width=64, heatmap_radius=2, mask_radius=2,
-                                mask_close_size=3, roi_pad=2, roi_pad_single=3),
-            tiny_df_model, _TINY_TRAIN, "tiny"),
+            dataclasses.replace(_DEEPFASHION_DATA, **_DEEPFASHION_TINY_GEOMETRY), tiny_df_model, _TINY_TRAIN, "tiny"),
         ("deepfashion", "micro"): Config(
-            dataclasses.replace(_DEEPFASHION_DATA, height=32, width=32, heatmap_radius=1, mask_radius=1,
-                                mask_close_size=3, roi_pad=1, roi_pad_single=2),
-            dataclasses.replace(_MICRO_MODEL, bg_embedding_dim=0), _MICRO_TRAIN, "micro"),
+            dataclasses.replace(_DEEPFASHION_DATA, **_DEEPFASHION_MICRO_GEOMETRY),
+            dataclasses.replace(_MICRO_MODEL, bg_embedding_dim=0, fg_features_masked=False), _MICRO_TRAIN, "micro"),
     }
 
 

@@ -1,6 +1,6 @@
 """The tf.data input pipeline: TFRecord shards -> parsed records -> model-ready example dicts.
 
-Every dataset goes through `prepare_example`, which decodes and resizes the photo, scales (and
+Every dataset goes through `prepare_example`, which decodes, frames (`frame_photo`) and resizes the photo, scales (and
 optionally mirrors) the keypoints, then derives the heatmaps, body mask, ROI boxes and pose vector
 with `geometry`. The resulting dict is the batch contract of `docs/CONTRACTS.md`:
 
@@ -58,9 +58,10 @@ def prepare_example(parsed: dict[str, tf.Tensor], data_cfg: DataConfig, flip=Fal
     """
     height, width = data_cfg.height, data_cfg.width
     image = tf.io.decode_image(parsed["image"], channels=3, expand_animations=False)
+    image, keypoints = frame_photo(image, parsed["keypoints"], height, width)
     # Keypoints are pixels of the photo as stored, so they scale with its decoded size.
     stored_hw = tf.shape(image)[:2]
-    keypoints = geometry.scale_keypoints(parsed["keypoints"], (stored_hw[0], stored_hw[1]), (height, width))
+    keypoints = geometry.scale_keypoints(keypoints, (stored_hw[0], stored_hw[1]), (height, width))
     image = tf.cond(
         tf.reduce_all(stored_hw == [height, width]),
         lambda: tf.cast(image, tf.float32),
@@ -79,6 +80,41 @@ def prepare_example(parsed: dict[str, tf.Tensor], data_cfg: DataConfig, flip=Fal
     return example
 
 
+def _frame_columns(stored_height, stored_width, height: int, width: int):
+    """(left padding, framed width) that give a photo narrower than `height:width` that aspect."""
+    framed = tf.cast(tf.round(tf.cast(stored_height, tf.float32) * (width / height)), tf.int32)
+    framed = tf.maximum(framed, tf.cast(stored_width, tf.int32))
+    return (framed - tf.cast(stored_width, tf.int32)) // 2, framed
+
+
+def _shift_x(keypoints, left) -> tf.Tensor:
+    keypoints = tf.cast(keypoints, tf.float32)
+    present = tf.reduce_all(keypoints >= 0.0, axis=-1, keepdims=True)
+    return tf.where(present, keypoints + tf.stack([0.0, tf.cast(left, tf.float32)]), keypoints)
+
+
+def frame_photo(image: tf.Tensor, keypoints, height: int, width: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Edge-pads a photo narrower than `height:width` equally left and right, shifting its keypoints.
+
+    DeepFashion's PATN / GFLA release is the 256x256 photos with 40 px cut off each side (256x176):
+    this puts them back into the 256x256 frame, with the studio backdrop's border columns repeated
+    instead of the lost ones, so the preset's networks and pixel geometry apply unchanged. Photos of
+    the frame's aspect (or wider) pass unchanged.
+
+    Args:
+      image: `(h, w, 3)` the decoded photo.
+      keypoints: `(18, 2)` (y, x) pixels of it, -1 missing.
+      height, width: int. The frame the photo is fed at (only its aspect matters here).
+
+    Returns:
+      (image `(h, w', 3)`, float32 keypoints `(18, 2)`) with w' >= w.
+    """
+    shape = tf.shape(image)
+    left, framed = _frame_columns(shape[0], shape[1], height, width)
+    columns = tf.clip_by_value(tf.range(framed) - left, 0, shape[1] - 1)
+    return tf.gather(image, columns, axis=1), _shift_x(keypoints, left)
+
+
 def pose_features(keypoints: tf.Tensor, data_cfg: DataConfig) -> dict[str, tf.Tensor]:
     """What the networks read besides the image, derived from keypoints `(..., 18, 2)` at H x W.
 
@@ -89,8 +125,7 @@ def pose_features(keypoints: tf.Tensor, data_cfg: DataConfig) -> dict[str, tf.Te
       module docstring), batched like `keypoints`.
     """
     height, width = data_cfg.height, data_cfg.width
-    boxes, visibility = geometry.roi_boxes(
-        keypoints, height, width, pad=data_cfg.roi_pad, pad_single=data_cfg.roi_pad_single)
+    boxes, visibility = geometry.roi_boxes(keypoints, height, width, **data_cfg.roi_options)
     return {
         "heatmaps": geometry.pose_heatmaps(keypoints, height, width, radius=data_cfg.heatmap_radius),
         "body_mask": geometry.body_mask(
@@ -237,6 +272,36 @@ def train_dataset(
         dataset = dataset.map(
             lambda serialized: prepare_example(records.parse_image(serialized), data_cfg),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    return dataset.batch(size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def pose_dataset(data_dir: str, cfg: Config, batch_size: int, split: str = "train", seed: int = 0) -> tf.data.Dataset:
+    """Batches of pose vectors alone, for the pose auto-encoder: shuffled, mirrored with probability
+    1/2, repeated, full batches. No image is decoded (the keypoints scale with the record's stored
+    size), so a pose batch costs next to nothing beside an image batch.
+
+    Returns:
+      A `tf.data.Dataset` of dicts `{"pose_vector": (batch_size, 54)}`.
+
+    Raises:
+      ValueError: if `data_dir` has no shard of `split`.
+    """
+    size = _batch_size(cfg, batch_size)
+    height, width = cfg.data.height, cfg.data.width
+
+    def prepare(serialized, coin):
+        parsed = records.parse_image(serialized)
+        left, framed = _frame_columns(parsed["height"], parsed["width"], height, width)
+        keypoints = geometry.scale_keypoints(_shift_x(parsed["keypoints"], left),
+                                             (tf.cast(parsed["height"], tf.int32), framed), (height, width))
+        keypoints = tf.where(coin, geometry.flip_keypoints(keypoints, width), keypoints)
+        return {"pose_vector": geometry.pose_vector(keypoints, height, width)}
+
+    dataset = _records(data_dir, split, shuffle=True, seed=seed).shuffle(
+        SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
+    coins = tf.data.Dataset.random(seed=seed).map(lambda value: value % 2 == 0)
+    dataset = tf.data.Dataset.zip(dataset, coins).map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
+                                                      deterministic=False)
     return dataset.batch(size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -8,6 +8,9 @@ writes
                       backgrounds: A, B, then for FG swap, BG swap and pose transfer the model's
                       output above the exact ground truth that `synthetic.render` draws.
 
+On a set without a background factor (`make demo-deepfashion`) swaps.png shows pose transfer only:
+A's appearance in B's pose.
+
   python -m keras_disentangle.demo stage2 --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
       --stage2_dir=runs/s2-pose --data_dir=out/records --out=out/demo
 
@@ -52,14 +55,20 @@ def stage1_pictures(stage1_dir: str, data_dir: str, out_dir: str, n: int = 8, se
         [cells(first["image"], scale), cells(reconstruction, scale)], row_labels=["input", "G1(x, h)"]))
     written.append(path)
 
-    pairs = disentangle.pair_indices(examples["fg_id"], examples["bg_id"], n, seed)
+    if cfg.data.has_background:
+        pairs = disentangle.pair_indices(examples["fg_id"], examples["bg_id"], n, seed)
+        tasks = ("fg_swap", "bg_swap", "pose_transfer")
+    else:
+        # Two factors (DeepFashion): pairs of different people; A's appearance in B's pose.
+        pairs = disentangle.pair_indices(examples["person_id"], np.arange(len(examples["person_id"])), n, seed)
+        tasks = ("pose_transfer",)
     a_idx, b_idx = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
     batches = {"a": {k: v[a_idx] for k, v in examples.items()}, "b": {k: v[b_idx] for k, v in examples.items()}}
     codes = {side: stage1.appearance_encoder(encoder_inputs(batch), training=False)
              for side, batch in batches.items()}
     rows, labels = [cells(batches["a"]["image"], scale), cells(batches["b"]["image"], scale)], ["A", "B"]
     factors = [json.loads(f) for f in examples["factors"]] if all(examples["factors"]) else None
-    for task in ("fg_swap", "bg_swap", "pose_transfer"):
+    for task in tasks:
         fg_from, bg_from, pose_from, _ = disentangle.TASK_SOURCES[task]
         output = serving.generate(codes[fg_from]["fg_embedding"], codes[bg_from].get("bg_embedding"),
                                   batches[pose_from]["heatmaps"])

@@ -231,19 +231,29 @@ def body_mask(keypoints, height: int, width: int, radius: int, close_size: int =
     return _closing(mask, int(close_size))
 
 
-def roi_boxes(keypoints, height: int, width: int, pad: int = 6,
-              pad_single: int = 10) -> tuple[tf.Tensor, tf.Tensor]:
+# A photo shows the whole body when a knee or ankle of each leg is present (the authors'
+# DeepFashion rule); otherwise it is a close-up, whose ROIs the authors pad more.
+_LOWER_LEGS = ((9, 10), (12, 13))
+_NOSE = 0
+
+
+def roi_boxes(keypoints, height: int, width: int, pad: int = 6, pad_single: int = 10, head_raise: int = 0,
+              close_up: tuple[int, int, int] | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """The 7 body ROIs (`ROI_NAMES`): padded bounding boxes of their present joints.
 
     Each box spans the min/max of the ROI's present joints, padded by `pad` pixels (`pad_single`
-    when only one joint is present), clipped to the image. A ROI without any present joint gets
-    the whole image and visibility 0.
+    when only one joint is present), clipped to the image; the nose counts `head_raise` pixels
+    higher (clipped at 0), so that the head box holds the hair. A ROI without any present joint
+    gets the whole image and visibility 0. With `close_up`, a photo in which the lower legs are not
+    both seen (no knee or ankle of one leg) uses its (pad, pad_single, head_raise) instead.
 
     Args:
       keypoints: `(..., 18, 2)` (y, x) pixels.
       height, width: int. Image size.
       pad: int. Padding in pixels around two or more joints.
       pad_single: int. Padding in pixels around a single joint.
+      head_raise: int. Pixels the nose is moved up before the boxes are taken.
+      close_up: (pad, pad_single, head_raise) of a close-up, or None to treat every photo alike.
 
     Returns:
       A tuple `(boxes, visibility)`: float32 `(..., 7, 4)` boxes (y1, x1, y2, x2) normalized as
@@ -251,14 +261,24 @@ def roi_boxes(keypoints, height: int, width: int, pad: int = 6,
     """
     _check_size(height, width)
     keypoints = _as_keypoints(keypoints)
+    present = _present(keypoints)
+    pad, pad_single, head_raise = (tf.constant(float(v)) for v in (pad, pad_single, head_raise))
+    if close_up is not None:
+        whole_body = tf.logical_and(*(tf.reduce_any(tf.gather(present, list(leg), axis=-1), axis=-1)
+                                      for leg in _LOWER_LEGS))
+        pad, pad_single, head_raise = (tf.where(whole_body, value, float(other))
+                                       for value, other in zip((pad, pad_single, head_raise), close_up))
+    raise_y = tf.one_hot(_NOSE, NUM_KEYPOINTS) * head_raise[..., tf.newaxis]  # (..., 18)
+    raised_y = tf.maximum(keypoints[..., 0] - raise_y, 0.0)
+    keypoints = tf.stack([tf.where(present, raised_y, keypoints[..., 0]), keypoints[..., 1]], axis=-1)
     # (..., 7, 18): joint j counts for ROI r when it belongs to it and is present.
-    selected = tf.logical_and(_ROI_MEMBERSHIP, _present(keypoints)[..., tf.newaxis, :])
+    selected = tf.logical_and(_ROI_MEMBERSHIP, present[..., tf.newaxis, :])
     count = tf.reduce_sum(tf.cast(selected, tf.float32), axis=-1)  # (..., 7)
     coords = keypoints[..., tf.newaxis, :, :]  # (..., 1, 18, 2)
     chosen = selected[..., tf.newaxis]
     low = tf.reduce_min(tf.where(chosen, coords, np.inf), axis=-2)  # (..., 7, 2)
     high = tf.reduce_max(tf.where(chosen, coords, -np.inf), axis=-2)
-    padding = tf.where(count == 1.0, float(pad_single), float(pad))[..., tf.newaxis]
+    padding = tf.where(count == 1.0, pad_single[..., tf.newaxis], pad[..., tf.newaxis])[..., tf.newaxis]
     limit = tf.constant([height - 1, width - 1], tf.float32)
     low = tf.clip_by_value(low - padding, 0.0, limit) / limit
     high = tf.clip_by_value(high + padding, 0.0, limit) / limit

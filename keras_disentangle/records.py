@@ -5,7 +5,7 @@ Every dataset is stored the same way: one `tf.train.Example` per image, and one 
 Image record features:
   image        bytes   the encoded photo as stored by the dataset (JPEG or PNG), never re-encoded.
   name         bytes   the file name, e.g. `0002_c1s1_000451_03.jpg`.
-  height/width int64   the decoded size (Market 128x64, DeepFashion 256x256).
+  height/width int64   the decoded size (Market 128x64, DeepFashion 256x256 or 256x176).
   keypoints    int64   [18 * 2] row-major (y, x) per OpenPose joint, in pixels; -1 = missing.
   person_id    int64   identity (Market: first 4 characters, -1 junk, 0 distractor; DeepFashion:
                        garment index).

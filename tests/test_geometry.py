@@ -154,6 +154,34 @@ def test_roi_boxes_of_a_hand_made_pose():
     np.testing.assert_array_equal(boxes.numpy()[5], [0, 0, 1, 1])
 
 
+def test_roi_head_raise_and_close_up_padding():
+    """The authors' DeepFashion ROIs: the nose counts `head_raise` px higher, and a photo without a
+    knee or ankle of one leg (a close-up) takes the close-up paddings; a batch mixes both."""
+    close_up = POSE.copy()
+    close_up[[12, 13]] = -1  # the left knee and ankle unseen
+    boxes, _ = geometry.roi_boxes(np.stack([POSE, close_up]), H, W, pad=1, pad_single=2, head_raise=2,
+                                  close_up=(3, 4, 0))
+    pixels = boxes.numpy() * [H - 1, W - 1, H - 1, W - 1]
+    # Whole body: head y from the raised nose (4 - 2 = 2) padded by 1; x 5..11 padded by 1.
+    np.testing.assert_allclose(pixels[0, 0], [1, 4, 8, 12], atol=1e-4)
+    np.testing.assert_allclose(pixels[0, 3], [6, 10, 17, 13], atol=1e-4)  # left arm y 7..16, x 11..12
+    # Close-up: no raise (head y 3..7), pad 3; the left leg's single hip gets pad_single 4.
+    np.testing.assert_allclose(pixels[1, 0], [0, 2, 10, 14], atol=1e-4)
+    np.testing.assert_allclose(pixels[1, 5], [13, 6, 21, 14], atol=1e-4)
+    # Without a raise and a close-up rule the old boxes come back.
+    plain, _ = geometry.roi_boxes(POSE, H, W, pad=1, pad_single=2)
+    np.testing.assert_allclose(plain.numpy()[0] * [H - 1, W - 1, H - 1, W - 1], [2, 4, 8, 12], atol=1e-4)
+
+
+def test_deepfashion_presets_carry_the_authors_roi_geometry():
+    from keras_disentangle import configs
+
+    full = configs.get_config("deepfashion", "full").data.roi_options
+    assert full == {"pad": 10, "pad_single": 20, "head_raise": 10, "close_up": (20, 40, 25)}
+    market = configs.get_config("market", "full").data.roi_options
+    assert market == {"pad": 6, "pad_single": 10, "head_raise": 0, "close_up": (6, 10, 0)}
+
+
 def test_roi_boxes_crop_what_they_say():
     # crop_and_resize at the box's own size reproduces the pixels of the box.
     image = np.arange(H * W, dtype=np.float32).reshape(1, H, W, 1)

@@ -241,7 +241,10 @@ def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):
     cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, adversarial_weight=1.0,
                            first_block_channels=8, encoder_channels=(8, 16), generator_channels=(8, 16),
                            d1_channels=(8, 16))
-    dataset = data.eval_dataset(records, cfg, split="train", batch_size=4).repeat()
+    images = data.eval_dataset(records, cfg, split="train", batch_size=4).repeat()
+    repeats = cfg.train.pose_batch_size // 4
+    poses = images.map(lambda batch: {"pose_vector": tf.tile(batch["pose_vector"], [repeats, 1])})
+    dataset = tf.data.Dataset.zip({"appearance": images, "pose": poses})
     keras.utils.set_random_seed(0)
     trained = build_stage1(cfg)
     optimizers = stage1.build_optimizers(cfg.train)

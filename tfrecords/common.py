@@ -273,20 +273,22 @@ def check_keypoints(annotation: Annotation, height: int, width: int) -> None:
                 Reason.KEYPOINT_OUTSIDE)
 
 
-def read_image(path: pathlib.Path, annotation: Annotation, height: int, width: int) -> bytes:
+def read_image(path: pathlib.Path, annotation: Annotation, height: int, width: int,
+               other_sizes: tuple[tuple[int, int], ...] = ()) -> tuple[bytes, tuple[int, int]]:
     """Reads an encoded image and checks it by decoding it as the input pipeline will.
 
     Args:
       path: pathlib.Path. The JPEG or PNG file.
       annotation: Annotation. The row that references the image (for error messages).
       height, width: int. The size the dataset's images must have.
+      other_sizes: (height, width) pairs also accepted (DeepFashion's 256x176 release).
 
     Returns:
-      The file's bytes, unchanged.
+      The file's bytes, unchanged, and the decoded (height, width).
 
     Raises:
       BadInput: for a missing or unreadable file, data that is not a decodable JPEG or PNG, or a
-        decoded size other than `height x width`.
+        decoded size other than `height x width` or one of `other_sizes`.
     """
     try:
         data = path.read_bytes()
@@ -301,10 +303,12 @@ def read_image(path: pathlib.Path, annotation: Annotation, height: int, width: i
     except tf.errors.OpError as error:
         detail = re.sub(r"\s*\[Op:\w+\]$", "", error.message.split("}}")[-1].strip().splitlines()[0])
         raise annotation.bad(f"{path}: cannot decode image ({detail})", Reason.CORRUPT_IMAGE) from None
-    if tuple(shape[:2]) != (height, width):
-        raise annotation.bad(f"{path}: image is {shape[0]}x{shape[1]} (HxW), expected {height}x{width}",
-                             Reason.WRONG_SIZE)
-    return data
+    size = tuple(int(n) for n in shape[:2])
+    accepted = ((height, width), *other_sizes)
+    if size not in accepted:
+        expected = " or ".join(f"{h}x{w}" for h, w in accepted)
+        raise annotation.bad(f"{path}: image is {size[0]}x{size[1]} (HxW), expected {expected}", Reason.WRONG_SIZE)
+    return data, size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,10 +320,12 @@ class Split:
       image_dir: pathlib.Path. The folder of the split's images.
       annotations: AnnotationFile. The split's annotation CSV.
       pairs: tuple of Pair or BadInput. The rows of the split's pairs CSV (empty when it has none).
-      height, width: int. The image size every image must have.
+      height, width: int. The image size every image must have (or one of `other_sizes`).
       labels: callable. Maps an Annotation to the RawExample fields other than the image, name,
         size and keypoints (`person_id`, `camera`, and for the synthetic set `fg_id`, `bg_id`,
         `factors`); raises BadInput.
+      other_sizes: tuple of (height, width). Further sizes an image may have; a record keeps its
+        image's own size and the keypoints as given (`data.prepare_example` frames it).
     """
 
     name: str
@@ -329,6 +335,7 @@ class Split:
     height: int
     width: int
     labels: Callable[[Annotation], dict]
+    other_sizes: tuple[tuple[int, int], ...] = ()
 
     @property
     def size(self) -> int:
@@ -350,11 +357,13 @@ class Split:
             try:
                 check_keypoints(entry, self.height, self.width)
                 labels = self.labels(entry)
-                image = read_image(self.image_dir / entry.name, entry, self.height, self.width)
+                image, (height, width) = read_image(self.image_dir / entry.name, entry, self.height, self.width,
+                                                    self.other_sizes)
+                check_keypoints(entry, height, width)
             except BadInput as error:
                 yield error
                 continue
-            yield RawExample(image=image, name=entry.name, height=self.height, width=self.width,
+            yield RawExample(image=image, name=entry.name, height=height, width=width,
                              keypoints=entry.keypoints, **labels)
 
 
@@ -366,6 +375,7 @@ def open_split(
     height: int,
     width: int,
     labels: Callable[[Annotation], dict],
+    other_sizes: tuple[tuple[int, int], ...] = (),
 ) -> Split:
     """Assembles a split from its parsed annotations (the images are read lazily by `Split.examples`).
 
@@ -377,6 +387,7 @@ def open_split(
       pairs_csv: pathlib.Path. Its pairs CSV; the split has no pairs when the file does not exist.
       height, width: int. The required image size.
       labels: callable. See `Split.labels`.
+      other_sizes: tuple of (height, width). See `Split.other_sizes`.
 
     Returns:
       Split.
@@ -387,4 +398,4 @@ def open_split(
     if not image_dir.is_dir():
         raise BadInput(image_dir, None, f"image folder of split {name!r} does not exist", Reason.BAD_FILE)
     pairs = read_pairs_csv(pairs_csv) if pairs_csv.exists() else ()
-    return Split(name, image_dir, annotations, pairs, height, width, labels)
+    return Split(name, image_dir, annotations, pairs, height, width, labels, other_sizes)

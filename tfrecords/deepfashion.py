@@ -7,7 +7,13 @@ Layout under the root (the `fasion` spelling is the public files'):
 | train | `train/` | `fasion-annotation-train.csv` | `fasion-pairs-train.csv` (optional) |
 | test | `test/` | `fasion-annotation-test.csv` | `fasion-pairs-test.csv` (optional) |
 
-Images are 256x256. File names look like `fashionMENShirts_Polosid0000186605_1front.jpg`: the
+The PATN / GFLA release names its CSVs `fasion-resize-annotation-{split}.csv` and
+`fasion-resize-pairs-{split}.csv`; either family is read (a split with both is refused, as the
+choice would be a guess). Images are 256x256 (the Deformable-GAN / PG2 files) or 256x176 (the
+PATN / GFLA release, which cut 40 px off each side of the 256x256 photos; its keypoints are in the
+256x176 frame). A record keeps the file and its keypoints as they are; `data.prepare_example`
+edge-pads a 256x176 photo back to 256x256 (x + 40), so one preset serves both releases.
+File names look like `fashionMENShirts_Polosid0000186605_1front.jpg`: the
 garment key is `id` plus 10 digits (`id0000186605`), shared by every view of one garment.
 
 Person id: the index of the image's garment key in the sorted list of the distinct keys that the
@@ -22,7 +28,7 @@ import pathlib
 import re
 
 from keras_disentangle import configs
-from tfrecords.common import SPLITS, Annotation, Reason, Split, open_split, read_annotation_csv
+from tfrecords.common import SPLITS, Annotation, BadInput, Reason, Split, open_split, read_annotation_csv
 
 _GARMENT_KEY = re.compile(r"id\d{10}(?=_)")
 
@@ -33,13 +39,35 @@ def garment_key(name: str) -> str | None:
     return match.group(0) if match else None
 
 
+# The CSV name prefixes: the Deformable-GAN files', then the PATN / GFLA release's.
+_CSV_PREFIXES = ("fasion-", "fasion-resize-")
+# The 256x176 release (see the module docstring).
+NARROW_SIZE = (256, 176)
+
+
+def _csv_prefix(root: pathlib.Path, split: str) -> str | None:
+    """The CSV prefix of `split` under `root`, or None when it has no annotation CSV.
+
+    Raises:
+      BadInput: when both families' annotation CSVs exist.
+    """
+    found = [prefix for prefix in _CSV_PREFIXES if (root / f"{prefix}annotation-{split}.csv").exists()]
+    if len(found) > 1:
+        names = " and ".join(f"{prefix}annotation-{split}.csv" for prefix in found)
+        raise BadInput(root, None, f"both {names} exist; keep the one that matches the {split}/ images",
+                       Reason.BAD_FILE)
+    return found[0] if found else None
+
+
 def annotation_csv(root: pathlib.Path, split: str) -> pathlib.Path:
-    return root / f"fasion-annotation-{split}.csv"
+    """The split's annotation CSV (`fasion-annotation-{split}.csv` unless only the PATN name exists)."""
+    root = pathlib.Path(root)
+    return root / f"{_csv_prefix(root, split) or _CSV_PREFIXES[0]}annotation-{split}.csv"
 
 
 def available_splits(root) -> tuple[str, ...]:
     """The splits of `root` that have an annotation CSV, in `SPLITS` order."""
-    return tuple(split for split in SPLITS if annotation_csv(pathlib.Path(root), split).exists())
+    return tuple(split for split in SPLITS if _csv_prefix(pathlib.Path(root), split) is not None)
 
 
 def read_split(root, split: str) -> Split:
@@ -71,5 +99,6 @@ def read_split(root, split: str) -> Split:
         return {"person_id": index[key], "camera": -1}
 
     stored = configs.get_config("deepfashion").data
-    return open_split(split, root / split, annotations, root / f"fasion-pairs-{split}.csv",
-                      stored.stored_height, stored.stored_width, labels)
+    pairs = root / f"{_csv_prefix(root, split) or _CSV_PREFIXES[0]}pairs-{split}.csv"
+    return open_split(split, root / split, annotations, pairs, stored.stored_height, stored.stored_width, labels,
+                      other_sizes=(NARROW_SIZE,))

@@ -125,7 +125,7 @@ def code_regions(cfg: configs.Config, keypoints, body_mask) -> tuple[np.ndarray,
       no joint in the target pose.
     """
     h, w = cfg.data.height, cfg.data.width
-    boxes, visibility = geometry.roi_boxes(keypoints, h, w, pad=cfg.data.roi_pad, pad_single=cfg.data.roi_pad_single)
+    boxes, visibility = geometry.roi_boxes(keypoints, h, w, **cfg.data.roi_options)
     pixels = np.round(boxes.numpy() * [h - 1, w - 1, h - 1, w - 1]).astype(int)
     rows, cols = np.arange(h)[:, np.newaxis], np.arange(w)[np.newaxis, :]
     regions = [((rows >= y1) & (rows <= y2) & (cols >= x1) & (cols <= x2)).astype(np.float32)

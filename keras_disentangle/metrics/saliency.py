@@ -30,6 +30,7 @@ import tensorflow as tf
 from keras_disentangle import configs
 from keras_disentangle.visualize import to_uint8
 from keras_disentangle.metrics.leakage import BACKGROUND, code_blocks, heat_image
+from keras_disentangle.models.encoders import FG_FEATURES_LAYER
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding
 
 _ENCODER_INPUTS = ("image", "body_mask", "roi_boxes", "roi_visibility")
@@ -88,7 +89,7 @@ def encoder_maps(cfg: configs.Config, stage1: Stage1, batch: dict,
       the BG branch's.
     """
     encoder = stage1.appearance_encoder
-    branch_layers = {"fg": "fg_mask"}
+    branch_layers = {"fg": FG_FEATURES_LAYER[cfg.model.fg_features_masked]}
     if cfg.data.has_background:
         branch_layers["bg"] = "bg_mask"
     probe = keras.Model(encoder.input, {"codes": encoder.output,

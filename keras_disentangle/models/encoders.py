@@ -2,10 +2,12 @@
 
 The image goes through one conv + residual block (`first_block`); the coarse body mask then splits
 its features into FG = features * M and BG = features * (1 - M) (paper Sec. 3.1: masking features
-rather than pixels tolerates an inaccurate mask). The FG branch crops the 7 body ROIs and encodes
-each with one shared encoder (BodyROI7), or encodes the whole masked map (WholeBody); the BG branch
-encodes the inverse-masked map. Each encoder is a stack of residual levels with a stride-2 conv
-between levels, flattened into a linear FC bottleneck (paper Sec. 3.4, Fig. 10a-b).
+rather than pixels tolerates an inaccurate mask). Without a background branch (DeepFashion) the FG
+branch reads the unmasked features by default, as the authors' code does (`fg_features_masked`).
+The FG branch crops the 7 body ROIs and encodes each with one shared encoder (BodyROI7), or encodes
+the whole masked map (WholeBody); the BG branch encodes the inverse-masked map. Each encoder is a
+stack of residual levels with a stride-2 conv between levels, flattened into a linear FC bottleneck
+(paper Sec. 3.4, Fig. 10a-b).
 
 Model and sub-model names: `appearance_encoder` holds `first_block`, `fg_encoder` (which holds
 `roi_encoder` in the BodyROI7 variant) and `bg_encoder`.
@@ -17,6 +19,9 @@ import keras
 
 from keras_disentangle.configs import NUM_ROIS, Config, FgEncoderKind
 from keras_disentangle.models.layers import RoiAlign, residual_conv_block
+
+# The layer whose output the FG branch reads, by `cfg.model.fg_features_masked` (saliency probes it).
+FG_FEATURES_LAYER = {True: "fg_mask", False: "fg_features"}
 
 
 def _conv_encoder(x: keras.KerasTensor, channels: tuple[int, ...], name: str) -> keras.KerasTensor:
@@ -170,7 +175,12 @@ def build_appearance_encoder(cfg: Config) -> keras.Model:
     }
     features = build_first_block(cfg)(inputs["image"])
     mask = inputs["body_mask"]
-    fg_features = keras.layers.Multiply(name="fg_mask")([features, mask])
+    # Unmasked on DeepFashion, as the authors' code: without a BG branch the mask would only lose
+    # hair and loose clothes outside the limb disks (ModelConfig.fg_features_masked).
+    if cfg.model.fg_features_masked:
+        fg_features = keras.layers.Multiply(name=FG_FEATURES_LAYER[True])([features, mask])
+    else:
+        fg_features = keras.layers.Identity(name=FG_FEATURES_LAYER[False])(features)
     outputs = {
         "fg_embedding": build_fg_encoder(cfg)({
             "fg_features": fg_features,

@@ -87,10 +87,16 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
         if command is not None:
             rundir.record_command(logdir, *command)
     train_cfg = cfg.train
-    # The paper trains the pose auto-encoder alone with its own batch (64); trained together with
-    # the appearance networks it shares their batch.
+    # Each part trains at its own batch from the preset (the paper trains them separately); with
+    # --model=both every step draws an image batch and a pose batch.
     batch_size = train_cfg.pose_batch_size if part == steps.Stage1Part.POSE else train_cfg.batch_size
-    dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=train_cfg.seed)
+    if part == steps.Stage1Part.POSE:
+        dataset = data.pose_dataset(data_dir, cfg, batch_size=batch_size, seed=train_cfg.seed)
+    else:
+        dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=train_cfg.seed)
+    if part == steps.Stage1Part.BOTH:
+        poses = data.pose_dataset(data_dir, cfg, batch_size=train_cfg.pose_batch_size, seed=train_cfg.seed)
+        dataset = tf.data.Dataset.zip({"appearance": dataset, "pose": poses})
     options = tf.data.Options()
     # One shard file per split is common at tiny scale; shard by element, not by file.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

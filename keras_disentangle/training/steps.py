@@ -85,17 +85,20 @@ def pose_step(stage1: Stage1, optimizer: keras.optimizers.Optimizer,
 
 def stage1_step(part: Stage1Part, stage1: Stage1, optimizers: dict, train_cfg: configs.TrainConfig,
                 global_batch_size: int) -> Callable[[dict], dict]:
-    """The replica step of `--stage=1 --model=part`; `optimizers` holds `g1`, `d1` and/or `pose`."""
-    parts = []
-    if part in (Stage1Part.APPEARANCE, Stage1Part.BOTH):
-        parts.append(appearance_step(stage1, optimizers["g1"], optimizers["d1"], train_cfg, global_batch_size))
-    if part in (Stage1Part.POSE, Stage1Part.BOTH):
-        parts.append(pose_step(stage1, optimizers["pose"], global_batch_size))
+    """The replica step of `--stage=1 --model=part`; `optimizers` holds `g1`, `d1` and/or `pose`.
+
+    `global_batch_size` is the batch of the part trained; with BOTH it is the image batch, the
+    batch is `{"appearance": images, "pose": poses}` and the pose batch `train_cfg.pose_batch_size`
+    (each part at its preset's batch, `data.pose_dataset`).
+    """
+    if part == Stage1Part.APPEARANCE:
+        return appearance_step(stage1, optimizers["g1"], optimizers["d1"], train_cfg, global_batch_size)
+    if part == Stage1Part.POSE:
+        return pose_step(stage1, optimizers["pose"], global_batch_size)
+    appearance = appearance_step(stage1, optimizers["g1"], optimizers["d1"], train_cfg, global_batch_size)
+    pose = pose_step(stage1, optimizers["pose"], train_cfg.pose_batch_size)
 
     def step(batch: dict) -> dict:
-        logs = {}
-        for update in parts:
-            logs.update(update(batch))
-        return logs
+        return {**appearance(batch["appearance"]), **pose(batch["pose"])}
 
     return step

@@ -1,0 +1,113 @@
+"""`python -m tfrecords.synthetic_fashion`: the synthetic people in the DeepFashion layout.
+
+    python -m tfrecords.synthetic_fashion --out=DIR [--ids=20] [--images_per_id=4] [--seed=0]
+
+DeepFashion-shaped data with two factors, appearance and pose: 256x256 photos (1:1) of one person
+each on one plain studio backdrop, in `train/` and `test/` with `fasion-annotation-{train,test}.csv`
+and `fasion-pairs-test.csv` (ordered same-person test pairs with Rsho, Lsho, Rhip and Lhip present),
+named `fashionSYNTHETICPeopleid<10-digit person>_<k>view.jpg` so that the garment key is the person.
+`python -m tfrecords.build --dataset=deepfashion` converts it, as it converts DeepFashion itself
+(`make demo-deepfashion`). The same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+from typing import Sequence
+
+import numpy as np
+from absl import flags
+from PIL import Image
+
+from keras_disentangle import cli, synthetic
+from tfrecords import deepfashion
+from tfrecords.common import ANNOTATION_HEADER, PAIRS_HEADER, SPLITS, annotation_row
+from tfrecords.synthetic import PAIR_JOINTS
+
+SIZE = 256
+# A light grey studio wall, lit evenly, filling the frame (the horizon just below the bottom row;
+# at exactly 1 the floor's shading would divide by zero).
+STUDIO = {"camera": 0, "seed": 0, "horizon": 0.9999, "sequence": 1, "shapes": [], "tint": [1.0, 1.0, 1.0],
+          "light": 0.0, "wall": {"top": [238, 236, 232], "bottom": [222, 220, 216], "texture": "plain", "cell": 0.05},
+          "floor": {"far": [210, 210, 210], "near": [200, 200, 200], "texture": "planks", "cell": 1.0}}
+
+
+def image_name(person: int, view: int) -> str:
+    return f"fashionSYNTHETICPeopleid{person:010d}_{view}view.jpg"
+
+
+def generate(out_dir, ids: int = 20, images_per_id: int = 4, seed: int = 0) -> dict:
+    """Writes the set (see the module docstring); an earlier one in `out_dir` is replaced.
+
+    Returns:
+      dict with the `images` per split and the test `pairs`.
+
+    Raises:
+      ValueError: for fewer than 2 identities or images per identity, or an `out_dir` that holds
+        another DeepFashion folder (an annotation CSV this module did not write).
+    """
+    if ids < 2 or images_per_id < 2:
+        raise ValueError(f"ids={ids}, images_per_id={images_per_id}: expected at least 2 of each.")
+    out = pathlib.Path(out_dir)
+    for split in SPLITS:
+        csv = deepfashion.annotation_csv(out, split)
+        first_row = csv.read_text().splitlines()[1:2] if csv.exists() else []
+        if first_row and "SYNTHETIC" not in first_row[0]:
+            raise ValueError(f"{csv} is not a synthetic set's; expected an empty directory or an earlier "
+                             "synthetic set.")
+        shutil.rmtree(out / split, ignore_errors=True)
+        (out / split).mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    test_ids = set(rng.permutation(np.arange(1, ids + 1))[: ids // 2].tolist())
+    rows, counts, test_keypoints = {split: [] for split in SPLITS}, dict.fromkeys(SPLITS, 0), {}
+    for person in range(1, ids + 1):
+        identity = synthetic.sample_identity(rng)
+        split = "test" if person in test_ids else "train"
+        for view in range(1, images_per_id + 1):
+            pose = synthetic.sample_pose(rng, SIZE, SIZE)
+            name = image_name(person, view)
+            image = synthetic.render(identity, STUDIO, pose, (SIZE, SIZE))
+            Image.fromarray(image).save(out / split / name, format="JPEG", quality=95, subsampling=0)
+            keypoints = synthetic.annotate(pose)
+            rows[split].append(annotation_row(name, keypoints))
+            counts[split] += 1
+            if split == "test":
+                test_keypoints[name] = keypoints
+    for split in SPLITS:
+        with open(deepfashion.annotation_csv(out, split), "w", newline="\n") as f:
+            f.write(ANNOTATION_HEADER + "\n")
+            f.writelines(sorted(rows[split]))
+    valid = sorted(n for n, kp in test_keypoints.items() if (kp[list(PAIR_JOINTS)] >= 0).all())
+    pairs = [(a, b) for a in valid for b in valid
+             if a != b and deepfashion.garment_key(a) == deepfashion.garment_key(b)]
+    with open(out / "fasion-pairs-test.csv", "w", newline="\n") as f:
+        f.write(PAIRS_HEADER + "\n")
+        f.writelines(f"{a},{b}\n" for a, b in pairs)
+    return {"images": counts, "pairs": len(pairs)}
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("out", None, "Dataset root to write (an earlier synthetic set there is replaced).")
+    flags.mark_flag_as_required("out")
+    flags.DEFINE_integer("ids", 20, "Number of people, split half train, half test.")
+    flags.DEFINE_integer("images_per_id", 4, "Photos per person.")
+    flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
+
+
+def main(argv: Sequence[str]) -> None:
+    cli.no_positional(argv)
+    try:
+        summary = generate(FLAGS.out, ids=FLAGS.ids, images_per_id=FLAGS.images_per_id, seed=FLAGS.seed)
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
+    for split, count in summary["images"].items():
+        print(f"{split}: {count} images")
+    print(f"fasion-pairs-test.csv: {summary['pairs']} pairs")
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)
