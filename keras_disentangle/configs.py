@@ -243,6 +243,8 @@ class EvalConfig:
       sampling_n: int. Sampled embeddings per factor (stage-II sampling metric).
       inversions: int. Test image pairs inverted (stage-II inversion metric).
       invert_steps: int. Gradient steps per inversion.
+      sample_pose: str. `--task=sample` with stage II: `sampled` (every factor from its mapper) or
+        `real` (FG and BG sampled, poses drawn from the training poses: the paper's "BodyROI7 + real pose").
     """
 
     metrics: tuple[str, ...] = ("ssim", "mask_ssim")
@@ -259,6 +261,7 @@ class EvalConfig:
     sampling_n: int = 1000
     inversions: int = 16
     invert_steps: int = _INVERT_STEPS
+    sample_pose: str = "sampled"
 
 
 @dataclasses.dataclass(frozen=True)
