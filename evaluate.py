@@ -8,6 +8,12 @@
   python evaluate.py --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
       --stage2_dir=runs/s2-pose --data_dir=out/records --metrics=sampling,inversion
 
+The sampling variants of the paper's Fig. 7 (--task=sample; FID, IS, sample_check):
+  python evaluate.py --stage1_dir=runs/s1 --stage2_dir=runs/s2-fg --stage2_dir=runs/s2-bg \
+      --stage2_dir=runs/s2-pose --data_dir=out/records --task=sample [--sample_pose=real] \
+      --metrics=fid,sample_check --fid_weights=fid_inception_2015.npz
+  python evaluate.py --baseline_dir=runs/vae --data_dir=out/records --task=sample --metrics=fid,sample_check ...
+
 Metrics: `--help` lists them with their flags. Each is one module of keras_disentangle/metrics/suite/
 registered in keras_disentangle/metrics/registry.py, which holds its protocol: image metrics (ssim,
 mask_ssim, is, mask_is, fid) on a model's output or on folders, model metrics on a stage-I run
@@ -37,6 +43,11 @@ def define_flags() -> None:
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.")
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory (repeat per factor): --task=sample, the "
                               "stage-II metrics and the sampled-factor checks of gt_swap.")
+    flags.DEFINE_string("baseline_dir", None, "A VAE / DCGAN baseline run (train.py --stage=baseline), sampled "
+                        "with --task=sample instead of a stage-II model.")
+    flags.DEFINE_enum("sample_pose", defaults.sample_pose, ["sampled", "real"], "--task=sample with --stage2_dir: "
+                      "sampled (every factor from noise) or real (FG/BG from noise, poses of random training "
+                      "images: the paper's 'BodyROI7 + real pose').")
     flags.DEFINE_string("data_dir", None, "TFRecords written by `python -m tfrecords.build`.")
     flags.DEFINE_enum("dataset", None, list(configs.DATASETS),
                       "Optional check: the dataset the run must have been trained on.")
@@ -74,14 +85,14 @@ def define_flags() -> None:
 def _options(folders: bool):
     from keras_disentangle.metrics import registry  # noqa: PLC0415
 
-    out_dir = FLAGS.out or FLAGS.stage1_dir or FLAGS.generated_dir
-    cache_dir = FLAGS.cache_dir or (None if folders else rundir.fid_cache_dir(FLAGS.stage1_dir))
+    out_dir = FLAGS.out or FLAGS.stage1_dir or FLAGS.baseline_dir or FLAGS.generated_dir
+    cache_dir = FLAGS.cache_dir or (None if folders else rundir.fid_cache_dir(FLAGS.stage1_dir or FLAGS.baseline_dir))
     options = registry.EvalOptions(
         metrics=tuple(FLAGS.metrics), task=FLAGS.task, n=FLAGS.n, seed=FLAGS.seed, split=FLAGS.split,
         batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=out_dir,
         params={name: FLAGS[name].value for name in registry.metric_flags()}, pairs=FLAGS.pairs,
-        allow_fewer=FLAGS.allow_fewer, crop=FLAGS.crop or "")
-    options.validate(folders, stage2=bool(FLAGS.stage2_dir))
+        allow_fewer=FLAGS.allow_fewer, crop=FLAGS.crop or "", sample_pose=FLAGS.sample_pose)
+    options.validate(folders, stage2=bool(FLAGS.stage2_dir), baseline=bool(FLAGS.baseline_dir))
     return options, rundir.report_path(out_dir)
 
 
@@ -90,11 +101,14 @@ def main(argv):
     folders = bool(FLAGS.generated_dir or FLAGS.target_dir)
     if folders and not (FLAGS.generated_dir and FLAGS.target_dir):
         raise cli.UsageError("--generated_dir and --target_dir go together.")
-    if folders and FLAGS.stage1_dir:
-        raise cli.UsageError("give either --stage1_dir (score a model) or --generated_dir/--target_dir (score "
-                             "files), not both.")
-    if not folders and (not FLAGS.stage1_dir or not FLAGS.data_dir):
-        raise cli.UsageError("--stage1_dir and --data_dir are required (or --generated_dir and --target_dir).")
+    if folders and (FLAGS.stage1_dir or FLAGS.baseline_dir):
+        raise cli.UsageError("give either --stage1_dir / --baseline_dir (score a model) or --generated_dir/"
+                             "--target_dir (score files), not both.")
+    if FLAGS.baseline_dir and FLAGS.stage1_dir:
+        raise cli.UsageError("give either --stage1_dir (the disentangled model) or --baseline_dir, not both.")
+    if not folders and (not (FLAGS.stage1_dir or FLAGS.baseline_dir) or not FLAGS.data_dir):
+        raise cli.UsageError("--stage1_dir (or --baseline_dir) and --data_dir are required (or --generated_dir and "
+                             "--target_dir).")
     try:
         options, out = _options(folders)
     except ValueError as error:
@@ -104,7 +118,7 @@ def main(argv):
 
     header = {"command": " ".join(sys.argv), "task": options.task, "split": options.split, "n": options.n,
               "pairs_from": options.pairs, "seed": options.seed, **options.params, "versions": report.versions()}
-    cfg = stage1 = stage2 = None
+    cfg = stage1 = stage2 = baseline = None
     registered = registry.metrics()
     needs_images = any(registry.Needs.IMAGES in registered[m].needs for m in options.metrics)
     if folders:
@@ -117,22 +131,28 @@ def main(argv):
         real_images = lambda: images.targets  # noqa: E731
     else:
         from keras_disentangle.data import load_examples  # noqa: PLC0415
-        from keras_disentangle.runtime import load_stage1, load_stage2  # noqa: PLC0415
+        from keras_disentangle.runtime import load_baseline, load_stage1, load_stage2  # noqa: PLC0415
         from keras_disentangle.visualize import to_uint8  # noqa: PLC0415
 
-        if FLAGS.stage2_dir:
+        if FLAGS.baseline_dir:
+            baseline = load_baseline(FLAGS.baseline_dir)
+            cfg = baseline.cfg
+            header["baseline"] = {"dir": FLAGS.baseline_dir, "model": baseline.model.value}
+        elif FLAGS.stage2_dir:
             stage2 = load_stage2(FLAGS.stage2_dir, FLAGS.stage1_dir)
             cfg, stage1 = stage2.cfg, stage2.stage1
             header["stage2_dirs"] = FLAGS.stage2_dir
         else:
             cfg, stage1 = load_stage1(FLAGS.stage1_dir)
         if FLAGS.dataset and FLAGS.dataset != cfg.data.name:
-            raise cli.UsageError(f"--dataset={FLAGS.dataset}: the run in {FLAGS.stage1_dir} was trained on "
+            raise cli.UsageError(f"--dataset={FLAGS.dataset}: the run in {FLAGS.stage1_dir or FLAGS.baseline_dir} "
+                                 "was trained on "
                                  f"{cfg.data.name!r}.")
-        header.update(stage1_dir=FLAGS.stage1_dir, data_dir=FLAGS.data_dir, dataset=cfg.data.name, scale=cfg.scale)
+        header.update(stage1_dir=FLAGS.stage1_dir, data_dir=FLAGS.data_dir, dataset=cfg.data.name, scale=cfg.scale,
+                      sample_pose=options.sample_pose if options.task == "sample" and FLAGS.stage2_dir else None)
         images = None
         if needs_images:
-            images = (report.sample_images(stage2, options) if options.task == "sample"
+            images = (report.sample_images(baseline or stage2, options, FLAGS.data_dir) if options.task == "sample"
                       else report.model_images(cfg, stage1, FLAGS.data_dir, options))
         real_key = {"dataset": cfg.data.name, "split": options.split, "n": options.n,
                     "size": [cfg.data.height, cfg.data.width], "data_dir": os.path.abspath(FLAGS.data_dir)}

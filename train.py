@@ -7,6 +7,10 @@ Stage II (a mapper per factor on the frozen stage-I encoders; Fig. 9):
   python train.py --stage=2 --factor=fg --dataset=synthetic --data_dir=out/records \
       --stage1_dir=runs/s1 --logdir=runs/s2-fg --scale=tiny
 
+The sampling baselines of Fig. 7 (a vanilla VAE or DCGAN on whole images, no factors):
+  python train.py --stage=baseline --model=vae --dataset=synthetic --data_dir=out/records \
+      --logdir=runs/vae --scale=tiny
+
 Running the same command again resumes from the last checkpoint. Ctrl-C and SIGTERM save one.
 TensorBoard: `tensorboard --logdir=runs`.
 """
@@ -25,10 +29,13 @@ from absl import flags, logging  # noqa: E402
 from keras_disentangle import cli, configs, precision  # noqa: E402 (none loads TensorFlow)
 
 FLAGS = flags.FLAGS
+STAGE1_MODELS = ("appearance", "pose", "both")
+BASELINE_MODELS = tuple(b.value for b in configs.Baseline)
 
 
 def define_flags() -> None:
-    flags.DEFINE_integer("stage", 1, "1: reconstruction network; 2: a stage-II mapper.", lower_bound=1, upper_bound=2)
+    flags.DEFINE_enum("stage", "1", ["1", "2", "baseline"],
+                      "1: reconstruction network; 2: a stage-II mapper; baseline: the VAE or DCGAN of Fig. 7.")
     flags.DEFINE_enum("dataset", configs.DEFAULT_DATASET, list(configs.DATASETS), "The dataset preset.")
     flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python -m tfrecords.build`.")
     flags.mark_flag_as_required("data_dir")
@@ -37,7 +44,9 @@ def define_flags() -> None:
     flags.DEFINE_enum("scale", configs.DEFAULT_SCALE, list(configs.SCALES),
                       "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI). Stage II takes it, "
                       "and every data and training setting, from the stage-I run's config.json.")
-    flags.DEFINE_enum("model", "both", ["appearance", "pose", "both"], "Stage I: which networks to train.")
+    flags.DEFINE_enum("model", None, [*STAGE1_MODELS, *BASELINE_MODELS],
+                      "Stage I: which networks to train (appearance, pose, both; default both); "
+                      "--stage=baseline: vae or dcgan (required).")
     flags.DEFINE_enum("fg_encoder", None, [k.value for k in configs.FgEncoderKind],
                       "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
     flags.DEFINE_enum("factor", None, [f.value for f in configs.Factor], "Stage II: the factor to sample.")
@@ -54,6 +63,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", None, "Override: total training steps.")
     flags.DEFINE_integer("batch_size", None, "Override: global batch size.")
     flags.DEFINE_float("learning_rate", None, "Override: stage-I Adam learning rate.")
+    flags.DEFINE_float("baseline_learning_rate", None, "Override: the VAE / DCGAN baselines' Adam learning rate.")
     flags.DEFINE_float("l1_weight", None, "Override: lambda, the L1 weight of the stage-I loss.")
     flags.DEFINE_float("adversarial_weight", None, "Override: weight of the stage-I adversarial loss.")
     flags.DEFINE_integer("lr_halving_steps", None, "Override: halve every learning rate every this many steps "
@@ -71,7 +81,7 @@ def define_flags() -> None:
 
 
 def _config() -> configs.Config:
-    stage1_cfg = _stage1_config() if FLAGS.stage == 2 else None
+    stage1_cfg = _stage1_config() if FLAGS.stage == "2" else None
     try:
         cfg = stage1_cfg or configs.get_config(FLAGS.dataset, FLAGS.scale)
         return configs.override(
@@ -81,7 +91,8 @@ def _config() -> configs.Config:
             log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed,
             steps_per_execution=FLAGS.steps_per_execution, lr_halving_steps=FLAGS.lr_halving_steps,
             mapper_batch_size=FLAGS.mapper_batch_size, mapper_learning_rate=FLAGS.mapper_learning_rate,
-            critic_clip=FLAGS.critic_clip, gradient_penalty_weight=FLAGS.gradient_penalty_weight)
+            critic_clip=FLAGS.critic_clip, gradient_penalty_weight=FLAGS.gradient_penalty_weight,
+            baseline_learning_rate=FLAGS.baseline_learning_rate)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
 
@@ -140,8 +151,14 @@ def _check_data_dir(data_dir: str) -> None:
 def run() -> None:
     cfg = _config()
     data_dir, logdir = FLAGS.data_dir, FLAGS.logdir
-    if FLAGS.stage == 2:
+    if FLAGS.stage == "2":
         factor, stage1_dir = _require("factor"), _require("stage1_dir")
+    allowed = BASELINE_MODELS if FLAGS.stage == "baseline" else STAGE1_MODELS
+    if FLAGS.stage == "baseline":
+        _require("model")
+    if FLAGS.model and (FLAGS.stage == "2" or FLAGS.model not in allowed):
+        raise cli.UsageError(f"--model={FLAGS.model} does not go with --stage={FLAGS.stage}"
+                             + ("" if FLAGS.stage == "2" else f" (expected one of {', '.join(allowed)})") + ".")
 
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads once the command line is good)
 
@@ -160,12 +177,18 @@ def run() -> None:
         raise cli.UsageError(str(error)) from None
     # Flags that are not config fields change the run too: the run records them all.
     command = (sys.argv, {flag.name: flag.value for flag in FLAGS.get_key_flags_for_module(__name__)})
-    if FLAGS.stage == 1:
+    if FLAGS.stage == "1":
         from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 
-        stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=steps.Stage1Part(FLAGS.model),
+        stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=steps.Stage1Part(FLAGS.model or "both"),
                             strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
                             progress_seconds=FLAGS.progress_seconds, command=command)
+    elif FLAGS.stage == "baseline":
+        from keras_disentangle.training import baselines  # noqa: PLC0415
+
+        baselines.train_baseline(cfg, model=FLAGS.model, data_dir=data_dir, logdir=logdir, strategy=strategy,
+                                 jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
+                                 progress_seconds=FLAGS.progress_seconds, command=command)
     else:
         from keras_disentangle.training import stage2  # noqa: PLC0415
 

@@ -37,6 +37,13 @@ class Factor(str, enum.Enum):
     POSE = "pose"
 
 
+class Baseline(str, enum.Enum):
+    """The paper's sampling baselines (Sec. 4.5, Fig. 7): whole images from one Gaussian code."""
+
+    VAE = "vae"  # Kingma & Welling 2014: conv encoder -> (mean, log variance), decoder = the generator below.
+    DCGAN = "dcgan"  # Radford et al. 2016: the generator below against D1 (`build_d1`) as discriminator.
+
+
 NUM_KEYPOINTS = 18
 NUM_ROIS = 7
 POSE_VECTOR_DIM = 3 * NUM_KEYPOINTS  # 18 x (y, x) + 18 visibility flags = 54.
@@ -120,6 +127,9 @@ class ModelConfig:
       mapper_num_blocks: int. FC residual blocks in a mapper.
       critic_hidden_dim: int. Width of the stage-II critic D2.
       critic_num_layers: int. Hidden FC layers of D2.
+      baseline_latent_dim: int. Size of the Gaussian code of the VAE / DCGAN baselines (DCGAN: 100).
+      baseline_channels: tuple of int. Widths of the baselines' image generator (the VAE decoder and
+        the DCGAN generator), deepest last; the VAE encoder is D1's conv stack (`d1_channels`).
     """
 
     first_block_channels: int = 128
@@ -139,6 +149,8 @@ class ModelConfig:
     mapper_num_blocks: int = 4
     critic_hidden_dim: int = 512
     critic_num_layers: int = 4
+    baseline_latent_dim: int = 100
+    baseline_channels: tuple[int, ...] = (64, 128, 256, 512)
 
     @property
     def fg_embedding_dim(self) -> int:
@@ -204,6 +216,9 @@ class TrainConfig:
         config.json records the resolved policy (files written before this field read as `auto`).
       steps_per_execution: int. Training steps per `tf.function` call; losses reach the host only
         at log steps, so an accelerator is not idled by a host round trip every step.
+      baseline_learning_rate: float. Adam learning rate of the VAE / DCGAN baselines (DCGAN's 2e-4).
+      vae_kl_weight: float. Weight of the VAE's KL term against its summed squared error (1: the
+        ELBO of a unit-variance Gaussian decoder up to a factor 2).
     """
 
     batch_size: int = 16
@@ -232,6 +247,8 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"
     steps_per_execution: int = 1
+    baseline_learning_rate: float = 2e-4
+    vae_kl_weight: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +290,8 @@ class EvalConfig:
         (Market-1501: 0 = distractors, -1 = junk); a dataset not listed skips only negative ids.
       crop: str. Folder scoring: `i/k` takes the i-th (from 1) of k equal-width panels of each
         generated file (PATN saves 5-panel strips: `5/5`); empty: the whole image.
+      sample_pose: str. `--task=sample` with stage II: `sampled` (every factor from its mapper) or
+        `real` (FG and BG sampled, poses drawn from the training poses: the paper's "BodyROI7 + real pose").
     """
 
     metrics: tuple[str, ...] = ("ssim", "mask_ssim")
@@ -293,6 +312,7 @@ class EvalConfig:
     allow_fewer: bool = False
     pair_min_person_id: tuple[tuple[str, int], ...] = (("market", 1), ("synthetic", 1))
     crop: str = ""
+    sample_pose: str = "sampled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,6 +376,8 @@ _TINY_MODEL = ModelConfig(
     pose_embedding_dim=16,
     mapper_hidden_dims=(("fg", 128), ("bg", 64), ("pose", 128)),
     critic_hidden_dim=128,
+    baseline_latent_dim=32,
+    baseline_channels=(16, 32, 64, 128),
 )
 
 _TINY_TRAIN = TrainConfig(
@@ -387,6 +409,7 @@ _MICRO_MODEL = dataclasses.replace(
     roi_size=8,
     generator_channels=(16, 32, 64),
     d1_channels=(16, 32, 64),
+    baseline_channels=(16, 32, 64),
 )
 
 _MICRO_TRAIN = dataclasses.replace(

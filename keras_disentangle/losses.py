@@ -233,3 +233,23 @@ def clip_weights(variables: Iterable[tf.Variable], bound: float) -> list:
     if not bound > 0:
         raise ValueError(f"clip_weights: `bound` must be positive; received bound={bound}.")
     return [variable.assign(tf.clip_by_value(variable, -bound, bound)) for variable in variables]
+
+
+def squared_error_sum(real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
+    """Summed squared error per image: the VAE's reconstruction term (a unit-variance Gaussian
+    decoder's negative log-likelihood, times 2, up to a constant).
+
+    Returns:
+      float32 tensor `(batch,)`.
+    """
+    return _per_example_sum(tf.square(_float32(fake) - _float32(real)))
+
+
+def gaussian_kl_divergence(mean: tf.Tensor, log_variance: tf.Tensor) -> tf.Tensor:
+    """KL(N(mean, exp(log_variance)) || N(0, I)) per example, the VAE's prior term (Kingma & Welling 2014).
+
+    Returns:
+      float32 tensor `(batch,)`.
+    """
+    mean, log_variance = _float32(mean), _float32(log_variance)
+    return 0.5 * _per_example_sum(tf.square(mean) + tf.exp(log_variance) - 1.0 - log_variance)

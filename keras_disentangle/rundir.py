@@ -11,6 +11,8 @@ and a stage-II run also
   stage2.json               `{"factor": "fg" | "bg" | "pose", "stage1_dir": "<absolute path>"}`;
   embeddings-<factor>.npz   the real training embeddings, cached with the stage-I checkpoint and
                             data directory they came from (recomputed when either changes);
+a sampling-baseline run (`train.py --stage=baseline`) also
+  baseline.json             `{"model": "vae" | "dcgan"}`;
 and, once evaluated,
   report.json               `evaluate.py`'s report (PNG grids beside it);
   fid_stats/                FID statistics of real image sets, cached by a hash of the set.
@@ -36,6 +38,7 @@ COMMANDS_FILE = "commands.json"
 CHECKPOINT_DIR = "checkpoints"
 SUMMARY_DIR = "train"
 STAGE2_FILE = "stage2.json"
+BASELINE_FILE = "baseline.json"
 REPORT_FILE = "report.json"
 FID_CACHE_DIR = "fid_stats"
 
@@ -213,3 +216,37 @@ def read_stage2_record(logdir: str | os.PathLike) -> Stage2Record:
     except ValueError:
         raise RunDirectoryError(f"{path}: unknown factor {record['factor']!r}; expected fg, bg or pose.") from None
     return Stage2Record(factor, record["stage1_dir"])
+
+
+def write_baseline_record(logdir: str | os.PathLike, model: configs.Baseline) -> None:
+    """Writes `baseline.json`, refusing a directory that holds a run of another kind.
+
+    Raises:
+      RunDirectoryError: if `logdir` holds a baseline run of another model, or a stage-I/II run.
+    """
+    model = configs.Baseline(model)
+    path = pathlib.Path(logdir) / BASELINE_FILE
+    if path.exists() and json.loads(path.read_text())["model"] != model.value:
+        raise RunDirectoryError(f"{path} describes a baseline run of another model; use a new --logdir for "
+                                f"{model.value}.")
+    if not path.exists() and (pathlib.Path(logdir) / CHECKPOINT_DIR).exists():
+        raise RunDirectoryError(f"{logdir} holds checkpoints of a run that is not a {model.value} baseline; use a "
+                                "new --logdir.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model": model.value}, indent=2))
+
+
+def read_baseline_record(logdir: str | os.PathLike) -> configs.Baseline:
+    """The model of a baseline run.
+
+    Raises:
+      RunDirectoryError: if `logdir` has no `baseline.json` or names an unknown model.
+    """
+    path = pathlib.Path(logdir) / BASELINE_FILE
+    if not path.exists():
+        raise RunDirectoryError(f"{logdir} is not a baseline run directory: {path} is missing.")
+    model = json.loads(path.read_text())["model"]
+    try:
+        return configs.Baseline(model)
+    except ValueError:
+        raise RunDirectoryError(f"{path}: unknown model {model!r}; expected vae or dcgan.") from None

@@ -9,7 +9,8 @@ inference (the checkpoint's network names, noise, stage-I encoding).
   Stage1Serving / Stage2Serving                encode, decode, generate, reconstruct, transfer,
                                                swap / sample over images and keypoints; the
                                                SavedModel signatures of `export` are these methods;
-  model_inputs(cfg, image, keypoints)          what the networks read, as the input pipeline derives it.
+  model_inputs(cfg, image, keypoints)          what the networks read, as the input pipeline derives it;
+  load_baseline(dir) -> BaselineServing        a VAE / DCGAN sampling baseline (Fig. 7).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from keras_disentangle import configs, data, geometry, rundir
+from keras_disentangle.models.baselines import SAMPLER, build_baseline
 from keras_disentangle.models.mapper import build_mapper
 from keras_disentangle.models.stage1 import (Stage1, appearance_embedding, build_stage1,  # noqa: F401
                                              encoder_inputs, reconstruct)
@@ -361,3 +363,35 @@ def load_stage2(stage2_dirs, stage1_dir: str | None = None) -> Stage2Serving:
     # Sampling reads the noise scale of stage II (a train field), not stage I's.
     cfg = configs.Config(cfg.data, cfg.model, runs[0].cfg.train, cfg.scale)
     return Stage2Serving(cfg, stage1, mappers)
+
+
+class BaselineServing:
+    """A trained VAE or DCGAN baseline: whole images from one N(0, I) code (no factors).
+
+    Args:
+      cfg: Config of the baseline run.
+      model: configs.Baseline.
+      generator: the VAE decoder or DCGAN generator, `(batch, latent)` -> images in [-1, 1].
+    """
+
+    def __init__(self, cfg: configs.Config, model: configs.Baseline, generator: keras.Model):
+        self.cfg, self.model, self.generator = cfg, configs.Baseline(model), generator
+
+    def sample(self, n, seed) -> dict:
+        """`n` images from the stateless normal stream of `seed`: `{"image": (n, H, W, 3)}`."""
+        noise = sample_noise(n, self.cfg.model.baseline_latent_dim, 1.0, seed)
+        return {"image": self.generator(noise, training=False)}
+
+
+def load_baseline(logdir: str) -> BaselineServing:
+    """Reads `baseline.json` and config.json of a baseline run and restores its sampling network.
+
+    Raises:
+      rundir.RunDirectoryError: if `logdir` is not a baseline run with a checkpoint.
+    """
+    model = rundir.read_baseline_record(logdir)
+    cfg = rundir.load_config(logdir)
+    name = SAMPLER[model]
+    generator = build_baseline(cfg, model)[name]
+    rundir.restore_weights(logdir, **{name: generator})
+    return BaselineServing(cfg, model, generator)

@@ -25,7 +25,7 @@ from keras_disentangle import configs
 DEFAULTS = configs.EvalConfig()
 # Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
 MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "gt_swap", "leakage",
-           "saliency", "sampling", "inversion", "reid", "probe")
+           "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
 TASKS = ("reconstruct", "transfer", "sample")
 
 
@@ -86,6 +86,7 @@ class EvalOptions:
       pairs: str. `csv` (the pairs file in order) or `random` (seeded same-identity pairs).
       allow_fewer: bool. Score what exists when fewer than `n` pairs/images do.
       crop: str. Folders: `i/k`, the i-th of k equal-width panels of each generated file.
+      sample_pose: str. `--task=sample` with stage II: `sampled` or `real` (training poses).
     """
 
     metrics: tuple[str, ...]
@@ -100,6 +101,7 @@ class EvalOptions:
     pairs: str = DEFAULTS.pairs
     allow_fewer: bool = DEFAULTS.allow_fewer
     crop: str = DEFAULTS.crop
+    sample_pose: str = DEFAULTS.sample_pose
 
     def __getattr__(self, name: str) -> Any:
         # A metric's flag reads like a field: options.ssim_protocol.
@@ -108,12 +110,13 @@ class EvalOptions:
             raise AttributeError(name)
         return self.params.get(name, flag.default)
 
-    def validate(self, folders: bool, stage2: bool = False) -> None:
+    def validate(self, folders: bool, stage2: bool = False, baseline: bool = False) -> None:
         """Checks the settings before anything heavy runs.
 
         Args:
           folders: bool. Whether images come from `--generated_dir/--target_dir` (no model).
           stage2: bool. Whether stage-II runs are loaded (`--stage2_dir`).
+          baseline: bool. Whether a VAE / DCGAN baseline run is loaded (`--baseline_dir`).
 
         Raises:
           ValueError: one line naming the setting, the value and what is expected.
@@ -148,9 +151,20 @@ class EvalOptions:
         if folders and model_only:
             raise ValueError(f"--metrics={','.join(model_only)} need a model (--stage1_dir); with "
                              "--generated_dir/--target_dir only image metrics run.")
-        if self.task == "sample" and (folders or not stage2):
+        if baseline and (stage2 or self.task != "sample"):
+            raise ValueError("--baseline_dir: a VAE / DCGAN baseline only samples; use it with --task=sample and "
+                             "without --stage2_dir.")
+        if baseline and model_only:
+            raise ValueError(f"--metrics={','.join(model_only)} need the disentangled model; a --baseline_dir "
+                             "has no stage-I or stage-II networks.")
+        if self.task == "sample" and (folders or not (stage2 or baseline)):
             raise ValueError("--task=sample: stage-II sampling evaluation needs --stage1_dir and --stage2_dir "
-                             "(one stage-II run per factor).")
+                             "(one stage-II run per factor), or a --baseline_dir.")
+        if self.sample_pose not in ("sampled", "real"):
+            raise ValueError(f"--sample_pose={self.sample_pose}: expected sampled or real.")
+        if self.sample_pose == "real" and not (stage2 and self.task == "sample"):
+            raise ValueError("--sample_pose=real: training poses replace sampled ones only with --task=sample "
+                             "and --stage2_dir.")
         for metric in chosen:
             if Needs.STAGE2 in metric.needs and not stage2:
                 raise ValueError(f"--metrics={metric.name} scores stage II: pass --stage2_dir once per factor.")

@@ -51,6 +51,8 @@ class ImageSet:
         may be absent, e.g. for folders without masks).
       pairs: list of [source name, target name] (empty for sampled images).
       description: str. Where the images come from.
+      keypoints: float32 `(n, 18, 2)`, the pose each generated image was drawn in, or None (a
+        baseline's samples, transfers, folders).
     """
 
     generated: np.ndarray
@@ -58,6 +60,7 @@ class ImageSet:
     masks: dict
     pairs: list
     description: str
+    keypoints: np.ndarray | None = None
 
 
 def progress_bar(total: int, unit: str = "batch") -> Callable[[Iterable], Iterable]:
@@ -157,21 +160,48 @@ def check_count(options, available: int, what: str) -> None:
                          "--allow_fewer to score what exists.")
 
 
-def sample_images(serving, options) -> ImageSet:
-    """`options.n` images with every factor sampled by stage II (`Stage2Serving.sample`).
+def sample_images(serving, options, data_dir: str | None = None) -> ImageSet:
+    """`options.n` sampled images: the sampling variants of the paper's Fig. 7.
+
+    * a `runtime.BaselineServing` (VAE / DCGAN): whole images from N(0, I) codes; no pose, no mask;
+    * stage II with `options.sample_pose == "sampled"`: every factor from its mapper
+      (`Stage2Serving.sample`);
+    * stage II with `"real"`: FG (and BG) from their mappers, poses of training images drawn at random
+      with `options.seed` (`apps.sample`), the paper's "BodyROI7 + real pose"; needs `data_dir`.
 
     Batch i is drawn with seed `options.seed + i`, so a run is reproducible for a given batch size.
-    The `target` masks are the metrics body masks of the sampled (decoded) poses.
+    The `target` masks are the metrics body masks of the poses the images were drawn in.
     """
-    generated, masks = [], []
+    from keras_disentangle import apps  # noqa: PLC0415
+    from keras_disentangle.runtime import BaselineServing  # noqa: PLC0415
+
+    baseline = isinstance(serving, BaselineServing)
+    real_pose = not baseline and options.sample_pose == "real"
+    if real_pose:
+        train = data.load_examples(data_dir, serving.cfg, "train")
+        chosen = np.random.default_rng(options.seed).choice(len(train["image"]), options.n)
+        factors = [f for f in serving.factors if f != configs.Factor.POSE]
+    generated, masks, keypoints = [], [], []
     starts = range(0, options.n, options.batch_size)
     for i, start in enumerate(progress_bar(len(starts))(starts)):
-        drawn = serving.sample(min(options.batch_size, options.n - start), options.seed + i)
+        count = min(options.batch_size, options.n - start)
+        if real_pose:
+            real = {k: train[k][chosen[start:start + count]] for k in ("image", "keypoints")}
+            drawn = apps.sample(serving, count, options.seed + i, factors, real)
+        else:
+            drawn = serving.sample(count, options.seed + i)
         generated.append(to_uint8(np.asarray(drawn["image"])))
-        masks.append(_metrics_masks(serving.cfg.data, drawn["keypoints"]))
+        if not baseline:
+            keypoints.append(np.asarray(drawn["keypoints"], np.float32))
+            masks.append(_metrics_masks(serving.cfg.data, keypoints[-1]))
+    seeds = f"batch i of {options.batch_size} drawn with seed {options.seed} + i"
+    if baseline:
+        return ImageSet(np.concatenate(generated), None, {}, [],
+                        f"{options.n} images sampled by the {serving.model.value.upper()} baseline ({seeds})")
+    what = ("FG/BG sampled by stage II in real training poses" if real_pose
+            else "people with every factor sampled by stage II")
     return ImageSet(np.concatenate(generated), None, {"target": np.concatenate(masks)}, [],
-                    f"{options.n} people with every factor sampled by stage II (batch i of {options.batch_size} "
-                    f"drawn with seed {options.seed} + i)")
+                    f"{options.n} {what} ({seeds})", np.concatenate(keypoints))
 
 
 def _read_image(path: pathlib.Path, mode: str) -> np.ndarray:

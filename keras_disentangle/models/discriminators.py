@@ -53,18 +53,25 @@ def build_d1(cfg: Config) -> keras.Model:
       Ma et al., CVPR 2018, Sec. 3.5 (D1).
     """
     image = keras.Input((cfg.data.height, cfg.data.width, 3), name="image")
+    logit = keras.layers.Dense(1, dtype="float32", name="logit")(dcgan_features(image, cfg.model.d1_channels))
+    return keras.Model(image, logit, name="d1")
+
+
+def dcgan_features(image, channels: tuple[int, ...]):
+    """D1's conv stack on an image tensor, flattened (also the VAE baseline's encoder).
+
+    5x5 stride-2 convs of `channels` widths, batch normalization on all but the first, LeakyReLU 0.2.
+    """
     x = image
-    for index, channels in enumerate(cfg.model.d1_channels):
+    for index, width in enumerate(channels):
         normalize = index > 0
         # A bias before batch normalization is cancelled by its mean subtraction.
-        x = keras.layers.Conv2D(channels, 5, strides=2, padding="same", use_bias=not normalize,
+        x = keras.layers.Conv2D(width, 5, strides=2, padding="same", use_bias=not normalize,
                                 name=f"conv{index}")(x)
         if normalize:
             x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
         x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logit = keras.layers.Dense(1, dtype="float32", name="logit")(x)
-    return keras.Model(image, logit, name="d1")
+    return keras.layers.Flatten(name="flatten")(x)
 
 
 def build_critic(cfg: Config, factor: Factor | str) -> keras.Model:

@@ -1,0 +1,167 @@
+"""The sampling baselines of Fig. 7 (`train.py --stage=baseline --model=vae|dcgan`).
+
+Wires data, the networks of `models.baselines`, Adam and a replica step into the shared loop
+(`loop.run`: checkpoints, TensorBoard, time budget, NaN stop, SIGTERM), as stage I does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from keras_disentangle import configs, data, losses, precision, rundir
+from keras_disentangle.models.baselines import SAMPLER, build_baseline
+from keras_disentangle.runtime import sample_noise
+from keras_disentangle.training import checkpoint, loop
+
+# Codes of the TensorBoard sample grid, fixed so that successive grids show the same draws.
+_PREVIEW_SEED = 1234
+_PREVIEW_IMAGES = 8
+
+
+def _mean(per_example: tf.Tensor, global_batch_size: int) -> tf.Tensor:
+    return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=global_batch_size)
+
+
+def vae_step(networks: dict, optimizer: keras.optimizers.Optimizer, train_cfg: configs.TrainConfig,
+             global_batch_size: int) -> Callable[[dict], dict]:
+    """One VAE update on the negative ELBO: summed squared error + `vae_kl_weight` * KL(q(z|x) || N(0, I)).
+
+    Returns:
+      A replica step logging `loss/vae/reconstruction`, `loss/vae/kl` and `loss/vae/total` (per image).
+    """
+    encoder, decoder = networks["vae_encoder"], networks["vae_decoder"]
+    variables = encoder.trainable_variables + decoder.trainable_variables
+
+    def step(batch: dict) -> dict:
+        image = batch["image"]
+        with tf.GradientTape() as tape:
+            posterior = encoder(image, training=True)
+            mean, log_variance = posterior["mean"], posterior["log_variance"]
+            # The reparameterisation trick: z = mean + sigma * eps keeps the draw differentiable.
+            code = mean + tf.exp(0.5 * log_variance) * tf.random.normal(tf.shape(mean))
+            decoded = decoder(code, training=True)
+            reconstruction = _mean(losses.squared_error_sum(image, decoded), global_batch_size)
+            kl = _mean(losses.gaussian_kl_divergence(mean, log_variance), global_batch_size)
+            total = reconstruction + train_cfg.vae_kl_weight * kl
+        optimizer.apply_gradients(zip(tape.gradient(optimizer.scale_loss(total), variables), variables))
+        return {"loss/vae/reconstruction": reconstruction, "loss/vae/kl": kl, "loss/vae/total": total}
+
+    return step
+
+
+def dcgan_step(networks: dict, g_optimizer: keras.optimizers.Optimizer, d_optimizer: keras.optimizers.Optimizer,
+               latent_dim: int, global_batch_size: int) -> Callable[[dict], dict]:
+    """One DCGAN update: D1 on (real, G(z)) with BCE, then G on the non-saturating BCE (paper Eq. 1)."""
+    generator, discriminator = networks["dcgan_generator"], networks["d1"]
+
+    def step(batch: dict) -> dict:
+        image = batch["image"]
+        code = sample_noise(tf.shape(image)[0], latent_dim, 1.0)
+        with tf.GradientTape(persistent=True) as tape:
+            fake = generator(code, training=True)
+            real_logits = discriminator(image, training=True)
+            fake_logits = discriminator(fake, training=True)
+            d_loss = _mean(losses.bce_discriminator_loss(real_logits, fake_logits), global_batch_size)
+            g_loss = _mean(losses.bce_generator_loss(fake_logits), global_batch_size)
+        d_variables = discriminator.trainable_variables
+        g_variables = generator.trainable_variables
+        d_optimizer.apply_gradients(zip(tape.gradient(d_optimizer.scale_loss(d_loss), d_variables), d_variables))
+        g_optimizer.apply_gradients(zip(tape.gradient(g_optimizer.scale_loss(g_loss), g_variables), g_variables))
+        return {"loss/dcgan/g": g_loss, "loss/dcgan/d": d_loss}
+
+    return step
+
+
+def training_state(cfg: configs.Config, model: configs.Baseline, logdir: str, strategy: tf.distribute.Strategy):
+    """The networks, optimizers (Adam, beta_1 0.5 as DCGAN) and checkpoint keeper of a baseline run,
+    freshly initialized (seeded); `keeper.restore_latest()` loads a run into them.
+
+    Returns:
+      (networks by name, optimizers by name, CheckpointKeeper).
+    """
+    train_cfg = cfg.train
+    keras.utils.set_random_seed(train_cfg.seed)
+    model = configs.Baseline(model)
+    with strategy.scope():
+        networks = build_baseline(cfg, model)
+        groups = ({"vae": list(networks.values())} if model == configs.Baseline.VAE
+                  else {"g": [networks["dcgan_generator"]], "d": [networks["d1"]]})
+        optimizers = {}
+        for name, members in groups.items():
+            optimizers[name] = precision.loss_scaled(keras.optimizers.Adam(
+                train_cfg.baseline_learning_rate, beta_1=train_cfg.beta_1, beta_2=train_cfg.beta_2,
+                name=f"{model.value}_{name}_adam"))
+            # Slots now, so that a resumed run restores them before its first step.
+            optimizers[name].build([v for member in members for v in member.trainable_variables])
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    keeper = checkpoint.CheckpointKeeper(
+        logdir, step, keep=train_cfg.keep_checkpoints, strategy=strategy, **networks,
+        **{f"{k}_optimizer": v for k, v in optimizers.items()})
+    return networks, optimizers, keeper
+
+
+def sample_grid(cfg: configs.Config, model: configs.Baseline, networks: dict) -> tf.Tensor:
+    """TensorBoard grid: `_PREVIEW_IMAGES` samples from fixed codes, side by side, in [0, 1]."""
+    code = sample_noise(_PREVIEW_IMAGES, cfg.model.baseline_latent_dim, 1.0, seed=_PREVIEW_SEED)
+    images = tf.clip_by_value(networks[SAMPLER[model]](code, training=False), -1.0, 1.0)
+    row = tf.concat(tf.unstack(images), axis=1)
+    return ((row + 1.0) / 2.0)[tf.newaxis]
+
+
+def train_baseline(cfg: configs.Config, *, model: str, data_dir: str, logdir: str,
+                   strategy: tf.distribute.Strategy, jit_compile: bool = False, max_minutes: float | None = None,
+                   verbose: bool = True, progress_seconds: float | None = None,
+                   command: tuple[list[str], dict] | None = None) -> tuple[dict, dict[str, float]]:
+    """Trains the VAE or DCGAN baseline from the last checkpoint in `logdir` up to `cfg.train.steps`.
+
+    Uses `cfg.train.batch_size`, `baseline_learning_rate`, `vae_kl_weight` and the loop's periods; the
+    images only (mirrored at random), not the poses.
+
+    Returns:
+      The networks by name and the last step's losses.
+
+    Raises:
+      ValueError: for an unknown model or `data_dir` without train records.
+      rundir.RunDirectoryError: if `logdir` holds a run of another model or config.
+    """
+    try:
+        model = configs.Baseline(model)
+    except ValueError:
+        raise ValueError(f"Unknown --model={model}; expected vae or dcgan.") from None
+    chief = checkpoint.is_chief(strategy)
+    if chief:
+        rundir.write_baseline_record(logdir, model)
+        rundir.save_config(logdir, cfg)
+        if command is not None:
+            rundir.record_command(logdir, *command)
+    train_cfg = cfg.train
+    batch_size = train_cfg.batch_size
+    dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=train_cfg.seed)
+    dataset = dataset.map(lambda batch: {"image": batch["image"]})
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
+
+    networks, optimizers, keeper = training_state(cfg, model, logdir, strategy)
+    if model == configs.Baseline.VAE:
+        replica_step = vae_step(networks, optimizers["vae"], train_cfg, batch_size)
+    else:
+        replica_step = dcgan_step(networks, optimizers["g"], optimizers["d"], cfg.model.baseline_latent_dim,
+                                  batch_size)
+
+    def write_images(at_step: int) -> None:
+        tf.summary.image(f"{model.value}_samples", sample_grid(cfg, model, networks), step=at_step)
+
+    logs = loop.run(
+        strategy=strategy, replica_step=replica_step, dataset=dataset, keeper=keeper,
+        total_steps=train_cfg.steps, global_batch_size=batch_size,
+        checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
+        image_every=train_cfg.image_every, summary_dir=rundir.summary_dir(logdir) if chief else None,
+        write_images=write_images if chief else None,
+        learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
+        jit_compile=jit_compile, max_minutes=max_minutes, steps_per_execution=train_cfg.steps_per_execution,
+        verbose=verbose and chief, progress_seconds=progress_seconds)
+    return networks, logs
