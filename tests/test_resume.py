@@ -12,7 +12,8 @@ import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
-TINY = ["--dataset=synthetic", "--scale=tiny", "--batch_size=2", "--log_every=1", "--image_every=1000"]
+# The micro preset: cheaper to build, trace and run per process than tiny; nothing here depends on size.
+MICRO = ["--dataset=synthetic", "--scale=micro", "--batch_size=2", "--log_every=1", "--image_every=1000"]
 
 
 def _env(**extra):
@@ -23,7 +24,7 @@ def _env(**extra):
 
 
 def _train(*args, timeout=300, **env):
-    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *TINY, *args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *MICRO, *args], cwd=REPO_ROOT,
                           env=_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
@@ -216,7 +217,7 @@ def _checkpoint_steps(logdir: pathlib.Path) -> list[int]:
 
 
 def _start_training(records, logdir, *args):
-    return subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"--data_dir={records}",
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *MICRO, f"--data_dir={records}",
                              f"--logdir={logdir}", "--model=appearance", "--adversarial_weight=0", *args],
                             cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -289,7 +290,7 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically(s
 
     logdir = tmp_path / "run"
     deterministic = {"TF_DETERMINISTIC_OPS": "1"}
-    common = [*TINY, f"--data_dir={synthetic_records}", "--model=both", "--adversarial_weight=0",
+    common = [*MICRO, f"--data_dir={synthetic_records}", "--model=both", "--adversarial_weight=0",
               "--checkpoint_every=3"]
     proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *common, f"--logdir={logdir}",
                              "--steps=100000"], cwd=REPO_ROOT, env=_env(**deterministic),
@@ -329,7 +330,7 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically(s
     control = tmp_path / "control"
     shutil.copytree(logdir, control)
     for directory in (logdir, control):
-        result = _train(*common[len(TINY):], f"--logdir={directory}", f"--steps={last + 10}", **deterministic)
+        result = _train(*common[len(MICRO):], f"--logdir={directory}", f"--steps={last + 10}", **deterministic)
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"Resuming from step {last}" in result.stdout
     rerun, uninterrupted = _losses(logdir), _losses(control)
@@ -356,7 +357,7 @@ def _start_workers(records, logdir, *args):
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"--data_dir={records}", f"--logdir={logdir}",
+            [sys.executable, str(REPO_ROOT / "train.py"), *MICRO, f"--data_dir={records}", f"--logdir={logdir}",
              "--strategy=multi_worker", "--model=appearance", "--adversarial_weight=0", *args],
             cwd=REPO_ROOT, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs

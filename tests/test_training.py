@@ -16,7 +16,9 @@ import pytest
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
-TINY = ["--dataset=synthetic", "--scale=tiny", "--batch_size=4", "--log_every=1", "--image_every=1000"]
+# The micro preset: what these tests assert does not depend on the model's size, and each train.py
+# process builds, traces and runs it faster than the tiny one.
+MICRO = ["--dataset=synthetic", "--scale=micro", "--batch_size=4", "--log_every=1", "--image_every=1000"]
 
 
 def _env(**extra):
@@ -36,7 +38,8 @@ def _checkpoint_steps(logdir: pathlib.Path) -> list[int]:
 
 
 def test_overfit_l1_falls_by_half(synthetic_records):
-    """A tiny model memorises 4 images: the L1 reconstruction loss falls to half or less."""
+    """A micro model memorises 4 images: the L1 reconstruction loss falls to half or less (measured:
+    to 0.36x in 60 steps, flags avx2 avx512_bf16; half the CPU time of the tiny model, which reached 0.17x)."""
     import keras
     import tensorflow as tf
 
@@ -44,7 +47,7 @@ def test_overfit_l1_falls_by_half(synthetic_records):
     from keras_disentangle.models.stage1 import build_stage1, reconstruct
     from keras_disentangle.training import steps
 
-    cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, adversarial_weight=0.0,
+    cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=4, adversarial_weight=0.0,
                            learning_rate=1e-3)
     keras.utils.set_random_seed(0)
     batch = next(iter(data.eval_dataset(synthetic_records, cfg, split="train", batch_size=4)))
@@ -62,7 +65,7 @@ def test_overfit_l1_falls_by_half(synthetic_records):
 def test_resume_after_sigkill(synthetic_records, tmp_path):
     """A run killed with SIGKILL resumes from its last checkpoint, not from zero."""
     logdir = tmp_path / "run"
-    common = [*TINY, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--checkpoint_every=2",
+    common = [*MICRO, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--checkpoint_every=2",
               "--model=appearance", "--adversarial_weight=0"]
     proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *common, "--steps=100000"],
                             cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -81,16 +84,18 @@ def test_resume_after_sigkill(synthetic_records, tmp_path):
     assert _checkpoint_steps(logdir)[-1] == saved[-1] + 1
 
 
-def test_nan_loss_stops_naming_step_and_checkpoint(synthetic_records, tmp_path):
+def test_nan_loss_stops_naming_step_and_checkpoint(logged_run, synthetic_records, tmp_path):
+    import shutil
+
     logdir = tmp_path / "run"
-    common = [*TINY, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--model=appearance",
-              "--adversarial_weight=0", "--checkpoint_every=1"]
-    assert _train(*common, "--steps=2").returncode == 0
+    shutil.copytree(logged_run[0], logdir)
+    assert _checkpoint_steps(logdir)[-1] == 6
     # lambda = 1e39 overflows float32: the total loss is inf at the first step after resuming.
-    result = _train(*common, "--steps=4", "--l1_weight=1e39")
+    result = _train(*MICRO, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--model=appearance",
+                    "--adversarial_weight=0", "--checkpoint_every=1", "--steps=8", "--l1_weight=1e39")
     assert result.returncode == 1
-    assert "at step 3" in result.stderr and "ckpt-2" in result.stderr, result.stderr[-2000:]
-    assert _checkpoint_steps(logdir)[-1] == 2
+    assert "at step 7" in result.stderr and "ckpt-6" in result.stderr, result.stderr[-2000:]
+    assert _checkpoint_steps(logdir)[-1] == 6
 
 
 # Unknown flags, stray arguments and a missing --data_dir of every tool: tests/test_cli.py.
@@ -126,7 +131,7 @@ import numpy as np
 from keras_disentangle import configs, runtime
 from keras_disentangle.training import loop, stage1, steps
 strategy = loop.make_strategy("multi_worker")
-cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, steps=3, checkpoint_every=100,
+cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=4, steps=3, checkpoint_every=100,
                        log_every=1)
 trained, _ = stage1.train_stage1(cfg, data_dir=sys.argv[1], logdir=sys.argv[2],
                                  part=steps.Stage1Part.APPEARANCE, strategy=strategy, verbose=False)
@@ -174,15 +179,13 @@ np.savez(sys.argv[3], **out)
 """
 
 
-def test_export_round_trip_in_fresh_process(synthetic_records, tmp_path):
+def test_export_round_trip_in_fresh_process(stage1_run, synthetic_records, tmp_path):
     from keras_disentangle import data
     from keras_disentangle.export import export_stage1
     from keras_disentangle.runtime import Stage1Serving, load_stage1
 
-    logdir = tmp_path / "run"
-    assert _train(*TINY, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--steps=1").returncode == 0
-    export_stage1(str(logdir), str(tmp_path / "saved"))
-    cfg, stage1 = load_stage1(str(logdir))
+    export_stage1(stage1_run, str(tmp_path / "saved"))
+    cfg, stage1 = load_stage1(stage1_run)
     batch = next(iter(data.eval_dataset(synthetic_records, cfg, split="test", batch_size=3)))
     np.savez(tmp_path / "in.npz", image=batch["image"].numpy(), keypoints=batch["keypoints"].numpy())
     result = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(tmp_path / "saved"), str(tmp_path / "in.npz"),
@@ -198,12 +201,19 @@ def test_export_round_trip_in_fresh_process(synthetic_records, tmp_path):
         np.testing.assert_allclose(served[name], np.asarray(value), atol=1e-5, err_msg=name)
 
 
-def test_log_file_gets_plain_progress_lines(synthetic_records, tmp_path):
-    """With stdout piped (not a terminal), training prints plain progress lines, not a silent bar."""
-    result = _train(*TINY, f"--data_dir={synthetic_records}", f"--logdir={tmp_path / 'run'}", "--steps=6",
-                    "--log_every=3", "--model=appearance", "--adversarial_weight=0", "--steps_per_execution=2",
-                    "--progress_seconds=0")
+@pytest.fixture(scope="module")
+def logged_run(synthetic_records, tmp_path_factory):
+    """(run directory, finished process) of 6 appearance steps with stdout piped; it ends with ckpt-6."""
+    logdir = tmp_path_factory.mktemp("logged") / "run"
+    result = _train(*MICRO, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--steps=6", "--log_every=3",
+                    "--model=appearance", "--adversarial_weight=0", "--steps_per_execution=2", "--progress_seconds=0")
     assert result.returncode == 0, result.stderr[-2000:]
+    return logdir, result
+
+
+def test_log_file_gets_plain_progress_lines(logged_run):
+    """With stdout piped (not a terminal), training prints plain progress lines, not a silent bar."""
+    logdir, result = logged_run
     lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     # A line per chunk (the first step, then every 2 steps or at a log step), each with the losses.
     assert [line.split()[1] for line in lines] == ["1/6", "3/6", "5/6", "6/6"], result.stdout
@@ -211,7 +221,7 @@ def test_log_file_gets_plain_progress_lines(synthetic_records, tmp_path):
     assert "ETA" in lines[1] and "step/s" in lines[1]
     assert "\r" not in result.stdout and "Precision: " in result.stdout
     # Flags that are not config fields (and the config ones as given) are recorded in the run.
-    [command] = json.loads((tmp_path / "run" / "commands.json").read_text())
+    [command] = json.loads((logdir / "commands.json").read_text())
     assert command["command"].endswith("--progress_seconds=0")
     assert command["flags"]["model"] == "appearance" and command["flags"]["strategy"] == "default"
     assert command["flags"]["steps_per_execution"] == 2 and command["flags"]["max_minutes"] is None
