@@ -149,6 +149,14 @@ class TrainConfig:
       beta_1, beta_2: float. Adam moments.
       l1_weight: float. lambda of the L1 term of the stage-I generator loss (Eq. 2).
       adversarial_weight: float. Weight of the BCE adversarial term (0 trains L1 only).
+      d1_learning_rate: float. Adam learning rate of D1; 0 uses `learning_rate` (the paper and the
+        authors' code use one rate for G1 and D1).
+      d1_joint_batch: bool. D1 scores real and generated images in one call, so its batch
+        normalization pools both (the authors' code concatenates the pair); False: two calls.
+      adversarial_start_step: int. Steps of L1 only before D1 and the adversarial term start (a
+        warm-up; not in the paper).
+      real_label: float. BCE target of real images for D1; below 1 is one-sided label smoothing
+        (Salimans et al. 2016; not in the paper).
       steps: int. Training steps to run (the loop stops there; resuming continues to it).
       checkpoint_every: int. Steps between checkpoints (one is also written on exit).
       log_every: int. Steps between TensorBoard scalar summaries.
@@ -176,6 +184,10 @@ class TrainConfig:
     beta_2: float = 0.999
     l1_weight: float = 10.0
     adversarial_weight: float = 1.0
+    d1_learning_rate: float = 0.0
+    d1_joint_batch: bool = False
+    adversarial_start_step: int = 0
+    real_label: float = 1.0
     steps: int = 70_000
     checkpoint_every: int = 1000
     log_every: int = 100

@@ -24,7 +24,7 @@ from keras_disentangle import configs
 # The protocol's defaults live in configs.EvalConfig; flags and options take them from here.
 DEFAULTS = configs.EvalConfig()
 # Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
-MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "gt_swap", "leakage",
+MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "sharpness", "gt_swap", "leakage",
            "saliency", "sampling", "inversion", "reid")
 TASKS = ("reconstruct", "transfer", "sample")
 
