@@ -51,8 +51,13 @@ def score_run(stage1_dir: str, data_dir: str, n: int, seed: int, batch_size: int
     return result, images
 
 
-def run_summary(stage1_dir: str, result: dict, images: dict, fid_model, batch_size: int) -> dict:
-    """The table row of one run: steps, region L1 (model and better baseline), FID, sharpness."""
+def run_summary(stage1_dir: str, result: dict, images: dict, fid_model, batch_size: int,
+                real_statistics: dict) -> dict:
+    """The table row of one run: steps, region L1 (model and better baseline), FID, sharpness.
+
+    `real_statistics` caches the targets' feature statistics by task: every run is scored on the
+    same pairs, so the targets are the same images.
+    """
     import tensorflow as tf  # noqa: PLC0415
 
     checkpoint = tf.train.latest_checkpoint(rundir.checkpoint_dir(stage1_dir))
@@ -66,8 +71,10 @@ def run_summary(stage1_dir: str, result: dict, images: dict, fid_model, batch_si
         row[f"{task}/sharpness"] = image.sharpness_ratio(outputs, targets)
         fake = report.feature_statistics(fid_weights.fid_features(fid_model, visualize.to_uint8(outputs),
                                                                   batch_size=batch_size, verbose=0))
-        real = report.feature_statistics(fid_weights.fid_features(fid_model, visualize.to_uint8(targets),
-                                                                  batch_size=batch_size, verbose=0))
+        if task not in real_statistics:
+            real_statistics[task] = report.feature_statistics(fid_weights.fid_features(
+                fid_model, visualize.to_uint8(targets), batch_size=batch_size, verbose=0))
+        real = real_statistics[task]
         row[f"{task}/fid"] = inception.frechet_distance(fake["mu"], fake["sigma"], real["mu"], real["sigma"])
     return row
 
@@ -116,10 +123,10 @@ def main(argv: list[str]) -> None:
         raise cli.UsageError(f"--fid_weights={values.fid_weights or ''}: not a file; create it with "
                              "`python -m keras_disentangle.metrics.fid_weights --out=.cache`.")
     fid_model = fid_weights.build_fid_inception(values.fid_weights)
-    rows, images_by_run, scale = [], [], 1
+    rows, images_by_run, scale, real_statistics = [], [], 1, {}
     for stage1_dir in values.stage1_dir:
         result, images = score_run(stage1_dir, values.data_dir, values.n, values.seed, values.batch_size)
-        rows.append(run_summary(stage1_dir, result, images, fid_model, values.batch_size))
+        rows.append(run_summary(stage1_dir, result, images, fid_model, values.batch_size, real_statistics))
         images_by_run.append(images)
         scale = visualize.picture_scale(rundir.load_config(stage1_dir))
         print(json.dumps(rows[-1]), flush=True)
