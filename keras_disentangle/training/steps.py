@@ -40,7 +40,9 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
     `adversarial_weight == 0` D1 is neither run nor trained (an L1-only auto-encoder). Before
     `adversarial_start_step` (counted by G1's optimizer, so a resumed run keeps its place) the
     adversarial term and D1's gradients are multiplied by 0: Adam's moments stay 0, so D1 does not
-    move until then.
+    move until then. Its step counter runs on, though, so Adam's bias correction is spent by then
+    and D1's first steps after the warm-up are larger than its learning rate (up to ~8x at 300
+    warm-up steps) until the second moment fills, over a few hundred steps.
     """
     adversarial = train_cfg.adversarial_weight > 0
     g_variables = stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables
