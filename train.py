@@ -72,6 +72,10 @@ def define_flags() -> None:
     flags.DEFINE_float("mapper_learning_rate", None, "Override: stage-II RMSProp learning rate.")
     flags.DEFINE_float("critic_clip", None, "Override: stage-II critic weight clipping bound.")
     flags.DEFINE_float("gradient_penalty_weight", None, "Override: stage-II WGAN-GP weight (0: clipping).")
+    flags.DEFINE_float("d1_learning_rate", None, "Override: D1's Adam learning rate (0: the G1 rate).")
+    flags.DEFINE_bool("d1_joint_batch", None, "Override: D1 scores real and generated images in one batch.")
+    flags.DEFINE_integer("adversarial_start_step", None, "Override: L1-only warm-up steps before D1 starts.")
+    flags.DEFINE_float("real_label", None, "Override: D1's target for real images (<1: one-sided smoothing).")
     flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoints.")
     flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
     flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
@@ -87,7 +91,9 @@ def _config() -> configs.Config:
         return configs.override(
             cfg, fg_encoder=FLAGS.fg_encoder, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
             precision=FLAGS.precision, learning_rate=FLAGS.learning_rate, l1_weight=FLAGS.l1_weight,
-            adversarial_weight=FLAGS.adversarial_weight, checkpoint_every=FLAGS.checkpoint_every,
+            adversarial_weight=FLAGS.adversarial_weight, d1_learning_rate=FLAGS.d1_learning_rate,
+            d1_joint_batch=FLAGS.d1_joint_batch, adversarial_start_step=FLAGS.adversarial_start_step,
+            real_label=FLAGS.real_label, checkpoint_every=FLAGS.checkpoint_every,
             log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed,
             steps_per_execution=FLAGS.steps_per_execution, lr_halving_steps=FLAGS.lr_halving_steps,
             mapper_batch_size=FLAGS.mapper_batch_size, mapper_learning_rate=FLAGS.mapper_learning_rate,

@@ -83,7 +83,7 @@ def bce_generator_loss(fake_logits: tf.Tensor) -> tf.Tensor:
     return _per_example_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(logits), logits=logits))
 
 
-def bce_discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+def bce_discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor, real_label: float = 1.0) -> tf.Tensor:
     """BCE discriminator loss `0.5 * (-log sigmoid(D1(x)) - log(1 - sigmoid(D1(G1(x, h)))))` (Eq. 1).
 
     The negative of Eq. 1, halved as in PG2 and the authors' code so that D1 learns at the pace of
@@ -92,13 +92,16 @@ def bce_discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf
     Args:
       real_logits: float tensor `(batch,)` or `(batch, ...)`, D1 logits on real images.
       fake_logits: float tensor, same shape, D1 logits on generated images.
+      real_label: float. Target of the real images; below 1 is one-sided label smoothing (Salimans
+        et al., "Improved techniques for training GANs", 2016), not in the paper.
 
     Returns:
       float32 tensor `(batch,)`.
     """
     real = _float32(real_logits)
     fake = _float32(fake_logits)
-    real_loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(real), logits=real)
+    real_loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(real), real_label),
+                                                        logits=real)
     fake_loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.zeros_like(fake), logits=fake)
     return 0.5 * (_per_example_mean(real_loss) + _per_example_mean(fake_loss))
 

@@ -72,9 +72,15 @@ def test_oracle_generator_scores_at_the_jpeg_floor_in_every_task(setup):
 
     cfg, examples = setup
     encode, generate = _oracle(examples, cfg.data)
-    result = disentangle.gt_swap(examples, generate, encode, cfg.data, n=N_PAIRS, seed=0, batch_size=N_PAIRS)
+    images = {}
+    result = disentangle.gt_swap(examples, generate, encode, cfg.data, n=N_PAIRS, seed=0, batch_size=N_PAIRS,
+                                 images=images)
     assert result["n"] == N_PAIRS
     tasks = result["tasks"]
+    # The scored outputs and their exact targets come back for FID and sharpness (bench.adversarial).
+    for task in disentangle.TASKS:
+        assert images[task]["model"].shape == images[task]["target"].shape == (N_PAIRS, cfg.data.height,
+                                                                                cfg.data.width, 3)
     # The floor: A's own photo against the exact render of A's factors.
     floor = tasks["reconstruction"]["baseline_a"]["region_l1"]["mean"]
     assert 0.0 < floor < 0.02

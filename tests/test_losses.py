@@ -41,6 +41,15 @@ def test_bce_discriminator_loss_is_half_the_sum():
     np.testing.assert_allclose(swapped.numpy(), [softplus(2.0), math.log(2.0)], rtol=1e-6)
 
 
+def test_bce_discriminator_loss_smooths_only_the_real_label():
+    # One-sided label smoothing: real logit 0 costs log 2 whatever the label; a real logit of +2
+    # costs more with target 0.9 than with 1, a fake one the same.
+    real, fake = tf.constant([2.0]), tf.constant([-2.0])
+    smoothed = losses.bce_discriminator_loss(real, fake, real_label=0.9)
+    expected = 0.5 * (0.9 * softplus(-2.0) + 0.1 * softplus(2.0) + softplus(-2.0))
+    np.testing.assert_allclose(smoothed.numpy(), [expected], rtol=1e-6)
+
+
 def test_bce_losses_accept_bfloat16_logits():
     loss = losses.bce_discriminator_loss(tf.constant([0.0], tf.bfloat16), tf.constant([0.0], tf.bfloat16))
     assert loss.dtype == tf.float32

@@ -212,3 +212,17 @@ def test_errors_name_the_argument(rng):
         image.ssim(generated, flat, protocol="original")
     with pytest.raises(ValueError, match=r"generated\[0\].*constant"):
         image.ssim(flat, target, protocol="gaussian")
+
+
+def test_sharpness_ratio_is_one_for_identity_and_below_one_for_a_blur(rng):
+    from scipy import ndimage
+
+    target = rng.integers(0, 256, size=(4, 32, 16, 3), dtype=np.uint8)
+    assert image.sharpness_ratio(target, target.copy()) == pytest.approx(1.0)
+    blurred = ndimage.uniform_filter(target.astype(np.float64), size=(1, 3, 3, 1)).round().astype(np.uint8)
+    assert image.sharpness_ratio(blurred, target) < 0.5
+    # Floats in [-1, 1] and uint8 score the same images alike.
+    assert image.sharpness_ratio(blurred / 127.5 - 1.0, target) == pytest.approx(
+        image.sharpness_ratio(blurred, target), rel=1e-3)
+    with pytest.raises(ValueError, match="at least 3x3"):
+        image.laplacian_energy(np.zeros((1, 2, 8, 3), np.uint8))

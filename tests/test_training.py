@@ -62,6 +62,33 @@ def test_overfit_l1_falls_by_half(synthetic_records):
     assert float(tf.reduce_mean(losses.l1_reconstruction_loss(batch["image"], recon))) < first
 
 
+def test_d1_and_the_adversarial_term_wait_for_adversarial_start_step(synthetic_records):
+    """The L1 warm-up: D1 does not move before `adversarial_start_step`, then it does (joint batch)."""
+    import keras
+    import tensorflow as tf
+
+    from keras_disentangle import configs, data
+    from keras_disentangle.models.stage1 import build_stage1
+    from keras_disentangle.training import stage1 as stage1_training
+    from keras_disentangle.training import steps
+
+    cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=2, adversarial_weight=1.0,
+                           adversarial_start_step=2, d1_joint_batch=True, d1_learning_rate=1e-4, real_label=0.9)
+    keras.utils.set_random_seed(0)
+    batch = next(iter(data.eval_dataset(synthetic_records, cfg, split="train", batch_size=2)))
+    stage1 = build_stage1(cfg)
+    optimizers = stage1_training.build_optimizers(cfg.train)
+    assert float(optimizers["d1"].learning_rate) == pytest.approx(1e-4)
+    step = tf.function(steps.appearance_step(stage1, optimizers["g1"], optimizers["d1"], cfg.train, 2))
+    initial = [v.numpy().copy() for v in stage1.d1.trainable_variables]
+    for _ in range(2):
+        logs = step(batch)
+        assert all(np.array_equal(a, v.numpy()) for a, v in zip(initial, stage1.d1.trainable_variables))
+    assert 0.0 < float(logs["d1/real_probability"]) < 1.0
+    step(batch)
+    assert not all(np.array_equal(a, v.numpy()) for a, v in zip(initial, stage1.d1.trainable_variables))
+
+
 def test_resume_after_sigkill(synthetic_records, tmp_path):
     """A run killed with SIGKILL resumes from its last checkpoint, not from zero."""
     logdir = tmp_path / "run"

@@ -98,6 +98,7 @@ def gt_swap(
     progress: Callable[[Iterable], Iterable] = lambda it: it,
     decode_pose: Callable[[np.ndarray], np.ndarray] | None = None,
     sample: Callable[[str, int], np.ndarray] | None = None,
+    images: dict | None = None,
 ) -> dict:
     """Scores the four tasks (and the sampled-factor checks that can run) on held-out synthetic images.
 
@@ -116,6 +117,8 @@ def gt_swap(
       sample: optional (factor "fg" | "bg", count) -> `(count, K)` codes drawn by stage II; adds
         `sampled_fg` and (with a background) `sampled_bg`. Codes are drawn in batch order, so a
         seeded sampler makes the scores reproducible.
+      images: optional dict, filled with {task: {"model": ..., "target": ...}} float32 arrays in
+        [-1, 1] of the scored pairs (FID and sharpness of the swaps, `bench.adversarial`).
 
     Returns:
       {"n": pairs, "tasks": {task: {output: {metric: {"mean", "std"}}}}}; outputs are `model`,
@@ -161,6 +164,9 @@ def gt_swap(
                 "baseline_a": batch_a["image"],
                 "baseline_b": batch_b["image"],
             }
+            if images is not None:
+                for name, value in (("model", outputs["model"]), ("target", targets)):
+                    images.setdefault(task, {}).setdefault(name, []).append(value)
             for name, output in outputs.items():
                 for metric, values in _score(output, targets, region).items():
                     scores[task][name].setdefault(metric, []).append(values)
@@ -176,6 +182,10 @@ def gt_swap(
                                      ("reconstruction", reconstruction)):
                     scores[task][name].setdefault("region_l1", []).append(
                         image_metrics.region_l1(output, targets, region))
+    if images is not None:
+        for by_name in images.values():
+            for name, chunks in by_name.items():
+                by_name[name] = np.concatenate(chunks).astype(np.float32)
     summary = {t: {o: {m: {"mean": float(np.mean(np.concatenate(v))), "std": float(np.std(np.concatenate(v)))}
                        for m, v in by_metric.items()}
                    for o, by_metric in by_output.items()}

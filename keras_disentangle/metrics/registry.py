@@ -24,8 +24,8 @@ from keras_disentangle import configs
 # The protocol's defaults live in configs.EvalConfig; flags and options take them from here.
 DEFAULTS = configs.EvalConfig()
 # Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
-MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "gt_swap", "leakage",
-           "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
+MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "sharpness", "gt_swap",
+           "leakage", "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
 TASKS = ("reconstruct", "transfer", "sample")
 
 

@@ -23,7 +23,7 @@ def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimize
             schedule.halving(rate, train_cfg.lr_halving_steps), beta_1=train_cfg.beta_1, beta_2=train_cfg.beta_2,
             name=name))
 
-    return {"g1": adam(train_cfg.learning_rate, "g1_adam"), "d1": adam(train_cfg.learning_rate, "d1_adam"),
+    return {"g1": adam(train_cfg.learning_rate, "g1_adam"), "d1": adam(train_cfg.d1_learning_rate or train_cfg.learning_rate, "d1_adam"),
             "pose": adam(train_cfg.pose_learning_rate, "pose_adam")}
 
 

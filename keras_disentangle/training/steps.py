@@ -37,10 +37,21 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
     """The stage-I appearance update: D1 on (real, G1(x, h)), then G1 on lambda*L1 + adversarial.
 
     Both updates use the same forward pass (the fake images of this step). With
-    `adversarial_weight == 0` D1 is neither run nor trained (an L1-only auto-encoder).
+    `adversarial_weight == 0` D1 is neither run nor trained (an L1-only auto-encoder). Before
+    `adversarial_start_step` (counted by G1's optimizer, so a resumed run keeps its place) the
+    adversarial term and D1's gradients are multiplied by 0: Adam's moments stay 0, so D1 does not
+    move until then. Its step counter runs on, though, so Adam's bias correction is spent by then
+    and D1's first steps after the warm-up are larger than its learning rate (up to ~8x at 300
+    warm-up steps) until the second moment fills, over a few hundred steps.
     """
     adversarial = train_cfg.adversarial_weight > 0
     g_variables = stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables
+
+    def d1_logits(real: tf.Tensor, fake: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if not train_cfg.d1_joint_batch:
+            return stage1.d1(real, training=True), stage1.d1(fake, training=True)
+        logits = stage1.d1(tf.concat([real, tf.cast(fake, real.dtype)], axis=0), training=True)
+        return tf.split(logits, 2, axis=0)
 
     def step(batch: dict) -> dict:
         logs = {}
@@ -50,16 +61,21 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
             g_loss = train_cfg.l1_weight * l1
             logs["loss/g1/l1"] = l1
             if adversarial:
-                real_logits = stage1.d1(batch["image"], training=True)
-                fake_logits = stage1.d1(fake, training=True)
+                on = tf.cast(g_optimizer.iterations >= train_cfg.adversarial_start_step, tf.float32)
+                real_logits, fake_logits = d1_logits(batch["image"], fake)
                 g_adversarial = _mean(losses.bce_generator_loss(fake_logits), global_batch_size)
-                d_loss = _mean(losses.bce_discriminator_loss(real_logits, fake_logits), global_batch_size)
-                g_loss += train_cfg.adversarial_weight * g_adversarial
+                d_loss = _mean(losses.bce_discriminator_loss(real_logits, fake_logits, train_cfg.real_label),
+                               global_batch_size)
+                g_loss += on * train_cfg.adversarial_weight * g_adversarial
                 logs["loss/g1/adversarial"] = g_adversarial
                 logs["loss/d1"] = d_loss
+                # D1's mean belief that each side is real: 1 vs 0 means D1 wins outright.
+                logs["d1/real_probability"] = _mean(tf.sigmoid(tf.reshape(real_logits, [-1])), global_batch_size)
+                logs["d1/fake_probability"] = _mean(tf.sigmoid(tf.reshape(fake_logits, [-1])), global_batch_size)
         if adversarial:
             d_variables = stage1.d1.trainable_variables
-            d_optimizer.apply_gradients(zip(tape.gradient(d_optimizer.scale_loss(d_loss), d_variables), d_variables))
+            d_gradients = tape.gradient(d_optimizer.scale_loss(d_loss), d_variables)
+            d_optimizer.apply_gradients(zip([on * g for g in d_gradients], d_variables))
         g_optimizer.apply_gradients(zip(tape.gradient(g_optimizer.scale_loss(g_loss), g_variables), g_variables))
         logs["loss/g1/total"] = g_loss
         return logs
