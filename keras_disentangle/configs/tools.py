@@ -1,0 +1,188 @@
+"""Defaults of the tools beside training: evaluation, generation, the Virtual Market, the re-ID trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from typing import Any
+
+# Gradient steps of one inversion z* = argmin ||Φ(z) - e|| (`apps.invert`), evaluated or generated.
+_INVERT_STEPS = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation protocol: `evaluate.py`'s defaults (its report records every value used).
+
+    Attributes:
+      metrics: tuple of str. Registered metric names (`metrics/registry.py`).
+      task: str. `reconstruct`, `transfer` (the split's pairs) or `sample` (stage II).
+      n: int. Images (or pairs) scored.
+      seed: int. Seed of every random draw (gt_swap pairs, leakage tangents, ...).
+      split: str. Records split.
+      batch_size: int. Images per model call.
+      ssim_protocol: str. `original` (the paper's: gray, 7x7 uniform window) or `gaussian`.
+      mask_from: str. Whose body mask mask_ssim / mask_is use: `target`, or `source` (the original
+        code's bug, to reproduce its numbers).
+      leakage_n: int. Images the leakage maps are computed on.
+      leakage_projections: int. 0: exact Jacobian norms; K: Hutchinson estimate with K tangents.
+      saliency_n: int. Images in the saliency grid.
+      sampling_n: int. Sampled embeddings per factor (stage-II sampling metric).
+      inversions: int. Test image pairs inverted (stage-II inversion metric).
+      invert_steps: int. Gradient steps per inversion.
+      pairs: str. `csv`: the split's pairs file in file order; `random`: `n` same-identity pairs
+        (two different images) drawn with `seed`, as PG2's and the paper's 12,800 test pairs.
+      allow_fewer: bool. Score fewer than `n` pairs/images when fewer exist (else an error).
+      pair_min_person_id: tuple of (dataset, int). `--pairs=random` skips identities below this
+        (Market-1501: 0 = distractors, -1 = junk); a dataset not listed skips only negative ids.
+      crop: str. Folder scoring: `i/k` takes the i-th (from 1) of k equal-width panels of each
+        generated file (PATN saves 5-panel strips: `5/5`); empty: the whole image.
+      sample_pose: str. `--task=sample` with stage II: `sampled` (every factor from its mapper) or
+        `real` (FG and BG sampled, poses drawn from the training poses: the paper's "BodyROI7 + real pose").
+    """
+
+    metrics: tuple[str, ...] = ("ssim", "mask_ssim")
+    task: str = "transfer"
+    n: int = 200
+    seed: int = 0
+    split: str = "test"
+    batch_size: int = 32
+    ssim_protocol: str = "original"
+    mask_from: str = "target"
+    leakage_n: int = 8
+    leakage_projections: int = 0
+    saliency_n: int = 8
+    sampling_n: int = 1000
+    inversions: int = 16
+    invert_steps: int = _INVERT_STEPS
+    pairs: str = "csv"
+    allow_fewer: bool = False
+    pair_min_person_id: tuple[tuple[str, int], ...] = (("market", 1), ("synthetic", 1))
+    crop: str = ""
+    sample_pose: str = "sampled"
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """What `python -m keras_disentangle.generate` makes by default.
+
+    Attributes:
+      n: int. Images (sample) or rows (interpolate).
+      seed: int.
+      factors: tuple of str. Sampled (sample) or swapped (swap) factors.
+      factor: str. Interpolated factor.
+      frames: int. Images per interpolation, endpoints included.
+      method: str. `linear`, `slerp` or `both`.
+      invert_steps: int. Gradient steps per inversion (invert_interpolate).
+    """
+
+    n: int = 8
+    seed: int = 0
+    factors: tuple[str, ...] = ("fg", "bg", "pose")
+    factor: str = "fg"
+    frames: int = 8
+    method: str = "both"
+    invert_steps: int = _INVERT_STEPS
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtualMarketConfig:
+    """What `python -m keras_disentangle.virtual_market` writes by default (the paper's VM: 500 x 24).
+
+    Attributes:
+      ids: int. Identities, each one sampled FG code.
+      images_per_id: int. Images per identity, each with its own sampled BG and a real training pose.
+      seed: int. Seed of the noise and of the pose draw.
+      cameras: int. Camera digits the file names cycle through (Market has 6; re-ID training ignores them).
+      batch_size: int. Images per generator call.
+    """
+
+    ids: int = 500
+    images_per_id: int = 24
+    seed: int = 0
+    cameras: int = 6
+    batch_size: int = 256
+
+
+class ReidBackbone(str, enum.Enum):
+    """The re-ID network's trunk (`keras_disentangle/reid/model.py`)."""
+
+    RESNET50 = "resnet50"  # keras.applications.ResNet50, the field's baseline (ImageNet weights via --weights).
+    SMALL = "small"  # three residual stages, a CPU trains it in minutes on the micro / synthetic sets.
+
+
+@dataclasses.dataclass(frozen=True)
+class ReidConfig:
+    """The re-ID trainer (`python -m keras_disentangle.reid.train`).
+
+    Attributes:
+      backbone: ReidBackbone.
+      height, width: int. Input size; records are resized to it.
+      small_channels: tuple of int. Widths of the small backbone's residual stages.
+      feature_dim: int. The embedding (after the trunk's global pooling and a Dense + BN) that
+        re-ID matches; the softmax classifier sits on it.
+      batch_ids, images_per_id: int. A batch holds `batch_ids` identities x `images_per_id` images
+        (P x K sampling, which the triplet loss needs).
+      steps: int. Training steps.
+      learning_rate: float. Adam.
+      triplet_weight: float. Weight of the batch-hard triplet loss beside softmax (0: softmax only).
+      triplet_margin: float.
+      label_smoothing: float. Of the softmax cross-entropy.
+      checkpoint_every: int. Steps between checkpoints.
+      log_every: int. Steps between progress lines.
+      seed: int.
+      kissme_pca_dims: int. PCA dimensions before KISSME in the evaluation (`reid/evaluate.py`).
+    """
+
+    backbone: ReidBackbone = ReidBackbone.RESNET50
+    height: int = 128
+    width: int = 64
+    small_channels: tuple[int, ...] = (32, 64, 128)
+    feature_dim: int = 256
+    batch_ids: int = 16
+    images_per_id: int = 4
+    steps: int = 20_000
+    learning_rate: float = 3.5e-4
+    triplet_weight: float = 0.0
+    triplet_margin: float = 0.3
+    label_smoothing: float = 0.1
+    checkpoint_every: int = 500
+    log_every: int = 100
+    seed: int = 0
+    kissme_pca_dims: int = 64
+
+
+REID_PRESETS = {
+    "full": ReidConfig(),
+    # The synthetic / micro scale: 64x32 input, the small trunk (1,500 steps took ~20 min on a loaded 2-vCPU
+    # machine, README "Virtual Market").
+    "small": ReidConfig(backbone=ReidBackbone.SMALL, height=64, width=32, feature_dim=64, batch_ids=16,
+                        images_per_id=4, steps=1500, learning_rate=1e-3),
+}
+
+
+def reid_config(preset: str, **fields: Any) -> ReidConfig:
+    """The re-ID preset `preset` with the non-None `fields` replaced.
+
+    Raises:
+      ValueError: naming an unknown preset.
+    """
+    if preset not in REID_PRESETS:
+        raise ValueError(f"Unknown re-ID preset {preset!r}; expected one of {', '.join(REID_PRESETS)}.")
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if "backbone" in fields:
+        fields["backbone"] = ReidBackbone(fields["backbone"])
+    return dataclasses.replace(REID_PRESETS[preset], **fields)
+
+
+def reid_config_to_json(cfg: ReidConfig) -> str:
+    return json.dumps({k: v.value if isinstance(v, enum.Enum) else v for k, v in dataclasses.asdict(cfg).items()},
+                      indent=2, sort_keys=True)
+
+
+def reid_config_from_json(text: str) -> ReidConfig:
+    raw = json.loads(text)
+    raw["backbone"] = ReidBackbone(raw["backbone"])
+    raw["small_channels"] = tuple(raw["small_channels"])
+    return ReidConfig(**raw)
