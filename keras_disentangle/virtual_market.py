@@ -32,7 +32,7 @@ from PIL import Image
 
 from keras_disentangle import cli, configs, data, geometry, progress, records, runtime
 from tfrecords import market
-from tfrecords.common import ANNOTATION_HEADER, PAIRS_HEADER, annotation_row
+from tfrecords.common import annotation_row, write_annotation_csv, write_pairs_csv
 
 INFO_FILE = "virtual_market.json"
 # Pose draws and BG codes come from streams of their own so that changing one never changes another.
@@ -120,14 +120,10 @@ def write(models: runtime.Stage2Serving, keypoints: np.ndarray, stored_hw: tuple
             rows.append(annotation_row(name, keypoints[poses[i]]))
         if report is not None:
             report(int(index[-1]) + 1, total)
-    with open(market.annotation_csv(out, "train"), "w", newline="\n") as f:
-        f.write(ANNOTATION_HEADER + "\n")
-        f.writelines(rows)
+    write_annotation_csv(market.annotation_csv(out, "train"), rows)
     pairs = [(names[i], names[i - i % vm.images_per_id + (i + 1) % vm.images_per_id])
              for i in range(total) if vm.images_per_id > 1]
-    with open(market.pairs_csv(out, "train"), "w", newline="\n") as f:
-        f.write(PAIRS_HEADER + "\n")
-        f.writelines(f"{a},{b}\n" for a, b in pairs)
+    write_pairs_csv(market.pairs_csv(out, "train"), pairs)
     return {"images": total, "ids": vm.ids, "pairs": len(pairs)}
 
 

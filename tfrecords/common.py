@@ -44,6 +44,20 @@ def annotation_row(name: str, keypoints) -> str:
     return f"{name}: [{ys}]: [{xs}]\n"
 
 
+def write_annotation_csv(path, rows) -> None:
+    """An annotation CSV as every converter reads it: the header, then `annotation_row` lines as given."""
+    with open(path, "w", newline="\n") as f:
+        f.write(ANNOTATION_HEADER + "\n")
+        f.writelines(rows)
+
+
+def write_pairs_csv(path, pairs) -> None:
+    """A pairs CSV as every converter reads it: the header, then one `from,to` line per (name, name)."""
+    with open(path, "w", newline="\n") as f:
+        f.write(PAIRS_HEADER + "\n")
+        f.writelines(f"{a},{b}\n" for a, b in pairs)
+
+
 class Reason(str, enum.Enum):
     """Why an item did not become a record (the keys of the skip counts)."""
 

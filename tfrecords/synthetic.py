@@ -23,10 +23,16 @@ from PIL import Image
 
 from keras_disentangle import cli, progress, synthetic
 from tfrecords import market, synthetic_reader
-from tfrecords.common import ANNOTATION_HEADER, PAIRS_HEADER, annotation_row
+from tfrecords.common import annotation_row, write_annotation_csv, write_pairs_csv
 
 # Joints the pair recipe (Ma et al.'s and PG2's `check_valid`) requires: Rsho, Lsho, Rhip, Lhip.
 PAIR_JOINTS = (2, 5, 8, 11)
+
+def same_person_pairs(keypoints_by_name: dict, person) -> list[tuple[str, str]]:
+    """Ordered pairs of different images of one `person(name)`, both showing every PAIR_JOINTS joint."""
+    valid = sorted(n for n, kp in keypoints_by_name.items() if (kp[list(PAIR_JOINTS)] >= 0).all())
+    return [(a, b) for a in valid for b in valid if a != b and person(a) == person(b)]
+
 
 def _prepare_out_dir(out: pathlib.Path) -> None:
     """Creates the layout; replaces an earlier synthetic set but never a foreign dataset."""
@@ -119,14 +125,9 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 8, cameras: int = 6, h
             if progress is not None:
                 progress(done, total)
     for split in market.SPLITS:
-        with open(market.annotation_csv(out, split), "w", newline="\n") as f:
-            f.write(ANNOTATION_HEADER + "\n")
-            f.writelines(sorted(rows[split]))
-    valid = sorted(n for n, kp in test_keypoints.items() if (kp[list(PAIR_JOINTS)] >= 0).all())
-    pairs = [(a, b) for a in valid for b in valid if a != b and a[:4] == b[:4]]
-    with open(market.pairs_csv(out, "test"), "w", newline="\n") as f:
-        f.write(PAIRS_HEADER + "\n")
-        f.writelines(f"{a},{b}\n" for a, b in pairs)
+        write_annotation_csv(market.annotation_csv(out, split), sorted(rows[split]))
+    pairs = same_person_pairs(test_keypoints, person=lambda name: name[:4])
+    write_pairs_csv(market.pairs_csv(out, "test"), pairs)
     factors = {"format": synthetic_reader.FORMAT, "seed": int(seed), "height": int(height), "width": int(width),
                "identities": {str(k): v for k, v in identities.items()},
                "backgrounds": {str(k): v for k, v in backgrounds.items()},

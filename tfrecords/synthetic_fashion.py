@@ -22,8 +22,8 @@ from PIL import Image
 
 from keras_disentangle import cli, synthetic
 from tfrecords import deepfashion
-from tfrecords.common import ANNOTATION_HEADER, PAIRS_HEADER, SPLITS, annotation_row
-from tfrecords.synthetic import PAIR_JOINTS
+from tfrecords.common import SPLITS, annotation_row, write_annotation_csv, write_pairs_csv
+from tfrecords.synthetic import same_person_pairs
 
 SIZE = 256
 # A light grey studio wall, lit evenly, filling the frame (the horizon just below the bottom row;
@@ -75,15 +75,9 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 4, seed: int = 0) -> d
             if split == "test":
                 test_keypoints[name] = keypoints
     for split in SPLITS:
-        with open(deepfashion.annotation_csv(out, split), "w", newline="\n") as f:
-            f.write(ANNOTATION_HEADER + "\n")
-            f.writelines(sorted(rows[split]))
-    valid = sorted(n for n, kp in test_keypoints.items() if (kp[list(PAIR_JOINTS)] >= 0).all())
-    pairs = [(a, b) for a in valid for b in valid
-             if a != b and deepfashion.garment_key(a) == deepfashion.garment_key(b)]
-    with open(out / "fasion-pairs-test.csv", "w", newline="\n") as f:
-        f.write(PAIRS_HEADER + "\n")
-        f.writelines(f"{a},{b}\n" for a, b in pairs)
+        write_annotation_csv(deepfashion.annotation_csv(out, split), sorted(rows[split]))
+    pairs = same_person_pairs(test_keypoints, person=deepfashion.garment_key)
+    write_pairs_csv(out / "fasion-pairs-test.csv", pairs)
     return {"images": counts, "pairs": len(pairs)}
 
 
