@@ -37,6 +37,14 @@ def _checkpoint_steps(logdir: pathlib.Path) -> list[int]:
     return sorted(int(p.name.split("-")[1].split(".")[0]) for p in (logdir / "checkpoints").glob("ckpt-*.index"))
 
 
+def _committed_step(logdir: pathlib.Path) -> int | None:
+    """The step of the checkpoint the `checkpoint` state file names: the one a rerun resumes from. A kill
+    between writing ckpt-N's files and updating that file leaves ckpt-N on disk but not committed."""
+    state = logdir / "checkpoints" / "checkpoint"
+    found = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', state.read_text(), re.M) if state.exists() else None
+    return int(found.group(1)) if found else None
+
+
 def test_overfit_l1_falls_by_half(synthetic_records):
     """A micro model memorises 4 images: the L1 reconstruction loss falls to half or less (measured:
     to 0.36x in 60 steps, flags avx2 avx512_bf16; half the CPU time of the tiny model, which reached 0.17x)."""
@@ -98,17 +106,17 @@ def test_resume_after_sigkill(synthetic_records, tmp_path):
                             cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180
-        while time.time() < deadline and not [s for s in _checkpoint_steps(logdir) if s >= 4]:
+        while time.time() < deadline and (_committed_step(logdir) or 0) < 4:
             time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    saved = _checkpoint_steps(logdir)
-    assert saved and saved[-1] >= 4, saved
-    rerun = _train(*common, f"--steps={saved[-1] + 1}")
+    saved = _committed_step(logdir)
+    assert saved is not None and saved >= 4, saved
+    rerun = _train(*common, f"--steps={saved + 1}")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f"Resuming from step {saved[-1]}" in rerun.stdout
-    assert _checkpoint_steps(logdir)[-1] == saved[-1] + 1
+    assert f"Resuming from step {saved}" in rerun.stdout
+    assert _committed_step(logdir) == saved + 1
 
 
 def test_nan_loss_stops_naming_step_and_checkpoint(logged_run, synthetic_records, tmp_path):
