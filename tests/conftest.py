@@ -58,14 +58,17 @@ def synthetic_records(synthetic_root, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stage1_run(synthetic_records, tmp_path_factory):
-    """A stage-I run directory (appearance + pose, 2 steps, batch 4) on `synthetic_records`."""
+    """A stage-I run directory (micro preset, appearance + pose, 2 steps, batch 4) on `synthetic_records`.
+
+    Micro, not tiny: what its users check (serving, export, apps, metrics' plumbing) does not depend on the
+    model's size, and every test that builds, traces or exports its networks pays for that size."""
     import tensorflow as tf
 
     from keras_disentangle import configs
     from keras_disentangle.training import stage1, steps
 
     logdir = tmp_path_factory.mktemp("stage1_run")
-    cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, steps=2, log_every=1,
+    cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=4, steps=2, log_every=1,
                            image_every=1000, adversarial_weight=0.0)
     stage1.train_stage1(cfg, data_dir=synthetic_records, logdir=str(logdir), part=steps.Stage1Part.BOTH,
                         strategy=tf.distribute.get_strategy(), verbose=False)
@@ -80,7 +83,8 @@ def stage2_runs(stage1_run, synthetic_records, tmp_path_factory):
     from keras_disentangle import configs
     from keras_disentangle.training import stage2
 
-    cfg = configs.override(configs.get_config("synthetic", "tiny"), mapper_batch_size=4, steps=3, log_every=1,
+    # Stage II takes the data and model config from the stage-I run: only these train fields count.
+    cfg = configs.override(configs.get_config("synthetic", "micro"), mapper_batch_size=4, steps=3, log_every=1,
                            image_every=2)
     runs = {}
     for factor in ("fg", "bg", "pose"):
