@@ -4,7 +4,7 @@ One module-scoped run (float32, fixed seeds, step-bounded so the outcome does no
 machine's speed) feeds every test here: gt_swap against the trivial baselines, and `evaluate.py`
 on the trained run, asserting values. Budget: the AVX2-only EPYC (the slowest CPU kind) runs
 ~17.9 micro steps/s (projected from a rate emulated with ONEDNN_MAX_CPU_ISA=AVX2; README, the demo
-on every CPU kind), so STEPS take ~3 minutes there and the module about 4.
+on every CPU kind), so STEPS take ~2 minutes there.
 """
 
 import json
@@ -17,11 +17,15 @@ import numpy as np
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-STEPS = 3000
-# One camera (3 backgrounds) and 60 training people: both encoders see each kind many times in STEPS
-# steps. Measured (float32, flags avx2 avx512_bf16), region L1 over the better baseline's: at 2,000
-# steps FG swap 0.89x-0.99x depending on the run's thread scheduling (too close to the margin); at
-# 3,000 steps FG swap 0.81x, BG swap 0.51x, pose transfer 0.89x.
+STEPS = 2000
+# The preset's learning rate, halved every HALVING steps: the constant rate's FG swap curve is not
+# monotone (seed 0: 0.99x the better baseline at 2,000 steps, 0.86x at 2,500, 0.81x at 3,000); the
+# halving settles it sooner. Measured (float32, flags avx2 avx512_bf16), region L1 over the better
+# baseline's at 2,000 steps, seeds 0 / 1 / 2 / 3: FG swap 0.90x / 0.85x / 0.85x / 0.85x (seed 0 twice,
+# equal), BG swap 0.55x / 0.55x / 0.49x / 0.51x; the constant rate at 3,000 steps (this test before):
+# FG 0.81x / 0.81x / 0.87x, BG 0.51x / 0.53x / 0.49x. One camera (3 backgrounds) and 60 training
+# people: both encoders see each kind many times in STEPS steps.
+HALVING = 800
 DATA = dict(ids=120, images_per_id=8, cameras=1, seed=1)
 # The model's region L1 must be below this share of the better trivial baseline's.
 MARGIN = 0.95
@@ -50,8 +54,8 @@ def micro_run(tmp_path_factory):
     build("synthetic", root, records)
     logdir = tmp_path_factory.mktemp("learning_run")
     keras.mixed_precision.set_global_policy("float32")
-    cfg = configs.override(configs.get_config("synthetic", "micro"), steps=STEPS, seed=0, log_every=STEPS,
-                           image_every=STEPS, checkpoint_every=STEPS)
+    cfg = configs.override(configs.get_config("synthetic", "micro"), steps=STEPS, lr_halving_steps=HALVING, seed=0,
+                           log_every=STEPS, image_every=STEPS, checkpoint_every=STEPS)
     # Appearance only: nothing here reads the pose auto-encoder, which would add ~15% per step.
     stage1.train_stage1(cfg, data_dir=str(records), logdir=str(logdir), part=steps.Stage1Part.APPEARANCE,
                         strategy=tf.distribute.get_strategy(), verbose=False)
