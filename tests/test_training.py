@@ -288,7 +288,7 @@ def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):
     from keras_disentangle.models.stage1 import build_stage1
     from keras_disentangle.training import checkpoint, loop, stage1, steps
 
-    cfg = configs.override(configs.get_config("synthetic", "tiny"), batch_size=4, adversarial_weight=1.0,
+    cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=4, adversarial_weight=1.0,
                            first_block_channels=8, encoder_channels=(8, 16), generator_channels=(8, 16),
                            d1_channels=(8, 16))
     images = data.eval_dataset(records, cfg, split="train", batch_size=4).repeat()
@@ -310,7 +310,7 @@ def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):
 
 
 def test_steps_per_execution_gives_the_same_losses_and_weights(synthetic_records, tmp_path):
-    """20 tiny steps run 10 per call and 1 per call end with equal losses and weights."""
+    """20 micro steps run 10 per call and 1 per call end with equal losses and weights."""
     one = _train_in_memory(synthetic_records, str(tmp_path / "k1"), 1)
     ten = _train_in_memory(synthetic_records, str(tmp_path / "k10"), 10)
     assert one[0].keys() == ten[0].keys() and "loss/d1" in one[0]
