@@ -3,17 +3,13 @@
 pipeline (`make demo-deepfashion`'s) runs end to end (stage I, stage II, generate) on the real-photo fixtures."""
 
 import json
-import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DF = "deepfashion_mini"
 CUT = 40  # columns the 256x176 release cut off each side of the 256x256 photos
 
@@ -154,12 +150,13 @@ def test_presets_follow_the_authors_deepfashion_code():
     assert configs.get_config("market", "full").train.pose_batch_size == 64
 
 
-def _run(*args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                            timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+def _run(tool: str, *args: str, capsys) -> None:
+    """`tool` with `args` as its command line, in this process through the same `cli.run` as `python -m`
+    (tests/test_cli.py): TensorFlow loads once for the pipeline rather than once per tool."""
+    from test_cli import _run as run_tool
+
+    code, lines = run_tool(tool, list(args), capsys)
+    assert code in (0, None), lines[-20:]  # sys.exit(None): success
 
 
 # The micro preset (32x32, `make demo-deepfashion`'s) with small batches: what the end-to-end check
@@ -168,21 +165,21 @@ def _run(*args, timeout=300):
 _CHEAP = ["--batch_size=2", "--steps=2", "--log_every=1", "--image_every=1000", "--checkpoint_every=1000"]
 
 
-def test_deepfashion_micro_pipeline_end_to_end(patn_records, tmp_path):
+def test_deepfashion_micro_pipeline_end_to_end(patn_records, tmp_path, capsys):
     """`train.py --dataset=deepfashion --scale=micro` stage I (appearance + pose), stage II (FG and
     pose) and `generate sample` on the 256x176 fixtures, a few steps each."""
     _, records, _ = patn_records
     runs = tmp_path / "runs"
     common = ["--dataset=deepfashion", "--scale=micro", f"--data_dir={records}", "--precision=float32"]
-    _run("train.py", "--stage=1", *common, f"--logdir={runs / 's1'}", *_CHEAP)
+    _run("train.py", "--stage=1", *common, f"--logdir={runs / 's1'}", *_CHEAP, capsys=capsys)
     config = json.loads((runs / "s1" / "config.json").read_text())
     assert config["data"]["name"] == "deepfashion" and config["model"]["fg_features_masked"] is False
     for factor in ("fg", "pose"):
         _run("train.py", "--stage=2", f"--factor={factor}", *common, f"--stage1_dir={runs / 's1'}",
-             f"--logdir={runs / ('s2-' + factor)}", *_CHEAP)
+             f"--logdir={runs / ('s2-' + factor)}", *_CHEAP, capsys=capsys)
     out = tmp_path / "gen"
-    _run("-m", "keras_disentangle.generate", "sample", "--factors=fg,pose", f"--stage2_dir={runs / 's2-fg'}",
-         f"--stage2_dir={runs / 's2-pose'}", f"--data_dir={records}", f"--out={out}", "--n=2")
+    _run("keras_disentangle.generate", "sample", "--factors=fg,pose", f"--stage2_dir={runs / 's2-fg'}",
+         f"--stage2_dir={runs / 's2-pose'}", f"--data_dir={records}", f"--out={out}", "--n=2", capsys=capsys)
     with Image.open(out / "sample.png") as image:
         assert image.size[0] > 32 and image.size[1] > 32
 
