@@ -54,8 +54,9 @@ def _load(tool: str):
     return importlib.import_module(tool)
 
 
-def _run(tool: str, argv: list[str], capsys) -> tuple[int, list[str]]:
-    """Runs `tool` with `argv` as its command line; returns the exit code and the stderr lines."""
+def run_tool(tool: str, argv: list[str], capsys) -> tuple[int, str, list[str]]:
+    """Runs `tool` with `argv` as its command line in this process; returns the exit code (0 for success),
+    its stdout and its stderr lines."""
     defined = set(flags.FLAGS)
     try:
         module = _load(tool)
@@ -65,7 +66,14 @@ def _run(tool: str, argv: list[str], capsys) -> tuple[int, list[str]]:
         for name in set(flags.FLAGS) - defined:
             delattr(flags.FLAGS, name)
         flags.FLAGS.unparse_flags()
-    return exit_info.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def _run(tool: str, argv: list[str], capsys) -> tuple[int, list[str]]:
+    """Runs `tool` with `argv` as its command line; returns the exit code and the stderr lines."""
+    code, _, lines = run_tool(tool, argv, capsys)
+    return code, lines
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))

@@ -153,10 +153,10 @@ def test_presets_follow_the_authors_deepfashion_code():
 def _run(tool: str, *args: str, capsys) -> None:
     """`tool` with `args` as its command line, in this process through the same `cli.run` as `python -m`
     (tests/test_cli.py): TensorFlow loads once for the pipeline rather than once per tool."""
-    from test_cli import _run as run_tool
+    from test_cli import run_tool
 
-    code, lines = run_tool(tool, list(args), capsys)
-    assert code in (0, None), lines[-20:]  # sys.exit(None): success
+    code, _, lines = run_tool(tool, list(args), capsys)
+    assert code == 0, lines[-20:]
 
 
 # The micro preset (32x32, `make demo-deepfashion`'s) with small batches: what the end-to-end check

@@ -2,11 +2,6 @@
 check (`--n`, `--allow_fewer`), and folders named the way other methods name their outputs."""
 
 import json
-import os
-import pathlib
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,9 +9,6 @@ from PIL import Image
 
 from keras_disentangle import data
 from keras_disentangle.metrics import registry, report
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
 
 
 def test_same_identity_pairs_exact_count_seeded_distinct_and_same_person():
@@ -51,27 +43,21 @@ def larger_records(tmp_path_factory):
     return str(out)
 
 
-def _evaluate(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
-    return subprocess.Popen([sys.executable, str(REPO_ROOT / "evaluate.py"), *args], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_evaluate_random_pairs_scores_exactly_n_and_fails_asking_for_more(stage1_run, larger_records, tmp_path,
+                                                                           capsys):
+    from test_cli import run_tool
 
-
-def test_evaluate_random_pairs_scores_exactly_n_and_fails_asking_for_more(stage1_run, larger_records, tmp_path):
+    # evaluate.py in this process through the same cli.run as `python evaluate.py` (tests/test_cli.py).
     common = [f"--stage1_dir={stage1_run}", f"--data_dir={larger_records}", "--metrics=ssim", "--pairs=random",
               "--seed=0"]
-    runs = {"ok": _evaluate(*common, "--n=100", f"--out={tmp_path / 'ok'}"),
-            "too_many": _evaluate(*common, "--n=1000", f"--out={tmp_path / 'too_many'}")}
-    results = {name: (process.communicate(timeout=600), process.returncode) for name, process in runs.items()}
-    (stdout, stderr), code = results["ok"]
-    assert code == 0, stderr[-3000:]
+    code, stdout, stderr = run_tool("evaluate.py", [*common, "--n=100", f"--out={tmp_path / 'ok'}"], capsys)
+    assert code == 0, stderr[-20:]
     written = json.loads((tmp_path / "ok" / "report.json").read_text())
     assert written["scored"] == 100 and written["metrics"]["ssim"]["n"] == 100 and len(written["pairs"]) == 100
     assert all(s[:4] == t[:4] and s != t for s, t in written["pairs"])  # Market names: the person id first
     assert "100 random same-identity pairs" in stdout and "Scored 100 (--n=100)" in stdout
-    (_, stderr), code = results["too_many"]
-    lines = [line for line in stderr.splitlines() if line.strip() and not TF_LOG_LINE.match(line)]
-    assert code == 1 and len(lines) == 1, stderr[-3000:]
+    code, _, lines = run_tool("evaluate.py", [*common, "--n=1000", f"--out={tmp_path / 'too_many'}"], capsys)
+    assert code == 1 and len(lines) == 1, lines
     assert "--n=1000: only 300 same-identity pairs" in lines[0] and "--allow_fewer" in lines[0]
 
 
