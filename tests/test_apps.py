@@ -255,13 +255,15 @@ def test_keypoints_syntax():
             generate.parse_keypoints(bad, "a_keypoints")
 
 
-def test_generate_command_line(stage2_runs, tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
-    args = [sys.executable, "-m", "keras_disentangle.generate", "sample",
-            *[f"--stage2_dir={d}" for d in stage2_runs.values()], f"--out={tmp_path}", "--n=2"]
-    result = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "sample.png").exists() and f"Wrote {tmp_path / 'sample.png'}" in result.stdout
+def test_generate_command_line(stage2_runs, tmp_path, capsys):
+    """In this process through the same cli.run as `python -m` (tests/test_cli.py); the fresh-process
+    run is test_transfer_and_swap_of_photos_with_stage1_alone's."""
+    from test_cli import run_tool
+
+    code, stdout, stderr = run_tool("keras_disentangle.generate", [
+        "sample", *[f"--stage2_dir={d}" for d in stage2_runs.values()], f"--out={tmp_path}", "--n=2"], capsys)
+    assert code == 0, stderr[-20:]
+    assert (tmp_path / "sample.png").exists() and f"Wrote {tmp_path / 'sample.png'}" in stdout
 
 
 def test_sampling_a_subset_needs_real_images(models, stage2_runs, tmp_path):

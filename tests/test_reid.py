@@ -2,18 +2,12 @@
 train split only, the query split of the converter, and `evaluate.py --metrics=reid` end to end."""
 
 import json
-import os
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from keras_disentangle.metrics import reid
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def on_circle(angles):
@@ -128,16 +122,14 @@ def test_market_query_split_junk_and_distractors_convert(fixtures_dir, tmp_path)
     assert test["0000_c1s1_002301_04.jpg"]["person_id"] == 0
 
 
-def _evaluate(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, str(REPO_ROOT / "evaluate.py"), *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+def test_evaluate_reid_end_to_end(stage1_run, synthetic_records, synthetic_root, tmp_path, capsys):
+    from test_cli import run_tool
 
-
-def test_evaluate_reid_end_to_end(stage1_run, synthetic_records, synthetic_root, tmp_path):
-    result = _evaluate(f"--stage1_dir={stage1_run}", f"--data_dir={synthetic_records}", "--metrics=reid",
-                       "--reid_features=fg_pca", "--pca_dims=1000", f"--out={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    # evaluate.py in this process through the same cli.run as `python evaluate.py` (tests/test_cli.py).
+    code, stdout, stderr = run_tool("evaluate.py", [f"--stage1_dir={stage1_run}", f"--data_dir={synthetic_records}",
+                                                    "--metrics=reid", "--reid_features=fg_pca", "--pca_dims=1000",
+                                                    f"--out={tmp_path}"], capsys)
+    assert code == 0, stderr[-20:]
     metric = json.loads((tmp_path / "report.json").read_text())["metrics"]["reid"]
     counts = {folder: len(list((synthetic_root / folder).iterdir()))
               for folder in ("bounding_box_train", "bounding_box_test", "query")}
@@ -149,7 +141,7 @@ def test_evaluate_reid_end_to_end(stage1_run, synthetic_records, synthetic_root,
         "bounding_box_train"] - 1
     assert 0.0 <= metric["rank1"] <= metric["rank5"] <= metric["rank10"] <= 1.0 and 0.0 < metric["mAP"] <= 1.0
     assert metric["value"] == metric["rank1"] and "same camera" in metric["protocol"]
-    assert "reid (fg_pca" in result.stdout and "mAP" in result.stdout
+    assert "reid (fg_pca" in stdout and "mAP" in stdout
 
 
 def test_records_without_a_query_split_are_refused_naming_what_to_build(tmp_path):
