@@ -56,9 +56,10 @@ def _sync(logs: dict) -> None:
         float(value)
 
 
-def stage1_train_step(settings: Settings, adversarial_weight: float, batches: list[dict]
+def stage1_train_step(settings: Settings, adversarial_weight: float, batches: list[dict],
+                      build: Callable[[configs.Config], Stage1] = build_stage1
                       ) -> tuple[Stage1, Callable[[dict], dict], dict[str, int]]:
-    """The stage-I appearance step as `train.py` runs it, built under `settings.precision`.
+    """The stage-I appearance step as `train.py` runs it, networks from `build` under `settings.precision`.
 
     Returns:
       The networks, the step (`loop.distributed_step`, default strategy: batch -> losses) and
@@ -67,7 +68,7 @@ def stage1_train_step(settings: Settings, adversarial_weight: float, batches: li
     cfg = configs.override(settings.cfg, adversarial_weight=adversarial_weight, batch_size=settings.batch_size)
     with _global_policy(settings.precision):
         keras.utils.set_random_seed(cfg.train.seed)
-        stage1 = build_stage1(cfg)
+        stage1 = build(cfg)
         optimizers = stage1_training.build_optimizers(cfg.train)
         optimizers["g1"].build(stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables)
         optimizers["d1"].build(stage1.d1.trainable_variables)

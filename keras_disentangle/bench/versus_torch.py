@@ -1,23 +1,28 @@
 """This project's stage-I training step against a PyTorch one of the same network, in one process.
 
     /work/torchvenv/bin/python -m keras_disentangle.bench.versus_torch --scale=full \
-        --precision=float32 --torch=nchw,channels_last --rounds=3
+        --precision=float32 --torch=channels_last --rounds=2 --warmup=0
 
 Needs PyTorch in its own venv (`torch_reference` says how; it is not a project dependency). Builds
 the real step (`measurements.stage1_train_step`: the paper's loss, D1 trained, under
-`--precision`) and `torch_reference.Stage1Step` in each `--torch` variant, asserts that both have
-the same parameters (trainable and batch-norm statistics) and the same FLOPs per step (TensorFlow's
-counted from the traced graph by `graph_flops`, PyTorch's by `torch.utils.flop_counter`), warms each
-up, then times them in rounds: one window of each variant after the other (TF, torch, ..., TF,
-torch, ...), each window at least `--min_window_seconds`, with the float32 GEMMs of TensorFlow
-(`tf.linalg.matmul`), NumPy (its OpenBLAS SGEMM) and PyTorch (`torch.mm`, MKL) measured in every
-round too. Load from other processes then falls on all of them alike; only the ratios within a
-round are read. Prints one JSON line: per variant the median rate, and the median over rounds of
-its rate over the TensorFlow step's and over the best float32 GEMM of the same round.
+`--precision`), the same step with the generator's stem a plain Conv2D (the layer before
+`TiledInputConv2D`, same weights: its first step's losses must agree, `first_step_max_loss_rel_diff`)
+and `torch_reference.Stage1Step` in each `--torch` variant. Asserts that PyTorch's networks have the
+same parameters (trainable and batch-norm statistics) and its step the same FLOPs as the plain-stem
+step (TensorFlow's counted from the traced graph by `graph_flops`, PyTorch's by
+`torch.utils.flop_counter`). Warms each up, then times them in rounds: one window of each variant
+after the other (TF, TF plain stem, torch, ..., TF, ...), each window at least
+`--min_window_seconds`, with the float32 GEMMs of TensorFlow (`tf.linalg.matmul`), NumPy (its
+OpenBLAS SGEMM) and PyTorch (`torch.mm`, MKL) measured in every round too. Load from other processes
+then falls on all of them alike; only the ratios within a round are read. Prints a JSON line after
+set-up and after each round, then one with per variant the median rate, the median over rounds of
+its rate (wall and CPU seconds) over the TensorFlow step's, and of its network GFLOP/s (the plain-stem FLOPs) over the best
+float32 GEMM of the same round.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -36,8 +41,26 @@ from keras_disentangle.bench import torch_reference
 from keras_disentangle.bench.measurements import _data_batches, _sync, stage1_train_step
 from keras_disentangle.bench.random_records import write_random_records
 from keras_disentangle.bench.timing import Settings, matmul_gflops, numpy_sgemm_gflops
+from keras_disentangle.models.layers import TiledInputConv2D
+from keras_disentangle.models.stage1 import Stage1, build_stage1
 
 _TORCH_VARIANTS = {"nchw": False, "channels_last": True}
+
+
+def build_stage1_plain_stem(cfg: configs.Config) -> Stage1:
+    """`build_stage1` with the generator's stem a plain `keras.layers.Conv2D` (the layer before
+    `TiledInputConv2D`; same variables and weights), to measure what that layer wins."""
+    stage1 = build_stage1(cfg)
+
+    def plain_stem(layer):
+        if isinstance(layer, TiledInputConv2D):
+            config = {k: v for k, v in layer.get_config().items() if k != "constant_channels"}
+            return keras.layers.Conv2D(**config, padding="same")
+        return layer.__class__.from_config(layer.get_config())
+
+    generator = keras.models.clone_model(stage1.generator, clone_function=plain_stem)
+    generator.set_weights(stage1.generator.get_weights())
+    return dataclasses.replace(stage1, generator=generator)
 
 
 def torch_mm_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, trials: int = 7, repeats: int = 3) -> float:
@@ -98,7 +121,7 @@ def define_flags() -> None:
     flags.DEFINE_float("adversarial_weight", 1.0, "1: the paper's loss (D1 trained); 0: L1 only.")
     flags.DEFINE_list("torch", list(_TORCH_VARIANTS), f"PyTorch memory layouts: {', '.join(_TORCH_VARIANTS)}.")
     flags.DEFINE_integer("rounds", 3, "Timed rounds (one window of every variant each).")
-    flags.DEFINE_integer("warmup", 1, "Steps of each variant before timing (after the first).")
+    flags.DEFINE_integer("warmup", 1, "Steps of each variant after the first and before timing.")
     flags.DEFINE_float("min_window_seconds", 0.0, "A window steps until this long (at least one step).")
     flags.DEFINE_integer("num_records", 64, "Random records written.")
 
@@ -115,52 +138,75 @@ def main(argv: list[str]) -> None:
         write_random_records(directory, cfg.data, num_records=values.num_records, num_shards=1)
         settings = Settings(cfg=cfg, data_dir=directory, batch_size=batch_size, precision=values.precision)
         batches = _data_batches(settings, batch_size, count=2)
-    stage1, tf_step, flops = stage1_train_step(settings, values.adversarial_weight, batches)
-    tf_flops = flops["forward"] + flops["backward"]
-    calls = {f"tensorflow_{values.precision}": lambda i: _sync(tf_step(batches[i % 2]))}
     line: dict = {"cpu_flags": sorted(set(open("/proc/cpuinfo").read().split()) & {"avx2", "avx512_bf16", "amx_bf16"}),
                   "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"), "tensorflow": tf.__version__,
                   "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "batch_size": batch_size,
                   "scale": values.scale, "precision": values.precision,
-                  "adversarial_weight": values.adversarial_weight, "tf_flops_per_example": tf_flops // batch_size}
+                  "adversarial_weight": values.adversarial_weight}
+    # The plain-stem step is the network as written (the FLOPs PyTorch's step does); the real step
+    # does fewer for the same output (TiledInputConv2D). Rates are per image, so they compare as is;
+    # GFLOP/s are given in the network's FLOPs.
+    tf_name = f"tensorflow_{values.precision}"
+    plain_name = f"{tf_name}_plain_conv2d_stem"
+    calls, first_losses, flops = {}, {}, {}
+    for name, build in ((tf_name, build_stage1), (plain_name, build_stage1_plain_stem)):
+        stage1, step, step_flops = stage1_train_step(settings, values.adversarial_weight, batches, build)
+        flops[name] = step_flops["forward"] + step_flops["backward"]
+        first_losses[name] = {k: float(v) for k, v in step(batches[0]).items()}
+        calls[name] = lambda i, step=step: _sync(step(batches[i % 2]))
+    network_flops = flops[plain_name]
+    line.update(tf_flops_per_example=flops[tf_name] // batch_size, network_flops_per_example=network_flops // batch_size,
+                first_step_max_loss_rel_diff=max(abs(first_losses[plain_name][k] - v) / max(abs(v), 1e-12)
+                                                 for k, v in first_losses[tf_name].items()))
+    print(json.dumps(line), flush=True)
     for variant in values.torch:
         step = torch_reference.Stage1Step(cfg, channels_last=_TORCH_VARIANTS[variant],
                                           autocast=torch.bfloat16 if bfloat16 else None)
         line.update(check_same_network(stage1, step))
         torch_batches = [step.batch(b) for b in batches]
         torch_flops = torch_step_flops(step, torch_batches[0])
-        if torch_flops != tf_flops:
-            raise AssertionError(f"FLOPs per step differ: TensorFlow {tf_flops}, PyTorch ({variant}) {torch_flops}")
+        if torch_flops != network_flops:
+            raise AssertionError(f"FLOPs per step differ: TensorFlow {network_flops}, PyTorch ({variant}) {torch_flops}")
         name = f"torch_{variant}" + ("_autocast_bfloat16" if bfloat16 else "_float32")
+        step(torch_batches[0])
         calls[name] = lambda i, step=step, b=torch_batches: step(b[i % 2])
     for call in calls.values():
-        for index in range(1 + values.warmup):
-            call(index)
+        for index in range(values.warmup):
+            call(index + 1)
     seconds: dict[str, list[float]] = {name: [] for name in calls}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in calls}
     gemms: list[dict[str, float]] = []
     load = []
     for round_index in range(values.rounds):
         gemms.append(gemm_rates(bfloat16))
         for name, call in calls.items():
-            done, start = 0, time.perf_counter()
+            done, start, cpu_start = 0, time.perf_counter(), time.process_time()
             while not done or time.perf_counter() - start < values.min_window_seconds:
                 call(round_index + done)
                 done += 1
             seconds[name].append((time.perf_counter() - start) / done)
+            cpu_seconds[name].append((time.process_time() - cpu_start) / done)
         load.append(os.getloadavg()[0])
-    tf_name = next(iter(calls))
+        print(json.dumps({"round": round_index, "seconds_per_step": {n: round(s[-1], 2) for n, s in seconds.items()},
+                          "cpu_seconds_per_step": {n: round(s[-1], 2) for n, s in cpu_seconds.items()},
+                          "gemm_gflops": gemms[-1], "load_average": load[-1]}), flush=True)
     best_gemm = [max(g["tf_matmul_float32"], g["numpy_sgemm"], g["torch_mm_float32"]) for g in gemms]
-    gflop = tf_flops / batch_size / 1e9
+    gflop = network_flops / batch_size / 1e9
     for name, per_round in seconds.items():
         line[name] = {
             "examples_per_s": round(batch_size / statistics.median(per_round), 4),
             "window_examples_per_s": [round(batch_size / s, 4) for s in per_round],
             f"rate_over_{tf_name}": round(statistics.median(
                 t / s for s, t in zip(per_round, seconds[tf_name])), 3),
+            # CPU seconds (all threads) per step: less moved by descheduling than wall time on a
+            # shared machine, though spin-waiting threads count too.
+            "cpu_seconds_per_step": [round(c, 2) for c in cpu_seconds[name]],
+            f"cpu_rate_over_{tf_name}": round(statistics.median(
+                t / c for c, t in zip(cpu_seconds[name], cpu_seconds[tf_name])), 3),
             "over_best_float32_gemm": round(statistics.median(
                 gflop * batch_size / s / best for s, best in zip(per_round, best_gemm)), 3),
         }
-    line.update(gflop_per_example=round(gflop, 1), gemm_gflops_per_round=gemms, load_average_per_round=load)
+    line.update(network_gflop_per_example=round(gflop, 1), gemm_gflops_per_round=gemms, load_average_per_round=load)
     print(json.dumps(line))
 
 
