@@ -246,7 +246,7 @@ class Stage1Step:
                 parameter.grad = gradient
             self.d_optimizer.step()
         self.g_optimizer.step()
-        logs = {"loss/g1/total": float(g_loss), "loss/g1/l1": float(l1)}
+        logs = {"loss/g1/total": g_loss.item(), "loss/g1/l1": l1.item()}
         if d_loss is not None:
-            logs["loss/d1"] = float(d_loss)
+            logs["loss/d1"] = d_loss.item()
         return logs
