@@ -1,6 +1,9 @@
 """Shapes, layer numerics and mixed precision of every network (keras_disentangle.models)."""
 
 
+import os
+import tempfile
+
 import keras
 import numpy as np
 import pytest
@@ -110,12 +113,16 @@ def test_tile_embedding_repeats_the_vector():
     (layers.RoiAlign(4, name="roi"), [np.ones((1, 8, 6, 2), "float32"), np.array([[[0, 0, 0.5, 1]]], "float32")]),
     (layers.TileEmbedding(3, 2, name="tile"), np.ones((2, 5), "float32")),
     (layers.StraightThroughRound(name="round"), np.array([[0.2, 0.7]], "float32")),
+    (layers.TiledInputConv2D(2, 3, 3, activation="relu", name="stem"), np.ones((1, 4, 3, 5), "float32")),
 ])
 def test_custom_layers_round_trip_through_serialization(layer, inputs):
     restored = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(restored) is type(layer)
     assert restored.get_config() == layer.get_config()
-    np.testing.assert_array_equal(restored(inputs).numpy(), layer(inputs).numpy())
+    expected = layer(inputs).numpy()
+    restored(inputs)
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(restored(inputs).numpy(), expected)
 
 
 def test_straight_through_round_binarizes_with_identity_gradient():
@@ -351,3 +358,66 @@ def test_d1_batch_norm_trains_in_training_mode_only(rng):
     np.testing.assert_array_equal(moving_mean.numpy(), before)
     d1(images, training=True)
     assert not np.allclose(moving_mean.numpy(), before)
+
+
+def _conv_and_gradients(layer, vector, other, weights=None):
+    """The layer's output on concat(tile(vector), other) and the gradients of a weighted sum of it."""
+    height, width = other.shape[1:3]
+    with tf.GradientTape() as tape:
+        tape.watch([vector, other])
+        inputs = tf.concat([tf.tile(vector[:, None, None], [1, height, width, 1]), other], axis=-1)
+        outputs = layer(inputs)
+        if weights is not None:
+            layer.set_weights(weights)
+            outputs = layer(inputs)
+        loss_weights = tf.constant(np.random.default_rng(1).normal(size=outputs.shape), tf.float32)
+        loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * loss_weights)
+    results = [outputs, *tape.gradient(loss, [vector, other, layer.kernel, layer.bias])]
+    return [tf.cast(t, tf.float32).numpy() for t in results]
+
+
+@pytest.mark.parametrize("height, width, kernel", [(6, 5, 3), (2, 1, 3), (7, 4, 5), (4, 4, 2)])
+def test_tiled_input_conv_equals_conv2d_on_a_tiled_input(height, width, kernel):
+    rng = np.random.default_rng(0)
+    vector = tf.constant(rng.normal(size=(3, 4)), tf.float32)
+    other = tf.constant(rng.normal(size=(3, height, width, 2)), tf.float32)
+    conv = keras.layers.Conv2D(5, kernel, padding="same", activation="relu")
+    truth = _conv_and_gradients(conv, vector, other)
+    weights = conv.get_weights()
+    for actual, expected in zip(_conv_and_gradients(
+            layers.TiledInputConv2D(4, 5, kernel, activation="relu"), vector, other, weights), truth):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    # Under mixed_bfloat16 it is no less accurate than the Conv2D it replaces (both against float32).
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        errors = [[np.abs(a - t).max() / np.abs(t).max() for a, t in zip(_conv_and_gradients(
+            layer, vector, other, weights), truth)] for layer in (
+            keras.layers.Conv2D(5, kernel, padding="same", activation="relu"),
+            layers.TiledInputConv2D(4, 5, kernel, activation="relu"))]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    for conv_error, tiled_error in zip(*errors):
+        assert tiled_error <= max(1.5 * conv_error, 1e-2)
+
+
+def test_generator_restores_a_checkpoint_of_the_plain_conv2d_stem():
+    # TiledInputConv2D replaced keras.layers.Conv2D as the stem: generator checkpoints written with
+    # the plain layer (same variables, same position) must restore and give the same image.
+    cfg = configs.get_config("market", "micro")
+    generator = build_generator(cfg)
+
+    def plain_stem(layer):
+        if isinstance(layer, layers.TiledInputConv2D):
+            config = {k: v for k, v in layer.get_config().items() if k != "constant_channels"}
+            return keras.layers.Conv2D(**config, padding="same")
+        return layer.__class__.from_config(layer.get_config())
+
+    plain = keras.models.clone_model(generator, clone_function=plain_stem)
+    assert type(plain.get_layer("stem")) is keras.layers.Conv2D
+    path = tf.train.Checkpoint(generator=plain).save(os.path.join(tempfile.mkdtemp(), "ckpt"))
+    tf.train.Checkpoint(generator=generator).restore(path).assert_consumed()
+    rng = np.random.default_rng(0)
+    inputs = {"appearance_embedding": rng.normal(size=(2, cfg.model.appearance_embedding_dim)).astype("float32"),
+              "heatmaps": rng.choice([-1.0, 1.0], size=(2, cfg.data.height, cfg.data.width, 18)).astype("float32")}
+    np.testing.assert_allclose(generator(inputs).numpy(), plain(inputs).numpy(), rtol=1e-5, atol=1e-5)

@@ -33,7 +33,9 @@ smooth random images with a plausible standing pose), so the benchmark runs anyw
 
 Modules: `flops` (analytic FLOP counting), `random_records` (records to measure on), `timing`
 (settings, timed windows, reference GEMM rates), `measurements` (the measurements and `run`),
-`__main__` (the command line).
+`__main__` (the command line), `profile` (a `tf.profiler` trace of the stage-I step by op group),
+`versus_torch` with `torch_reference` (the stage-I step against a PyTorch one of the same network;
+benchmark only, PyTorch in its own venv: never imported from here).
 """
 
 from keras_disentangle.bench.flops import FLOP_RULE, graph_flops, op_flops

@@ -56,19 +56,31 @@ def _sync(logs: dict) -> None:
         float(value)
 
 
-def _stage1_train(settings: Settings, adversarial_weight: float) -> dict:
-    batch_size = settings.batch_size
-    cfg = configs.override(settings.cfg, adversarial_weight=adversarial_weight, batch_size=batch_size)
-    batches = _data_batches(settings, batch_size)
+def stage1_train_step(settings: Settings, adversarial_weight: float, batches: list[dict],
+                      build: Callable[[configs.Config], Stage1] = build_stage1
+                      ) -> tuple[Stage1, Callable[[dict], dict], dict[str, int]]:
+    """The stage-I appearance step as `train.py` runs it, networks from `build` under `settings.precision`.
+
+    Returns:
+      The networks, the step (`loop.distributed_step`, default strategy: batch -> losses) and
+      its FLOPs (`graph_flops` of the replica step on `batches[0]`).
+    """
+    cfg = configs.override(settings.cfg, adversarial_weight=adversarial_weight, batch_size=settings.batch_size)
     with _global_policy(settings.precision):
         keras.utils.set_random_seed(cfg.train.seed)
-        stage1 = build_stage1(cfg)
+        stage1 = build(cfg)
         optimizers = stage1_training.build_optimizers(cfg.train)
         optimizers["g1"].build(stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables)
         optimizers["d1"].build(stage1.d1.trainable_variables)
-    replica_step = steps.stage1_step(steps.Stage1Part.APPEARANCE, stage1, optimizers, cfg.train, batch_size)
+    replica_step = steps.stage1_step(steps.Stage1Part.APPEARANCE, stage1, optimizers, cfg.train, settings.batch_size)
     flops = graph_flops(replica_step, batches[0])
-    step = loop.distributed_step(tf.distribute.get_strategy(), replica_step, settings.jit_compile)
+    return stage1, loop.distributed_step(tf.distribute.get_strategy(), replica_step, settings.jit_compile), flops
+
+
+def _stage1_train(settings: Settings, adversarial_weight: float) -> dict:
+    batch_size = settings.batch_size
+    batches = _data_batches(settings, batch_size)
+    _, step, flops = stage1_train_step(settings, adversarial_weight, batches)
     timing = _time_calls(lambda i: _sync(step(batches[i % len(batches)])), batch_size, settings)
     return {"loss": "l1+adversarial" if adversarial_weight > 0 else "l1", "example": "image",
             **timing, **_flops_fields(flops, batch_size)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 
 from keras_disentangle.configs import NUM_KEYPOINTS, Config
-from keras_disentangle.models.layers import TileEmbedding, residual_conv_block
+from keras_disentangle.models.layers import TiledInputConv2D, TileEmbedding, residual_conv_block
 
 
 def build_generator(cfg: Config) -> keras.Model:
@@ -47,7 +47,8 @@ def build_generator(cfg: Config) -> keras.Model:
     }
     tiled = TileEmbedding(height, width, name="tile_appearance")(inputs["appearance_embedding"])
     x = keras.layers.Concatenate(name="appearance_and_pose")([tiled, inputs["heatmaps"]])
-    x = keras.layers.Conv2D(channels[0], 3, padding="same", activation="relu", name="stem")(x)
+    # A Conv2D (same variables, same checkpoint) that skips convolving the tiled channels.
+    x = TiledInputConv2D(cfg.model.appearance_embedding_dim, channels[0], 3, activation="relu", name="stem")(x)
 
     skips = []
     for level, width_level in enumerate(channels):
