@@ -106,3 +106,17 @@ def test_r1_penalty_is_added_to_d1_loss_and_changes_its_update(synthetic_records
     assert float(penalised_logs["loss/g1/l1"]) == pytest.approx(float(plain_logs["loss/g1/l1"]), rel=1e-5)
     assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(plain.d1.trainable_variables,
                                                                    penalised.d1.trainable_variables))
+
+
+def test_d1_every_with_a_multi_replica_strategy_is_a_usage_error(tmp_path):
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "train.py"), "--stage=1", "--scale=micro", "--d1_every=2",
+                             "--strategy=mirrored", f"--data_dir={tmp_path}", f"--logdir={tmp_path / 'run'}"],
+                            cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "--d1_every=2 needs --strategy=default" in result.stderr
+    assert "Traceback" not in result.stderr
