@@ -76,6 +76,13 @@ def define_flags() -> None:
     flags.DEFINE_bool("d1_joint_batch", None, "Override: D1 scores real and generated images in one batch.")
     flags.DEFINE_integer("adversarial_start_step", None, "Override: L1-only warm-up steps before D1 starts.")
     flags.DEFINE_float("real_label", None, "Override: D1's target for real images (<1: one-sided smoothing).")
+    flags.DEFINE_integer("d1_every", None, "Override: update D1 on every k-th step only (k:1 G1:D1); needs "
+                         "--strategy=default.", lower_bound=1)
+    flags.DEFINE_integer("d1_steps", None, "Override: D1 updates per step (1:n G1:D1).", lower_bound=1)
+    flags.DEFINE_enum("d1_normalization", None, list(configs.D1_NORMALIZATIONS),
+                      "Override: D1's normalization: batch (the paper), none, spectral (not in the paper).")
+    flags.DEFINE_enum("d1_loss", None, list(configs.D1_LOSSES), "Override: bce (the paper) or hinge (not in the paper).")
+    flags.DEFINE_float("d1_r1_weight", None, "Override: R1 penalty weight on D1 (not in the paper; 0: none).")
     flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoints.")
     flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
     flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
@@ -93,7 +100,9 @@ def _config() -> configs.Config:
             precision=FLAGS.precision, learning_rate=FLAGS.learning_rate, l1_weight=FLAGS.l1_weight,
             adversarial_weight=FLAGS.adversarial_weight, d1_learning_rate=FLAGS.d1_learning_rate,
             d1_joint_batch=FLAGS.d1_joint_batch, adversarial_start_step=FLAGS.adversarial_start_step,
-            real_label=FLAGS.real_label, checkpoint_every=FLAGS.checkpoint_every,
+            real_label=FLAGS.real_label, d1_every=FLAGS.d1_every, d1_steps=FLAGS.d1_steps,
+            d1_normalization=FLAGS.d1_normalization, d1_loss=FLAGS.d1_loss, d1_r1_weight=FLAGS.d1_r1_weight,
+            checkpoint_every=FLAGS.checkpoint_every,
             log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed,
             steps_per_execution=FLAGS.steps_per_execution, lr_halving_steps=FLAGS.lr_halving_steps,
             mapper_batch_size=FLAGS.mapper_batch_size, mapper_learning_rate=FLAGS.mapper_learning_rate,
@@ -165,6 +174,10 @@ def run() -> None:
     if FLAGS.model and (FLAGS.stage == "2" or FLAGS.model not in allowed):
         raise cli.UsageError(f"--model={FLAGS.model} does not go with --stage={FLAGS.stage}"
                              + ("" if FLAGS.stage == "2" else f" (expected one of {', '.join(allowed)})") + ".")
+
+    if cfg.train.d1_every > 1 and FLAGS.strategy != "default":
+        raise cli.UsageError(f"--d1_every={cfg.train.d1_every} needs --strategy=default: its skipped D1 update is a "
+                             "tf.cond, which cannot hold the cross-replica gradient sum.")
 
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads once the command line is good)
 

@@ -106,6 +106,43 @@ def bce_discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor, real_
     return 0.5 * (_per_example_mean(real_loss) + _per_example_mean(fake_loss))
 
 
+def hinge_generator_loss(fake_logits: tf.Tensor) -> tf.Tensor:
+    """Hinge-GAN generator loss `-D1(G1(x, h))` (Lim & Ye 2017; not in the paper: `d1_loss=hinge`).
+
+    Args:
+      fake_logits: float tensor `(batch,)` or `(batch, ...)`, D1 scores of generated images.
+
+    Returns:
+      float32 tensor `(batch,)`.
+    """
+    return _per_example_mean(-_float32(fake_logits))
+
+
+def hinge_discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+    """Hinge-GAN D1 loss `0.5 * (relu(1 - D1(x)) + relu(1 + D1(G1(x, h))))`, halved like the BCE one.
+
+    Args:
+      real_logits, fake_logits: float tensors, same shape, D1 scores of real and generated images.
+
+    Returns:
+      float32 tensor `(batch,)`.
+    """
+    return 0.5 * (_per_example_mean(tf.nn.relu(1.0 - _float32(real_logits)))
+                  + _per_example_mean(tf.nn.relu(1.0 + _float32(fake_logits))))
+
+
+def r1_penalty(real_gradients: tf.Tensor) -> tf.Tensor:
+    """R1 `0.5 * |grad_x D1(x)|^2` per real image (Mescheder et al. 2018; not in the paper), unweighted.
+
+    Args:
+      real_gradients: float tensor `(batch, H, W, C)`, the gradient of D1's logits w.r.t. real images.
+
+    Returns:
+      float32 tensor `(batch,)`.
+    """
+    return 0.5 * _per_example_sum(tf.square(_float32(real_gradients)))
+
+
 def pose_reconstruction_loss(real_vector: tf.Tensor, fake_vector: tf.Tensor) -> tf.Tensor:
     """Squared L2 error of the pose vector, coordinates counted only for visible joints (paper Eq. 3).
 

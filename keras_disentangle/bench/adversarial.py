@@ -69,6 +69,8 @@ def run_summary(stage1_dir: str, result: dict, images: dict, fid_model, batch_si
     for task in _IMAGE_TASKS:
         outputs, targets = images[task]["model"], images[task]["target"]
         row[f"{task}/sharpness"] = image.sharpness_ratio(outputs, targets)
+        if fid_model is None:
+            continue
         fake = report.feature_statistics(fid_weights.fid_features(fid_model, visualize.to_uint8(outputs),
                                                                   batch_size=batch_size, verbose=0))
         if task not in real_statistics:
@@ -86,7 +88,8 @@ def markdown(rows: list[dict], n: int) -> str:
     for row in rows:
         cells = [os.path.basename(os.path.normpath(row["run"])), str(row["steps"])]
         cells += [f"{row[f'{t}/region_l1']:.4f} ({row[f'{t}/baseline_region_l1']:.4f})" for t in _SWAP_TASKS]
-        cells += [f"{row[f'{t}/{m}']:.{p}f}" for t in _IMAGE_TASKS for m, p in (("fid", 1), ("sharpness", 3))]
+        cells += [f"{row[f'{t}/{m}']:.{p}f}" if f"{t}/{m}" in row else "—"
+                  for t in _IMAGE_TASKS for m, p in (("fid", 1), ("sharpness", 3))]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"\n{n} held-out pairs; FID of the outputs against their exact targets (biased upwards at small n: "
                  "compare rows only); sharpness = Laplacian energy of outputs / of targets (1: as sharp as the truth).")
@@ -108,6 +111,7 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("stage1_dir", None, "A stage-I run (repeat: one row each).")
     flags.DEFINE_string("data_dir", None, "Synthetic TFRecords (`python -m tfrecords.build --dataset=synthetic`).")
     flags.DEFINE_string("fid_weights", os.environ.get("KD_FID_WEIGHTS"), "FID Inception weights (.npz).")
+    flags.DEFINE_bool("fid", True, "Score FID (most of the time: --nofid screens on region L1 and sharpness).")
     flags.DEFINE_integer("n", 200, "Held-out pairs.", lower_bound=2)
     flags.DEFINE_integer("seed", 0, "Pair draw seed.")
     flags.DEFINE_integer("batch_size", 32, "Images per model call.", lower_bound=1)
@@ -119,10 +123,10 @@ def main(argv: list[str]) -> None:
     values = flags.FLAGS
     if not values.stage1_dir or not values.data_dir:
         raise cli.UsageError("--stage1_dir (at least one) and --data_dir are required.")
-    if not values.fid_weights or not os.path.isfile(values.fid_weights):
+    if values.fid and (not values.fid_weights or not os.path.isfile(values.fid_weights)):
         raise cli.UsageError(f"--fid_weights={values.fid_weights or ''}: not a file; create it with "
                              "`python -m keras_disentangle.metrics.fid_weights --out=.cache`.")
-    fid_model = fid_weights.build_fid_inception(values.fid_weights)
+    fid_model = fid_weights.build_fid_inception(values.fid_weights) if values.fid else None
     rows, images_by_run, scale, real_statistics = [], [], 1, {}
     for stage1_dir in values.stage1_dir:
         result, images = score_run(stage1_dir, values.data_dir, values.n, values.seed, values.batch_size)

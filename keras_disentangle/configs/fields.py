@@ -26,6 +26,11 @@ class Baseline(str, enum.Enum):
     DCGAN = "dcgan"  # Radford et al. 2016: the generator below against D1 (`build_d1`) as discriminator.
 
 
+# D1's normalization (`ModelConfig.d1_normalization`) and loss (`TrainConfig.d1_loss`); the first of each
+# is the paper's.
+D1_NORMALIZATIONS = ("batch", "none", "spectral")
+D1_LOSSES = ("bce", "hinge")
+
 NUM_KEYPOINTS = 18
 NUM_ROIS = 7
 POSE_VECTOR_DIM = 3 * NUM_KEYPOINTS  # 18 x (y, x) + 18 visibility flags = 54.
@@ -101,6 +106,10 @@ class ModelConfig:
       generator_channels: tuple of int. Levels of the U-Net generator.
       generator_bottleneck_dim: int. Width of the fully connected bottleneck of the U-Net.
       d1_channels: tuple of int. DCGAN discriminator conv widths (5x5, stride 2).
+      d1_normalization: str, one of `D1_NORMALIZATIONS`. `batch`: batch norm on all convs but the
+        first (DCGAN; the authors' D1); `none`: no normalization (in the paper's design space: batch
+        norm over a batch of 8-16 is noisy); `spectral`: spectral normalization of every D1 layer
+        and no batch norm (Miyato et al. 2018; not in the paper).
       pose_hidden_dim: int. Width of the pose auto-encoder's FC residual blocks.
       pose_num_blocks: int. FC residual blocks in each half of the pose auto-encoder.
       pose_embedding_dim: int. The pose embedding (the auto-encoder's bottleneck).
@@ -124,6 +133,7 @@ class ModelConfig:
     generator_channels: tuple[int, ...] = (128, 256, 384, 512, 640)
     generator_bottleneck_dim: int = 64
     d1_channels: tuple[int, ...] = (64, 128, 256, 512)
+    d1_normalization: str = "batch"
     pose_hidden_dim: int = 512
     pose_num_blocks: int = 4
     pose_embedding_dim: int = 32
@@ -180,6 +190,16 @@ class TrainConfig:
         warm-up; not in the paper).
       real_label: float. BCE target of real images for D1; below 1 is one-sided label smoothing
         (Salimans et al. 2016; not in the paper).
+      d1_every: int. D1 is updated on every k-th step only (G1 every step): a k:1 G1:D1 update ratio.
+        Needs a single-replica strategy (the skip is a `tf.cond`, which cannot hold a cross-replica
+        gradient sum).
+      d1_steps: int. D1 updates per step on which it updates, each on the same real and generated
+        batch (a 1:n ratio; the paper and the authors' code: 1).
+      d1_loss: str, one of `D1_LOSSES`. `bce`: the paper's Eq. 1-2; `hinge`: D1 minimizes
+        0.5 * (relu(1 - D1(x)) + relu(1 + D1(G1(x, h)))), G1 the mean of -D1(G1(x, h)) (Lim & Ye
+        2017, Miyato et al. 2018; not in the paper; `real_label` does not apply).
+      d1_r1_weight: float. gamma of the R1 penalty gamma / 2 * |grad_x D1(x)|^2 on real images added to
+        D1's loss (Mescheder et al. 2018; not in the paper); 0: none.
       steps: int. Training steps to run (the loop stops there; resuming continues to it).
       checkpoint_every: int. Steps between checkpoints (one is also written on exit).
       log_every: int. Steps between TensorBoard scalar summaries.
@@ -222,6 +242,10 @@ class TrainConfig:
     d1_joint_batch: bool = False
     adversarial_start_step: int = 0
     real_label: float = 1.0
+    d1_every: int = 1
+    d1_steps: int = 1
+    d1_loss: str = "bce"
+    d1_r1_weight: float = 0.0
     steps: int = 70_000
     checkpoint_every: int = 1000
     log_every: int = 100

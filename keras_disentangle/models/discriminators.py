@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 
 from keras_disentangle.configs import Config, Factor
+from keras_disentangle.configs.fields import D1_NORMALIZATIONS
 
 
 def factor_embedding_dim(cfg: Config, factor: Factor | str) -> int:
@@ -39,35 +40,49 @@ def factor_embedding_dim(cfg: Config, factor: Factor | str) -> int:
 def build_d1(cfg: Config) -> keras.Model:
     """The stage-I image discriminator D1 (DCGAN).
 
-    5x5 stride-2 convs of `d1_channels` widths, batch normalization on all but the first,
-    LeakyReLU 0.2, then a dense logit.
+    5x5 stride-2 convs of `d1_channels` widths, batch normalization on all but the first (or none,
+    or spectral normalization of every layer: `model.d1_normalization`), LeakyReLU 0.2, then a dense logit.
 
     Args:
-      cfg: Config. Uses `data.height/width`, `model.d1_channels`.
+      cfg: Config. Uses `data.height/width`, `model.d1_channels`, `model.d1_normalization`.
 
     Returns:
       keras.Model `d1`: `image` `(batch, 128, 64, 3)` in [-1, 1] -> `logit` `(batch, 1)` float32.
 
+    Raises:
+      ValueError: for an unknown `model.d1_normalization`.
+
     Reference:
       Radford et al., "Unsupervised representation learning with deep convolutional GANs", 2016;
-      Ma et al., CVPR 2018, Sec. 3.5 (D1).
+      Ma et al., CVPR 2018, Sec. 3.5 (D1); Miyato et al., "Spectral normalization for GANs", 2018.
     """
+    normalization = cfg.model.d1_normalization
+    if normalization not in D1_NORMALIZATIONS:
+        raise ValueError(f"d1_normalization={normalization!r}; expected one of {', '.join(D1_NORMALIZATIONS)}.")
     image = keras.Input((cfg.data.height, cfg.data.width, 3), name="image")
-    logit = keras.layers.Dense(1, dtype="float32", name="logit")(dcgan_features(image, cfg.model.d1_channels))
+    logit = _spectral(keras.layers.Dense(1, dtype="float32", name="logit"), normalization)(
+        dcgan_features(image, cfg.model.d1_channels, normalization))
     return keras.Model(image, logit, name="d1")
 
 
-def dcgan_features(image, channels: tuple[int, ...]):
+def _spectral(layer: keras.layers.Layer, normalization: str) -> keras.layers.Layer:
+    if normalization != "spectral":
+        return layer
+    return keras.layers.SpectralNormalization(layer, dtype=layer.dtype_policy, name=f"sn_{layer.name}")
+
+
+def dcgan_features(image, channels: tuple[int, ...], normalization: str = "batch"):
     """D1's conv stack on an image tensor, flattened (also the VAE baseline's encoder).
 
-    5x5 stride-2 convs of `channels` widths, batch normalization on all but the first, LeakyReLU 0.2.
+    5x5 stride-2 convs of `channels` widths, LeakyReLU 0.2; `normalization` (`D1_NORMALIZATIONS`):
+    batch normalization on all but the first conv, none, or spectral normalization of every conv.
     """
     x = image
     for index, width in enumerate(channels):
-        normalize = index > 0
+        normalize = index > 0 and normalization == "batch"
         # A bias before batch normalization is cancelled by its mean subtraction.
-        x = keras.layers.Conv2D(width, 5, strides=2, padding="same", use_bias=not normalize,
-                                name=f"conv{index}")(x)
+        x = _spectral(keras.layers.Conv2D(width, 5, strides=2, padding="same", use_bias=not normalize,
+                                          name=f"conv{index}"), normalization)(x)
         if normalize:
             x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
         x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)

@@ -9,6 +9,7 @@ of `optimizer.scale_loss(loss)`: the loss itself except under a LossScaleOptimiz
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from typing import Callable
 
@@ -43,15 +44,54 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
     move until then. Its step counter runs on, though, so Adam's bias correction is spent by then
     and D1's first steps after the warm-up are larger than its learning rate (up to ~8x at 300
     warm-up steps) until the second moment fills, over a few hundred steps.
+
+    The D1 update ratio: `d1_steps` updates on the same batch, on every `d1_every`-th step only (a
+    `tf.cond`, so D1's Adam state is untouched on the other steps). `d1_loss` and `d1_r1_weight`
+    choose the non-paper hinge loss and R1 penalty.
+
+    Raises:
+      ValueError: for an unknown `d1_loss`, or `d1_every` / `d1_steps` below 1.
     """
+    if train_cfg.d1_loss not in configs.D1_LOSSES:
+        raise ValueError(f"d1_loss={train_cfg.d1_loss!r}; expected one of {', '.join(configs.D1_LOSSES)}.")
+    if train_cfg.d1_every < 1 or train_cfg.d1_steps < 1:
+        raise ValueError(f"d1_every={train_cfg.d1_every}, d1_steps={train_cfg.d1_steps}: both must be >= 1.")
     adversarial = train_cfg.adversarial_weight > 0
+    hinge = train_cfg.d1_loss == "hinge"
     g_variables = stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables
+    d_variables = stage1.d1.trainable_variables
 
     def d1_logits(real: tf.Tensor, fake: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if not train_cfg.d1_joint_batch:
             return stage1.d1(real, training=True), stage1.d1(fake, training=True)
         logits = stage1.d1(tf.concat([real, tf.cast(fake, real.dtype)], axis=0), training=True)
         return tf.split(logits, 2, axis=0)
+
+    def d1_loss(real: tf.Tensor, fake: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """D1's loss (R1 included) and its logits; run under the caller's tape."""
+        r1 = train_cfg.d1_r1_weight > 0
+        with tf.GradientTape(watch_accessed_variables=False) if r1 else contextlib.nullcontext() as r1_tape:
+            if r1:
+                r1_tape.watch(real)
+            real_logits, fake_logits = d1_logits(real, fake)
+            real_sum = tf.reduce_sum(tf.cast(real_logits, tf.float32))  # recorded by r1_tape
+        if hinge:
+            per_example = losses.hinge_discriminator_loss(real_logits, fake_logits)
+        else:
+            per_example = losses.bce_discriminator_loss(real_logits, fake_logits, train_cfg.real_label)
+        if r1:
+            per_example += train_cfg.d1_r1_weight * losses.r1_penalty(r1_tape.gradient(real_sum, real))
+        return _mean(per_example, global_batch_size), real_logits, fake_logits
+
+    def apply_d1(gradients: list, on: tf.Tensor) -> None:
+        def update() -> tf.Tensor:
+            d_optimizer.apply_gradients(zip([on * g for g in gradients], d_variables))
+            return tf.constant(True)
+
+        if train_cfg.d1_every == 1:
+            update()
+        else:
+            tf.cond(tf.equal(g_optimizer.iterations % train_cfg.d1_every, 0), update, lambda: tf.constant(False))
 
     def step(batch: dict) -> dict:
         logs = {}
@@ -62,10 +102,9 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
             logs["loss/g1/l1"] = l1
             if adversarial:
                 on = tf.cast(g_optimizer.iterations >= train_cfg.adversarial_start_step, tf.float32)
-                real_logits, fake_logits = d1_logits(batch["image"], fake)
-                g_adversarial = _mean(losses.bce_generator_loss(fake_logits), global_batch_size)
-                d_loss = _mean(losses.bce_discriminator_loss(real_logits, fake_logits, train_cfg.real_label),
-                               global_batch_size)
+                d_loss, real_logits, fake_logits = d1_loss(batch["image"], fake)
+                g_adversarial = _mean((losses.hinge_generator_loss if hinge else losses.bce_generator_loss)(fake_logits),
+                                      global_batch_size)
                 g_loss += on * train_cfg.adversarial_weight * g_adversarial
                 logs["loss/g1/adversarial"] = g_adversarial
                 logs["loss/d1"] = d_loss
@@ -73,9 +112,11 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
                 logs["d1/real_probability"] = _mean(tf.sigmoid(tf.reshape(real_logits, [-1])), global_batch_size)
                 logs["d1/fake_probability"] = _mean(tf.sigmoid(tf.reshape(fake_logits, [-1])), global_batch_size)
         if adversarial:
-            d_variables = stage1.d1.trainable_variables
-            d_gradients = tape.gradient(d_optimizer.scale_loss(d_loss), d_variables)
-            d_optimizer.apply_gradients(zip([on * g for g in d_gradients], d_variables))
+            apply_d1(tape.gradient(d_optimizer.scale_loss(d_loss), d_variables), on)
+            for _ in range(train_cfg.d1_steps - 1):
+                with tf.GradientTape() as d_tape:
+                    again = d1_loss(batch["image"], tf.stop_gradient(fake))[0]
+                apply_d1(d_tape.gradient(d_optimizer.scale_loss(again), d_variables), on)
         g_optimizer.apply_gradients(zip(tape.gradient(g_optimizer.scale_loss(g_loss), g_variables), g_variables))
         logs["loss/g1/total"] = g_loss
         return logs

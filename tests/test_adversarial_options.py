@@ -1,0 +1,118 @@
+"""The stage-I D1 options beyond the paper's defaults (README, "The adversarial term"): the update
+ratio (`d1_every`, `d1_steps`), D1's normalization, the hinge loss and the R1 penalty."""
+
+import numpy as np
+import pytest
+
+
+def _setup(records, **fields):
+    import keras
+    import tensorflow as tf
+
+    from keras_disentangle import configs, data
+    from keras_disentangle.models.stage1 import build_stage1
+    from keras_disentangle.training import stage1 as stage1_training
+    from keras_disentangle.training import steps
+
+    cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=2, adversarial_weight=1.0,
+                           d1_joint_batch=True, **fields)
+    keras.utils.set_random_seed(0)
+    batch = next(iter(data.eval_dataset(records, cfg, split="train", batch_size=2)))
+    stage1 = build_stage1(cfg)
+    optimizers = stage1_training.build_optimizers(cfg.train)
+    step = tf.function(steps.appearance_step(stage1, optimizers["g1"], optimizers["d1"], cfg.train, 2))
+    return stage1, optimizers, step, batch
+
+
+def _d1_weights(stage1):
+    return [v.numpy().copy() for v in stage1.d1.trainable_variables]
+
+
+def _moved(before, stage1):
+    return not all(np.array_equal(a, v.numpy()) for a, v in zip(before, stage1.d1.trainable_variables))
+
+
+def test_d1_every_2_updates_d1_on_every_second_step_only(synthetic_records):
+    stage1, optimizers, step, batch = _setup(synthetic_records, d1_every=2)
+    moved = []
+    for _ in range(4):
+        before = _d1_weights(stage1)
+        step(batch)
+        moved.append(_moved(before, stage1))
+    assert moved == [True, False, True, False]
+    assert int(optimizers["d1"].iterations) == 2 and int(optimizers["g1"].iterations) == 4
+
+
+def test_d1_steps_3_updates_d1_three_times_per_step(synthetic_records):
+    stage1, optimizers, step, batch = _setup(synthetic_records, d1_steps=3)
+    step(batch)
+    assert int(optimizers["d1"].iterations) == 3 and int(optimizers["g1"].iterations) == 1
+
+
+@pytest.mark.parametrize("normalization", ["none", "spectral"])
+def test_d1_normalization_drops_batch_norm(normalization, synthetic_records):
+    import keras
+    import tensorflow as tf
+
+    from keras_disentangle import configs
+    from keras_disentangle.models.discriminators import build_d1
+
+    cfg = configs.override(configs.get_config("synthetic", "micro"), d1_normalization=normalization)
+    d1 = build_d1(cfg)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in d1.layers)
+    spectral = [layer for layer in d1.layers if isinstance(layer, keras.layers.SpectralNormalization)]
+    assert len(spectral) == (len(cfg.model.d1_channels) + 1 if normalization == "spectral" else 0)
+    images = tf.random.stateless_uniform((2, cfg.data.height, cfg.data.width, 3), (0, 1), -1.0, 1.0)
+    for _ in range(20):  # power iterations
+        d1(images, training=True)
+    for layer in spectral:  # each normalized kernel's largest singular value is ~1
+        kernel = layer.layer.kernel.numpy().reshape(-1, layer.layer.kernel.shape[-1])
+        assert np.linalg.svd(kernel, compute_uv=False)[0] == pytest.approx(1.0, rel=0.05), layer.name
+
+
+def test_unknown_d1_normalization_is_refused():
+    from keras_disentangle import configs
+    from keras_disentangle.models.discriminators import build_d1
+
+    with pytest.raises(ValueError, match="d1_normalization='layer'"):
+        build_d1(configs.override(configs.get_config("synthetic", "micro"), d1_normalization="layer"))
+
+
+def test_hinge_losses():
+    from keras_disentangle import losses
+
+    real, fake = [[2.0], [0.5]], [[-2.0], [0.0]]
+    np.testing.assert_allclose(losses.hinge_discriminator_loss(real, fake), [0.0, 0.5 * (0.5 + 1.0)])
+    np.testing.assert_allclose(losses.hinge_generator_loss(fake), [2.0, 0.0])
+    np.testing.assert_allclose(losses.r1_penalty(np.full((2, 2, 1, 1), 3.0, np.float32)), [9.0, 9.0])
+
+
+@pytest.mark.slow  # three micro models traced and stepped (~28 CPU s loaded); make test-all runs it
+def test_hinge_loss_and_r1_penalty_change_d1_loss_and_update(synthetic_records):
+    """Same initial networks, same batch: the hinge loss and the R1 penalty each report another D1 loss
+    than the default BCE and move D1 differently; G1's L1 (before any update) is the same."""
+    plain, _, plain_step, batch = _setup(synthetic_records)
+    plain_logs = plain_step(batch)
+    for fields, differs in (({"d1_loss": "hinge"}, lambda a, b: abs(a - b) > 0.05),
+                            ({"d1_r1_weight": 1e4}, lambda a, b: a > b + 1e-3)):
+        other, _, other_step, _ = _setup(synthetic_records, **fields)
+        logs = other_step(batch)
+        assert differs(float(logs["loss/d1"]), float(plain_logs["loss/d1"])), fields
+        assert float(logs["loss/g1/l1"]) == pytest.approx(float(plain_logs["loss/g1/l1"]), rel=1e-5)
+        assert float(logs["d1/real_probability"]) == pytest.approx(float(plain_logs["d1/real_probability"]), rel=1e-5)
+        assert any(not np.allclose(a.numpy(), b.numpy())
+                   for a, b in zip(plain.d1.trainable_variables, other.d1.trainable_variables)), fields
+
+
+def test_d1_every_with_a_multi_replica_strategy_is_a_usage_error(tmp_path):
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "train.py"), "--stage=1", "--scale=micro", "--d1_every=2",
+                             "--strategy=mirrored", f"--data_dir={tmp_path}", f"--logdir={tmp_path / 'run'}"],
+                            cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "--d1_every=2 needs --strategy=default" in result.stderr
+    assert "Traceback" not in result.stderr
