@@ -36,7 +36,7 @@ import torch
 from absl import flags
 from torch.utils.flop_counter import FlopCounterMode
 
-from keras_disentangle import cli, configs, precision
+from keras_disentangle import cli, configs
 from keras_disentangle.bench import torch_reference
 from keras_disentangle.bench.measurements import _data_batches, _sync, stage1_train_step
 from keras_disentangle.bench.random_records import write_random_records
