@@ -63,13 +63,28 @@ def matmul_gflops(dtype: tf.DType = tf.float32, size: int = 2048, trials: int = 
     generator = tf.random.Generator.from_seed(0)
     a = tf.cast(generator.normal([size, size]), dtype)
     b = tf.cast(generator.normal([size, size]), dtype)
-    tf.linalg.matmul(a, b).numpy()
+    # Reading one element waits for the asynchronously dispatched products.
+    return gemm_gflops(lambda: tf.linalg.matmul(a, b), lambda product: product[0, 0].numpy(), size, trials, repeats)
+
+
+def gemm_gflops(multiply, wait, size: int, trials: int, repeats: int) -> float:
+    """The best of `trials` timings of `repeats` calls of `multiply()` (one `size x size` product each).
+
+    Args:
+      multiply: callable returning a product; called once untimed first (warm-up).
+      wait: callable taking the last product and returning once it is computed.
+      size, trials, repeats: as in `matmul_gflops`.
+
+    Returns:
+      float, GFLOP/s at 2 * size**3 FLOPs per product.
+    """
+    wait(multiply())
     best = float("inf")
     for _ in range(trials):
         start = time.perf_counter()
         for _ in range(repeats):
-            product = tf.linalg.matmul(a, b)
-        product[0, 0].numpy()
+            product = multiply()
+        wait(product)
         best = min(best, (time.perf_counter() - start) / repeats)
     return 2.0 * size ** 3 / best / 1e9
 
@@ -78,14 +93,7 @@ def numpy_sgemm_gflops(size: int = 2048, trials: int = 7, repeats: int = 3) -> f
     """NumPy's float32 matmul rate (its BLAS, OpenBLAS in the NumPy wheels), timed as `matmul_gflops`."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
-    np.matmul(a, b)
-    best = float("inf")
-    for _ in range(trials):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            np.matmul(a, b)
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return 2.0 * size ** 3 / best / 1e9
+    return gemm_gflops(lambda: np.matmul(a, b), lambda product: None, size, trials, repeats)
 
 
 def measure_matmul(size: int = 2048, bfloat16: bool = True) -> dict:

@@ -40,7 +40,7 @@ from keras_disentangle import cli, configs
 from keras_disentangle.bench import torch_reference
 from keras_disentangle.bench.measurements import _data_batches, _sync, stage1_train_step
 from keras_disentangle.bench.random_records import write_random_records
-from keras_disentangle.bench.timing import Settings, matmul_gflops, numpy_sgemm_gflops
+from keras_disentangle.bench.timing import Settings, gemm_gflops, matmul_gflops, numpy_sgemm_gflops
 from keras_disentangle.models.layers import TiledInputConv2D
 from keras_disentangle.models.stage1 import Stage1, build_stage1
 
@@ -67,14 +67,7 @@ def torch_mm_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, trials
     """PyTorch's matmul rate, timed as `timing.matmul_gflops`."""
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator).to(dtype) for _ in range(2))
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(trials):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            torch.mm(a, b)
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return 2.0 * size ** 3 / best / 1e9
+    return gemm_gflops(lambda: torch.mm(a, b), lambda product: None, size, trials, repeats)
 
 
 def gemm_rates(bfloat16: bool) -> dict[str, float]:
