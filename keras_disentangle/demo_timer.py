@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from keras_disentangle import precision
+
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
@@ -28,10 +30,7 @@ def cpu_description() -> str:
         return "unknown CPU"
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
                  "unknown CPU")
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
+    flags = precision.cpu_flags(text)
     present = [flag for flag in SPEED_FLAGS if flag in flags]
     return f"{model}, {os.cpu_count()} CPUs (flags: {' '.join(present) or 'none of ' + ', '.join(SPEED_FLAGS)})"
 

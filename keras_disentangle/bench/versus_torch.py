@@ -36,7 +36,7 @@ import torch
 from absl import flags
 from torch.utils.flop_counter import FlopCounterMode
 
-from keras_disentangle import cli, configs
+from keras_disentangle import cli, configs, precision
 from keras_disentangle.bench import torch_reference
 from keras_disentangle.bench.measurements import _data_batches, _sync, stage1_train_step
 from keras_disentangle.bench.random_records import write_random_records
@@ -131,7 +131,7 @@ def main(argv: list[str]) -> None:
         write_random_records(directory, cfg.data, num_records=values.num_records, num_shards=1)
         settings = Settings(cfg=cfg, data_dir=directory, batch_size=batch_size, precision=values.precision)
         batches = _data_batches(settings, batch_size, count=2)
-    line: dict = {"cpu_flags": sorted(set(open("/proc/cpuinfo").read().split()) & {"avx2", "avx512_bf16", "amx_bf16"}),
+    line: dict = {"cpu_flags": sorted(precision.detect().cpu_flags & {"avx2", "avx512_bf16", "amx_bf16"}),
                   "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"), "tensorflow": tf.__version__,
                   "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "batch_size": batch_size,
                   "scale": values.scale, "precision": values.precision,
