@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -10,6 +11,19 @@ import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_is_left_as_found():
+    """Keras' global dtype policy is process state: a test that leaves mixed_bfloat16 behind makes later
+    tests in the same process compute in bf16 and fail far from the cause (which tests follow which
+    depends on the order and, under `pytest -n`, on the worker). Fails the test that leaked it."""
+    yield
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        policy = keras.mixed_precision.global_policy().name
+        keras.mixed_precision.set_global_policy("float32")
+        assert policy == "float32", f"the test left the global Keras dtype policy at {policy}"
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ teardown included, the 40 largest listed at the end. On a shared machine CPU tim
 tests where wall-clock time does not:
 
   PYTHONPATH=tests .venv/bin/python -m pytest -q -p cputime tests/test_training.py
+
+Without `-n`: under pytest-xdist the rows stay in the workers.
 """
 
 import resource
