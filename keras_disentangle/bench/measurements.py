@@ -44,14 +44,15 @@ def _global_policy(name: str):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _data_batches(settings: Settings, batch_size: int, count: int = 4) -> list[dict]:
+def data_batches(settings: Settings, batch_size: int, count: int = 4) -> list[dict]:
     """A few batches of `data.train_dataset`, held in memory so that a step's timing is its own."""
     dataset = data.train_dataset(settings.data_dir, settings.cfg, batch_size=batch_size)
     return list(dataset.take(count))
 
 
-def _sync(logs: dict) -> None:
-    # As the training loop does: read every loss, which waits for the step to finish.
+def sync_losses(logs: dict) -> None:
+    """Reads every loss of a step, as the training loop does at a log step: returns when the step has
+    finished, so that a timing covers it (TensorFlow may return before the work is done)."""
     for value in logs.values():
         float(value)
 
@@ -79,9 +80,9 @@ def stage1_train_step(settings: Settings, adversarial_weight: float, batches: li
 
 def _stage1_train(settings: Settings, adversarial_weight: float) -> dict:
     batch_size = settings.batch_size
-    batches = _data_batches(settings, batch_size)
+    batches = data_batches(settings, batch_size)
     _, step, flops = stage1_train_step(settings, adversarial_weight, batches)
-    timing = _time_calls(lambda i: _sync(step(batches[i % len(batches)])), batch_size, settings)
+    timing = _time_calls(lambda i: sync_losses(step(batches[i % len(batches)])), batch_size, settings)
     return {"loss": "l1+adversarial" if adversarial_weight > 0 else "l1", "example": "image",
             **timing, **_flops_fields(flops, batch_size)}
 
@@ -105,7 +106,7 @@ def measure_steps_per_execution(settings: Settings, k: int = 10, equal_steps: in
     """
     batch_size = settings.batch_size
     cfg = configs.override(settings.cfg, adversarial_weight=0.0, batch_size=batch_size)
-    batches = _data_batches(settings, batch_size)
+    batches = data_batches(settings, batch_size)
     stream = tf.data.Dataset.from_tensors(batches[0])
     for batch in batches[1:]:
         stream = stream.concatenate(tf.data.Dataset.from_tensors(batch))
@@ -161,7 +162,7 @@ def measure_pose_step(settings: Settings) -> dict:
     """The pose auto-encoder step at the preset's `pose_batch_size`."""
     batch_size = settings.cfg.train.pose_batch_size
     cfg = settings.cfg
-    batches = [{"pose_vector": batch["pose_vector"]} for batch in _data_batches(settings, batch_size)]
+    batches = [{"pose_vector": batch["pose_vector"]} for batch in data_batches(settings, batch_size)]
     with _global_policy(settings.precision):
         keras.utils.set_random_seed(cfg.train.seed)
         # pose_step reads only the pose networks; the image networks are not built.
@@ -172,7 +173,7 @@ def measure_pose_step(settings: Settings) -> dict:
     replica_step = steps.pose_step(stage1, optimizer, batch_size)
     flops = graph_flops(replica_step, batches[0])
     step = loop.distributed_step(tf.distribute.get_strategy(), replica_step, settings.jit_compile)
-    timing = _time_calls(lambda i: _sync(step(batches[i % len(batches)])), batch_size, settings)
+    timing = _time_calls(lambda i: sync_losses(step(batches[i % len(batches)])), batch_size, settings)
     return {"batch_size": batch_size, "example": "pose vector", **timing, **_flops_fields(flops, batch_size)}
 
 
@@ -198,7 +199,7 @@ def measure_mapper_step(settings: Settings) -> dict:
     replica_step = stage2.mapper_step(mapper, critic, mapper_optimizer, critic_optimizer, train_cfg, dim, batch_size)
     flops = graph_flops(replica_step, batches[0])
     step = loop.distributed_step(tf.distribute.get_strategy(), replica_step, settings.jit_compile)
-    timing = _time_calls(lambda i: _sync(step(batches[i % len(batches)])), batch_size, settings)
+    timing = _time_calls(lambda i: sync_losses(step(batches[i % len(batches)])), batch_size, settings)
     return {"batch_size": batch_size, "factor": factor.value, "example": "mapper noise vector",
             **timing, **_flops_fields(flops, batch_size)}
 
@@ -210,7 +211,7 @@ def _serving(settings: Settings) -> tuple[Stage1, Stage1Serving, list[tuple[tf.T
     from keras_disentangle.runtime import Stage1Serving  # noqa: PLC0415
 
     cfg = settings.cfg
-    batches = [(batch["image"], batch["keypoints"]) for batch in _data_batches(settings, settings.batch_size)]
+    batches = [(batch["image"], batch["keypoints"]) for batch in data_batches(settings, settings.batch_size)]
     with _global_policy(settings.precision):
         keras.utils.set_random_seed(cfg.train.seed)
         stage1 = build_stage1(cfg)

@@ -25,7 +25,7 @@ from absl import flags
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from keras_disentangle import cli, configs, precision
-from keras_disentangle.bench.measurements import _data_batches, _sync
+from keras_disentangle.bench.measurements import data_batches, sync_losses
 from keras_disentangle.bench.random_records import write_random_records
 from keras_disentangle.bench.timing import Settings
 from keras_disentangle.models.stage1 import build_stage1
@@ -94,18 +94,18 @@ def main(argv):
     records_dir = os.path.join(values.out, "records")
     if not os.path.isdir(records_dir):
         write_random_records(records_dir, cfg.data, num_records=4 * batch_size, num_shards=1)
-    batches = _data_batches(Settings(cfg=cfg, data_dir=records_dir, batch_size=batch_size), batch_size, count=2)
+    batches = data_batches(Settings(cfg=cfg, data_dir=records_dir, batch_size=batch_size), batch_size, count=2)
     keras.utils.set_random_seed(cfg.train.seed)
     stage1 = build_stage1(cfg)
     optimizers = stage1_training.build_optimizers(cfg.train)
     step = loop.distributed_step(tf.distribute.get_strategy(), steps.stage1_step(
         steps.Stage1Part.APPEARANCE, stage1, optimizers, cfg.train, batch_size))
     for index in range(values.warmup):
-        _sync(step(batches[index % 2]))
+        sync_losses(step(batches[index % 2]))
     start = time.perf_counter()
     tf.profiler.experimental.start(os.path.join(values.out, "trace"))
     for index in range(values.steps):
-        _sync(step(batches[index % 2]))
+        sync_losses(step(batches[index % 2]))
     tf.profiler.experimental.stop()
     wall = (time.perf_counter() - start) / values.steps
     path = sorted(glob.glob(os.path.join(values.out, "trace", "**", "*.xplane.pb"), recursive=True))[-1]

@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from keras_disentangle import cli, configs, precision
 from keras_disentangle.bench import torch_reference
-from keras_disentangle.bench.measurements import _data_batches, _sync, stage1_train_step
+from keras_disentangle.bench.measurements import data_batches, sync_losses, stage1_train_step
 from keras_disentangle.bench.random_records import write_random_records
 from keras_disentangle.bench.timing import Settings, gemm_gflops, matmul_gflops, numpy_sgemm_gflops
 from keras_disentangle.models.layers import TiledInputConv2D
@@ -130,7 +130,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="versus-torch-") as directory:
         write_random_records(directory, cfg.data, num_records=values.num_records, num_shards=1)
         settings = Settings(cfg=cfg, data_dir=directory, batch_size=batch_size, precision=values.precision)
-        batches = _data_batches(settings, batch_size, count=2)
+        batches = data_batches(settings, batch_size, count=2)
     line: dict = {"cpu_flags": sorted(precision.detect().cpu_flags & {"avx2", "avx512_bf16", "amx_bf16"}),
                   "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"), "tensorflow": tf.__version__,
                   "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "batch_size": batch_size,
@@ -146,7 +146,7 @@ def main(argv: list[str]) -> None:
         stage1, step, step_flops = stage1_train_step(settings, values.adversarial_weight, batches, build)
         flops[name] = step_flops["forward"] + step_flops["backward"]
         first_losses[name] = {k: float(v) for k, v in step(batches[0]).items()}
-        calls[name] = lambda i, step=step: _sync(step(batches[i % 2]))
+        calls[name] = lambda i, step=step: sync_losses(step(batches[i % 2]))
     network_flops = flops[plain_name]
     line.update(tf_flops_per_example=flops[tf_name] // batch_size, network_flops_per_example=network_flops // batch_size,
                 first_step_max_loss_rel_diff=max(abs(first_losses[plain_name][k] - v) / max(abs(v), 1e-12)
