@@ -12,7 +12,7 @@ import sys
 import time
 
 # A line falls due after this many seconds and is printed at the next update (a chunk of steps or a batch
-# later): 25 keeps the gaps a log shows within the promised 30 s (a demo log at 30 had gaps of 30.0-30.5 s).
+# later): 25 keeps the gaps a log shows within the promised 30 s (at 30 a demo log's gaps were 30-31 s).
 INTERVAL_SECONDS = 25.0
 
 
