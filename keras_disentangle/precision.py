@@ -11,6 +11,7 @@ Used by training, the benchmark and export alike (inference never imports traini
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -173,6 +174,26 @@ def resolve(requested: str, hardware: Hardware | None = None, log=print) -> str:
             log(f"WARNING: --precision=mixed_bfloat16 but {why}: {measured}; "
                 "--precision=auto would use float32.")
     return choice.policy
+
+
+@contextlib.contextmanager
+def global_policy(name: str | None = None):
+    """Keras' global dtype policy `name` inside the block (None: the current one), the previous one
+    restored after it: the policy is process state, and networks built under one policy must not
+    leave it to whatever the process builds next (benchmarks, tests, tools run in-process).
+
+    Raises:
+      ValueError: as `validate`.
+    """
+    import keras  # noqa: PLC0415
+
+    previous = keras.mixed_precision.global_policy()
+    if name is not None:
+        keras.mixed_precision.set_global_policy(validate(name))
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def apply(requested: str, **kwargs) -> str:

@@ -33,14 +33,11 @@ def rng():
 
 @pytest.fixture
 def mixed_bfloat16():
-    """The Keras global dtype policy mixed_bfloat16 for one test, float32 again after it."""
-    import keras
+    """The Keras global dtype policy mixed_bfloat16 for one test, the previous one (float32) again after it."""
+    from keras_disentangle import precision
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    with precision.global_policy("mixed_bfloat16"):
         yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.fixture(scope="session")

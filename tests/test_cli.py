@@ -58,16 +58,14 @@ def run_tool(tool: str, argv: list[str], capsys) -> tuple[int, str, list[str]]:
     """Runs `tool` with `argv` as its command line in this process; returns the exit code (0 for success),
     its stdout and its stderr lines. What a tool's process would set for itself and lose at exit (its
     flags, the global Keras dtype policy `--precision` sets) is restored."""
-    import keras
+    from keras_disentangle import precision
 
     defined = set(flags.FLAGS)
-    policy = keras.mixed_precision.global_policy()
     try:
         module = _load(tool)
-        with pytest.raises(SystemExit) as exit_info:
+        with pytest.raises(SystemExit) as exit_info, precision.global_policy():
             cli.run(module.main, getattr(module, "define_flags", None), [tool, *argv])
     finally:
-        keras.mixed_precision.set_global_policy(policy)
         for name in set(flags.FLAGS) - defined:
             delattr(flags.FLAGS, name)
         flags.FLAGS.unparse_flags()

@@ -40,7 +40,6 @@ def _evaluate(*args):
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory):
     """(stage-I run directory, records directory) of the micro preset trained STEPS steps from scratch."""
-    import keras
     import tensorflow as tf
 
     from keras_disentangle import configs
@@ -53,7 +52,6 @@ def micro_run(tmp_path_factory):
     records = tmp_path_factory.mktemp("learning_records")
     build("synthetic", root, records)
     logdir = tmp_path_factory.mktemp("learning_run")
-    keras.mixed_precision.set_global_policy("float32")
     cfg = configs.override(configs.get_config("synthetic", "micro"), steps=STEPS, lr_halving_steps=HALVING, seed=0,
                            log_every=STEPS, image_every=STEPS, checkpoint_every=STEPS)
     # Appearance only: nothing here reads the pose auto-encoder, which would add ~15% per step.

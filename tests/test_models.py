@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_disentangle import configs
+from keras_disentangle import configs, precision
 from keras_disentangle.models import layers
 from keras_disentangle.models.discriminators import build_critic, build_d1
 from keras_disentangle.models.encoders import build_appearance_encoder, build_bg_encoder, build_fg_encoder
@@ -388,15 +388,11 @@ def test_tiled_input_conv_equals_conv2d_on_a_tiled_input(height, width, kernel):
             layers.TiledInputConv2D(4, 5, kernel, activation="relu"), vector, other, weights), truth):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
     # Under mixed_bfloat16 it is no less accurate than the Conv2D it replaces (both against float32).
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    with precision.global_policy("mixed_bfloat16"):
         errors = [[np.abs(a - t).max() / np.abs(t).max() for a, t in zip(_conv_and_gradients(
             layer, vector, other, weights), truth)] for layer in (
             keras.layers.Conv2D(5, kernel, padding="same", activation="relu"),
             layers.TiledInputConv2D(4, 5, kernel, activation="relu"))]
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     for conv_error, tiled_error in zip(*errors):
         assert tiled_error <= max(1.5 * conv_error, 1e-2)
 

@@ -3,7 +3,6 @@ which prints one JSON line per measurement and setting."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import json
@@ -32,17 +31,6 @@ from keras_disentangle.training import stage1 as stage1_training
 if TYPE_CHECKING:
     from keras_disentangle.runtime import Stage1Serving
 
-@contextlib.contextmanager
-def _global_policy(name: str):
-    """Builds networks under the Keras dtype policy `name`, restoring the previous one after."""
-    precision.validate(name)
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
 
 def data_batches(settings: Settings, batch_size: int, count: int = 4) -> list[dict]:
     """A few batches of `data.train_dataset`, held in memory so that a step's timing is its own."""
@@ -67,7 +55,7 @@ def stage1_train_step(settings: Settings, adversarial_weight: float, batches: li
       its FLOPs (`graph_flops` of the replica step on `batches[0]`).
     """
     cfg = configs.override(settings.cfg, adversarial_weight=adversarial_weight, batch_size=settings.batch_size)
-    with _global_policy(settings.precision):
+    with precision.global_policy(settings.precision):
         keras.utils.set_random_seed(cfg.train.seed)
         stage1 = build(cfg)
         optimizers = stage1_training.build_optimizers(cfg.train)
@@ -114,7 +102,7 @@ def measure_steps_per_execution(settings: Settings, k: int = 10, equal_steps: in
     fields: dict = {}
     calls = {}
     for per_call in (1, k):
-        with _global_policy(settings.precision):
+        with precision.global_policy(settings.precision):
             keras.utils.set_random_seed(cfg.train.seed)
             stage1 = build_stage1(cfg)
             optimizers = stage1_training.build_optimizers(cfg.train)
@@ -163,7 +151,7 @@ def measure_pose_step(settings: Settings) -> dict:
     batch_size = settings.cfg.train.pose_batch_size
     cfg = settings.cfg
     batches = [{"pose_vector": batch["pose_vector"]} for batch in data_batches(settings, batch_size)]
-    with _global_policy(settings.precision):
+    with precision.global_policy(settings.precision):
         keras.utils.set_random_seed(cfg.train.seed)
         # pose_step reads only the pose networks; the image networks are not built.
         stage1 = Stage1(appearance_encoder=None, generator=None, d1=None,
@@ -189,7 +177,7 @@ def measure_mapper_step(settings: Settings) -> dict:
     dim = cfg.model.embedding_dim(factor)
     generator = tf.random.Generator.from_seed(train_cfg.seed)
     batches = [{"real": generator.normal([train_cfg.critic_steps * batch_size, dim])} for _ in range(4)]
-    with _global_policy(settings.precision):
+    with precision.global_policy(settings.precision):
         keras.utils.set_random_seed(train_cfg.seed)
         mapper, critic = build_mapper(cfg, factor), build_critic(cfg, factor)
         mapper_optimizer = keras.optimizers.RMSprop(train_cfg.mapper_learning_rate)
@@ -212,7 +200,7 @@ def _serving(settings: Settings) -> tuple[Stage1, Stage1Serving, list[tuple[tf.T
 
     cfg = settings.cfg
     batches = [(batch["image"], batch["keypoints"]) for batch in data_batches(settings, settings.batch_size)]
-    with _global_policy(settings.precision):
+    with precision.global_policy(settings.precision):
         keras.utils.set_random_seed(cfg.train.seed)
         stage1 = build_stage1(cfg)
     return stage1, Stage1Serving(cfg, stage1), batches
