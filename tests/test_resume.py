@@ -255,6 +255,56 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint(synthetic_records, tmp_path, signu
     assert "interrupted" in _own_lines(stderr)[-1]
 
 
+# --- a rerun continues with a fresh data order and fresh random draws ------------------------
+
+def _record_what_the_steps_draw(logdir: pathlib.Path, total_steps: int, seeds: list) -> np.ndarray:
+    """Runs the loop as a new process would (global seed set first) on a stream of numbered examples;
+    per step of this run: the 4 example numbers of its batch and one `tf.random.uniform` draw."""
+    import tensorflow as tf
+
+    from keras_disentangle.training import checkpoint, loop
+
+    tf.random.set_seed(0)
+    drawn = tf.Variable(tf.zeros((3, 5)))
+    calls = tf.Variable(0)
+
+    def replica_step(batch):
+        row = tf.concat([tf.cast(batch["number"], tf.float32), tf.random.uniform((1,))], 0)
+        drawn.scatter_nd_update([[calls]], row[None])
+        calls.assign_add(1)
+        return {"loss": tf.reduce_sum(row)}
+
+    def make_dataset(seed):
+        seeds.append(seed)
+        numbers = tf.data.Dataset.range(1000).shuffle(1000, seed=seed).repeat()
+        return numbers.map(lambda n: {"number": n}).batch(4, drop_remainder=True)
+
+    keeper = checkpoint.CheckpointKeeper(str(logdir), tf.Variable(0, dtype=tf.int64), weight=tf.Variable(0.0))
+    loop.run(strategy=tf.distribute.get_strategy(), replica_step=replica_step, make_dataset=make_dataset, seed=7,
+             keeper=keeper, total_steps=total_steps, global_batch_size=4, checkpoint_every=1000, log_every=1000,
+             image_every=1000, summary_dir=None, verbose=False)
+    return drawn.numpy()
+
+
+def test_a_rerun_draws_a_fresh_order_and_fresh_noise_not_a_replay(tmp_path):
+    """After a preemption the rerun must not replay the first run's batches and noise (a job preempted
+    every few hundred steps would train on the head of one order again and again); from the same
+    checkpoint it is reproducible, and a fresh run keeps the run's own seed."""
+    import shutil
+
+    from keras_disentangle.training.loop import resume_seed
+
+    seeds = []
+    first = _record_what_the_steps_draw(tmp_path / "run", 3, seeds)  # steps 1-3, saved on exit
+    shutil.copytree(tmp_path / "run", tmp_path / "control")
+    rerun = _record_what_the_steps_draw(tmp_path / "run", 6, seeds)  # steps 4-6
+    control = _record_what_the_steps_draw(tmp_path / "control", 6, seeds)
+    assert seeds == [7, resume_seed(7, 3), resume_seed(7, 3)] and resume_seed(7, 3) != 7
+    assert not np.array_equal(rerun[:, :4], first[:, :4]), (rerun, first)
+    assert not np.any(rerun[:, 4] == first[:, 4]), (rerun, first)
+    np.testing.assert_array_equal(rerun, control)
+
+
 # --- SIGKILL: the rerun holds exactly the last checkpoint, and continues deterministically -----
 
 def _losses(logdir: pathlib.Path, tags=("loss/g1/l1", "loss/pose/l2")) -> dict[int, tuple]:

@@ -301,8 +301,8 @@ def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):
     fetched = []
     logs = loop.run(strategy=tf.distribute.get_strategy(),
                     replica_step=steps.stage1_step(steps.Stage1Part.APPEARANCE, trained, optimizers, cfg.train, 4),
-                    dataset=dataset, keeper=keeper, total_steps=total_steps, global_batch_size=4,
-                    checkpoint_every=1000, log_every=10, image_every=1000, summary_dir=None,
+                    make_dataset=lambda seed: dataset, seed=0, keeper=keeper, total_steps=total_steps,
+                    global_batch_size=4, checkpoint_every=1000, log_every=10, image_every=1000, summary_dir=None,
                     write_images=fetched.append, steps_per_execution=steps_per_execution, verbose=False)
     weights = [w.numpy() for model in stage1.stage1_trackables(trained).values() for w in model.weights]
     return logs, weights, fetched

@@ -139,11 +139,14 @@ def train_baseline(cfg: configs.Config, *, model: str, data_dir: str, logdir: st
             rundir.record_command(logdir, *command)
     train_cfg = cfg.train
     batch_size = train_cfg.batch_size
-    dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=train_cfg.seed)
-    dataset = dataset.map(lambda batch: {"image": batch["image"]})
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
+
+    def make_dataset(seed: int) -> tf.data.Dataset:
+        dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=seed)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return dataset.map(lambda batch: {"image": batch["image"]}).with_options(options)
+
+    make_dataset(train_cfg.seed)  # a missing split or damaged shard fails here, before any network is built
 
     networks, optimizers, keeper = training_state(cfg, model, logdir, strategy)
     if model == configs.Baseline.VAE:
@@ -156,8 +159,8 @@ def train_baseline(cfg: configs.Config, *, model: str, data_dir: str, logdir: st
         tf.summary.image(f"{model.value}_samples", sample_grid(cfg, model, networks), step=at_step)
 
     logs = loop.run(
-        strategy=strategy, replica_step=replica_step, dataset=dataset, keeper=keeper,
-        total_steps=train_cfg.steps, global_batch_size=batch_size,
+        strategy=strategy, replica_step=replica_step, make_dataset=make_dataset, keeper=keeper,
+        seed=train_cfg.seed, total_steps=train_cfg.steps, global_batch_size=batch_size,
         checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
         image_every=train_cfg.image_every, summary_dir=rundir.summary_dir(logdir) if chief else None,
         write_images=write_images if chief else None,

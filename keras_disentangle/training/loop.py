@@ -17,6 +17,7 @@ import signal
 import time
 from typing import Callable, Iterator
 
+import numpy as np
 import tensorflow as tf
 
 from keras_disentangle import progress
@@ -141,6 +142,18 @@ def multi_step(strategy: tf.distribute.Strategy, replica_step: Callable, jit_com
     return run
 
 
+def resume_seed(seed: int, start_step: int) -> int:
+    """The seed of the data order and of the step's random draws for a run that starts at `start_step`.
+
+    A rerun after a preemption must not replay the first run: with the run's own seed its shuffled
+    order (and its noise) would start over, so a job preempted every few hundred steps would train on
+    the head of one order again and again. Step 0 keeps `seed`, so a fresh run is unchanged.
+    """
+    if start_step == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, start_step]).generate_state(1)[0])
+
+
 def chunk_end(step: int, limit: int, periods: tuple[int, ...]) -> int:
     """The last step of the chunk that starts after `step`: at most `limit`, ending on the first
     multiple of any period, so that logs, images and checkpoints fall on their own steps."""
@@ -151,7 +164,8 @@ def run(
     *,
     strategy: tf.distribute.Strategy,
     replica_step: Callable[[dict], dict],
-    dataset: tf.data.Dataset,
+    make_dataset: Callable[[int], tf.data.Dataset],
+    seed: int,
     keeper: CheckpointKeeper,
     total_steps: int,
     global_batch_size: int,
@@ -172,7 +186,9 @@ def run(
     Args:
       strategy: the tf.distribute strategy the networks were built under.
       replica_step: per-replica update, batch dict -> dict of scalar losses (see module docstring).
-      dataset: an infinite, batched dataset of global batches.
+      make_dataset: seed -> an infinite, batched dataset of global batches, shuffled by that seed.
+      seed: int. The run's seed. A resumed run draws its data order and reseeds TensorFlow's random
+        ops with `resume_seed(seed, start)`: it continues with a fresh order, never a replay.
       keeper: the checkpoint keeper holding the step counter and the state to save.
       total_steps: where to stop; resuming continues towards it.
       global_batch_size: images per step over all replicas (for images/s).
@@ -202,7 +218,10 @@ def run(
         return {}
     if start:
         print(f"Resuming from step {start} ({keeper.latest}).")
+        # Before the step is traced: its random ops take their seeds from the global one then.
+        tf.random.set_seed(resume_seed(seed, start))
     steps_fn = multi_step(strategy, replica_step, jit_compile)
+    dataset = make_dataset(resume_seed(seed, start))
     batches: Iterator = iter(strategy.experimental_distribute_dataset(dataset))
     writer = tf.summary.create_file_writer(summary_dir) if summary_dir else tf.summary.create_noop_writer()
     shown = progress.Progress(total_steps, unit="step", start=start, verbose=verbose, interval=progress_seconds)

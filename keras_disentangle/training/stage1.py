@@ -90,17 +90,22 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
     # Each part trains at its own batch from the preset (the paper trains them separately); with
     # --model=both every step draws an image batch and a pose batch.
     batch_size = train_cfg.pose_batch_size if part == steps.Stage1Part.POSE else train_cfg.batch_size
-    if part == steps.Stage1Part.POSE:
-        dataset = data.pose_dataset(data_dir, cfg, batch_size=batch_size, seed=train_cfg.seed)
-    else:
-        dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=train_cfg.seed)
-    if part == steps.Stage1Part.BOTH:
-        poses = data.pose_dataset(data_dir, cfg, batch_size=train_cfg.pose_batch_size, seed=train_cfg.seed)
-        dataset = tf.data.Dataset.zip({"appearance": dataset, "pose": poses})
-    options = tf.data.Options()
-    # One shard file per split is common at tiny scale; shard by element, not by file.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
+
+    def make_dataset(seed: int) -> tf.data.Dataset:
+        if part == steps.Stage1Part.POSE:
+            dataset = data.pose_dataset(data_dir, cfg, batch_size=batch_size, seed=seed)
+        else:
+            dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=seed)
+        if part == steps.Stage1Part.BOTH:
+            poses = data.pose_dataset(data_dir, cfg, batch_size=train_cfg.pose_batch_size, seed=seed)
+            dataset = tf.data.Dataset.zip({"appearance": dataset, "pose": poses})
+        options = tf.data.Options()
+        # One shard file per split is common at tiny scale; shard by element, not by file.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return dataset.with_options(options)
+
+    # Fail on a missing split or a damaged shard now, before the networks are built.
+    make_dataset(train_cfg.seed)
     preview = next(iter(_preview_dataset(data_dir, cfg)))
 
     stage1, optimizers, keeper = training_state(cfg, logdir, strategy)
@@ -111,8 +116,8 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
     replica_step = steps.stage1_step(part, stage1, optimizers, train_cfg, batch_size)
     summary_dir = rundir.summary_dir(logdir) if chief else None
     logs = loop.run(
-        strategy=strategy, replica_step=replica_step, dataset=dataset, keeper=keeper,
-        total_steps=train_cfg.steps, global_batch_size=batch_size,
+        strategy=strategy, replica_step=replica_step, make_dataset=make_dataset, keeper=keeper,
+        seed=train_cfg.seed, total_steps=train_cfg.steps, global_batch_size=batch_size,
         checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
         image_every=train_cfg.image_every, summary_dir=summary_dir,
         write_images=write_images if chief and part != steps.Stage1Part.POSE else None,

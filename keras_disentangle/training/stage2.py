@@ -196,9 +196,11 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     options = tf.data.Options()
     # The embeddings are one in-memory tensor, not files: shard by element.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = (tf.data.Dataset.from_tensor_slices({"real": embeddings})
-               .shuffle(len(embeddings), seed=train_cfg.seed).repeat()
-               .batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options))
+
+    def make_dataset(seed: int) -> tf.data.Dataset:
+        return (tf.data.Dataset.from_tensor_slices({"real": embeddings}).shuffle(len(embeddings), seed=seed)
+                .repeat().batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options))
+
     preview = next(iter(data.eval_dataset(data_dir, cfg, split="train", batch_size=4).take(1)))
 
     noise_dim = cfg.model.embedding_dim(factor)
@@ -226,8 +228,8 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     replica_step = mapper_step(mapper, critic, optimizers["phi"], optimizers["d2"], train_cfg, noise_dim,
                                train_cfg.mapper_batch_size)
     logs = loop.run(
-        strategy=strategy, replica_step=replica_step, dataset=dataset, keeper=keeper,
-        total_steps=train_cfg.steps, global_batch_size=train_cfg.mapper_batch_size,
+        strategy=strategy, replica_step=replica_step, make_dataset=make_dataset, keeper=keeper,
+        seed=train_cfg.seed, total_steps=train_cfg.steps, global_batch_size=train_cfg.mapper_batch_size,
         checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
         image_every=train_cfg.image_every,
         summary_dir=rundir.summary_dir(logdir) if chief else None,
