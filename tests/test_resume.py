@@ -334,7 +334,6 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically(s
 
     import tensorflow as tf
 
-    from keras_disentangle import configs
     from keras_disentangle.training import stage1 as stage1_training
     from keras_disentangle.rundir import load_config
 
