@@ -34,7 +34,6 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import warnings
 import zipfile
 
 import numpy as np
@@ -111,11 +110,9 @@ def _interpreter(path: pathlib.Path):
         raise FileNotFoundError(
             f"{path}: BlazePose model file missing; fetch it with "
             f"`{FETCH_COMMAND.format(dir=path.parent)}`")
-    import tensorflow as tf  # Deferred: the fetch command above needs no TensorFlow.
+    from ai_edge_litert.interpreter import Interpreter  # Deferred: the fetch command above needs none.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice, once per model.
-        interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()
     return interpreter
 

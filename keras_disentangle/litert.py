@@ -11,7 +11,7 @@ The transfer flatbuffer holds `Stage1Serving.transfer` for one image, masks, ROI
 The sample flatbuffer (`convert_sample`) maps standard-normal noise, one (1, K) input per factor, to
 a new person: image (1, H, W, 3) and keypoints (1, 18, 2).
 Only TFLite builtin ops are used (the conversion fails rather than fall back to Flex/SELECT_TF_OPS),
-so `ai-edge-litert` or `tf.lite.Interpreter` runs it without the Flex delegate. `dynamic_int8`
+so the LiteRT interpreter (`ai-edge-litert`) runs it without the Flex delegate. `dynamic_int8`
 stores the weights as int8 (dynamic-range quantization); activations stay float.
 
   python -m keras_disentangle.litert --stage1_dir=RUN --data_dir=RECORDS [--images=16] [--repeats=3]
@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import flags
+from ai_edge_litert.interpreter import Interpreter
 
 from keras_disentangle import cli, configs
 from keras_disentangle.runtime import Stage1Serving, Stage2Serving, load_stage1, load_stage2, stage1_trackables
@@ -116,7 +117,7 @@ def _write(flatbuffer: bytes, out: str) -> str:
 
 
 def benchmark(stage1_dir: str, data_dir: str, images: int = 16, repeats: int = 3) -> list[dict]:
-    """Size, ms per image (`tf.lite.Interpreter`, batch 1, default threads) and error of each flatbuffer.
+    """Size, ms per image (LiteRT's `Interpreter`, batch 1, default threads) and error of each flatbuffer.
 
     Transfers `images` test images of `data_dir` each into the next one's pose. Errors are against the
     SavedModel's `transfer` (the in-process Keras path, which equals it); SSIM of int8 against float.
@@ -134,7 +135,7 @@ def benchmark(stage1_dir: str, data_dir: str, images: int = 16, repeats: int = 3
     rows, outputs = [], {}
     for quantize in QUANTIZATIONS:
         flatbuffer = convert_transfer(serving, quantize)
-        runner = tf.lite.Interpreter(model_content=flatbuffer).get_signature_runner()
+        runner = Interpreter(model_content=flatbuffer).get_signature_runner()
         calls = [dict(source_image=image[i:i + 1], source_keypoints=keypoints[i:i + 1],
                       target_keypoints=keypoints[i + 1:i + 2]) for i in range(n)]
         outputs[quantize] = np.concatenate([runner(**c)["image"] for c in calls])

@@ -175,6 +175,7 @@ def test_readme_rest_body_through_transfer_photo(served, serving, synthetic_reco
 def test_tflite_transfer_matches_savedmodel(served, synthetic_records, serving):
     """float32 LiteRT == SavedModel to rounding; dynamic-range int8: under 35 % of the size, SSIM vs float >= 0.9."""
     import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
 
     from keras_disentangle import data, litert
 
@@ -185,7 +186,7 @@ def test_tflite_transfer_matches_savedmodel(served, synthetic_records, serving):
     outputs, sizes = {}, {}
     for quantize in litert.QUANTIZATIONS:
         flatbuffer = litert.convert_transfer(serving, quantize)
-        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+        interpreter = Interpreter(model_content=flatbuffer)
         outputs[quantize] = interpreter.get_signature_runner()(**inputs)["image"]
         sizes[quantize] = len(flatbuffer)
     error = np.abs(outputs["none"] - reference)
@@ -199,13 +200,13 @@ def test_tflite_transfer_matches_savedmodel(served, synthetic_records, serving):
 
 def test_tflite_sample_matches_stage2(stage2_runs):
     """Stage-II sampling from given noise: the float32 flatbuffer equals the mappers and generator."""
-    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
 
     from keras_disentangle import litert
     from keras_disentangle.runtime import load_stage2
 
     serving = load_stage2(list(stage2_runs.values()))
-    runner = tf.lite.Interpreter(model_content=litert.convert_sample(serving)).get_signature_runner()
+    runner = Interpreter(model_content=litert.convert_sample(serving)).get_signature_runner()
     rng = np.random.default_rng(0)
     noise = {f: rng.standard_normal((1, serving.cfg.model.embedding_dim(f))).astype(np.float32)
              for f in serving.factors}
