@@ -261,6 +261,14 @@ def test_generate_rejects_bad_arguments_and_foreign_folders(tmp_path):
     assert (tmp_path / "market" / "query" / "0001_c1s1_000001_00.jpg").exists()
 
 
+def test_cli_refuses_an_out_of_range_size_naming_the_flag(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tfrecords.synthetic", f"--out={tmp_path / 'x'}", "--ids=0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("synthetic.py: error: flag --ids=0:"), result.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_cli_prints_counts_and_speed(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "tfrecords.synthetic", f"--out={tmp_path}", "--ids=2", "--images_per_id=2",

@@ -27,6 +27,9 @@ from tfrecords.common import annotation_row, write_annotation_csv, write_pairs_c
 
 # Joints the pair recipe (Ma et al.'s and PG2's `check_valid`) requires: Rsho, Lsho, Rhip, Lhip.
 PAIR_JOINTS = (2, 5, 8, 11)
+# The range of each size argument of `generate` (and of its flag), inclusive.
+LIMITS = {"ids": (2, 9999), "images_per_id": (1, 99), "cameras": (1, 9), "height": (16, 4096), "width": (8, 4096)}
+
 
 def same_person_pairs(keypoints_by_name: dict, person) -> list[tuple[str, str]]:
     """Ordered pairs of different images of one `person(name)`, both showing every PAIR_JOINTS joint."""
@@ -79,9 +82,9 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 8, cameras: int = 6, h
     Raises:
       ValueError: naming an argument out of range or a non-empty foreign `out_dir`.
     """
-    for name, value, low, high in (("ids", ids, 2, 9999), ("images_per_id", images_per_id, 1, 99),
-                                   ("cameras", cameras, 1, 9), ("height", height, 16, 4096),
-                                   ("width", width, 8, 4096)):
+    values = {"ids": ids, "images_per_id": images_per_id, "cameras": cameras, "height": height, "width": width}
+    for name, (low, high) in LIMITS.items():
+        value = values[name]
         if not low <= value <= high:
             raise ValueError(f"`{name}` must be in [{low}, {high}], got {value!r}.")
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -147,11 +150,14 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     flags.DEFINE_string("out", None, "Dataset root to write (created; an earlier synthetic set is replaced).")
     flags.mark_flag_as_required("out")
-    flags.DEFINE_integer("ids", 20, "Number of identities, split half train, half test.")
-    flags.DEFINE_integer("images_per_id", 8, "Images per identity.")
-    flags.DEFINE_integer("cameras", 6, "Number of cameras (1..9), each with 2-3 sequences.")
-    flags.DEFINE_integer("height", 128, "Image height in pixels.")
-    flags.DEFINE_integer("width", 64, "Image width in pixels.")
+    # Out-of-range values are usage errors (exit 2, naming the flag), checked before anything is written.
+    for name, default, help_text in (("ids", 20, "Number of identities, split half train, half test."),
+                                     ("images_per_id", 8, "Images per identity."),
+                                     ("cameras", 6, "Number of cameras, each with 2-3 sequences."),
+                                     ("height", 128, "Image height in pixels."),
+                                     ("width", 64, "Image width in pixels.")):
+        low, high = LIMITS[name]
+        flags.DEFINE_integer(name, default, help_text, lower_bound=low, upper_bound=high)
     flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
 
 
