@@ -3,12 +3,8 @@
 import json
 import os
 import pathlib
-import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -34,14 +30,6 @@ def _train(*args, timeout=240, **env):
 
 def _checkpoint_steps(logdir: pathlib.Path) -> list[int]:
     return sorted(int(p.name.split("-")[1].split(".")[0]) for p in (logdir / "checkpoints").glob("ckpt-*.index"))
-
-
-def _committed_step(logdir: pathlib.Path) -> int | None:
-    """The step of the checkpoint the `checkpoint` state file names: the one a rerun resumes from. A kill
-    between writing ckpt-N's files and updating that file leaves ckpt-N on disk but not committed."""
-    state = logdir / "checkpoints" / "checkpoint"
-    found = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', state.read_text(), re.M) if state.exists() else None
-    return int(found.group(1)) if found else None
 
 
 def test_overfit_l1_falls_by_half(synthetic_records):
@@ -96,42 +84,6 @@ def test_d1_and_the_adversarial_term_wait_for_adversarial_start_step(synthetic_r
     assert not all(np.array_equal(a, v.numpy()) for a, v in zip(initial, stage1.d1.trainable_variables))
 
 
-def test_resume_after_sigkill(synthetic_records, tmp_path):
-    """A run killed with SIGKILL resumes from its last checkpoint, not from zero."""
-    logdir = tmp_path / "run"
-    common = [*MICRO, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--checkpoint_every=2",
-              "--model=appearance", "--adversarial_weight=0"]
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *common, "--steps=100000"],
-                            cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and (_committed_step(logdir) or 0) < 4:
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    saved = _committed_step(logdir)
-    assert saved is not None and saved >= 4, saved
-    rerun = _train(*common, f"--steps={saved + 1}")
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f"Resuming from step {saved}" in rerun.stdout
-    assert _committed_step(logdir) == saved + 1
-
-
-def test_nan_loss_stops_naming_step_and_checkpoint(logged_run, synthetic_records, tmp_path):
-    import shutil
-
-    logdir = tmp_path / "run"
-    shutil.copytree(logged_run[0], logdir)
-    assert _checkpoint_steps(logdir)[-1] == 6
-    # lambda = 1e39 overflows float32: the total loss is inf at the first step after resuming.
-    result = _train(*MICRO, f"--data_dir={synthetic_records}", f"--logdir={logdir}", "--model=appearance",
-                    "--adversarial_weight=0", "--checkpoint_every=1", "--steps=8", "--l1_weight=1e39")
-    assert result.returncode == 1
-    assert "at step 7" in result.stderr and "ckpt-6" in result.stderr, result.stderr[-2000:]
-    assert _checkpoint_steps(logdir)[-1] == 6
-
-
 # Unknown flags, stray arguments and a missing --data_dir of every tool: tests/test_cli.py.
 @pytest.mark.parametrize("args, code, message", [
     (["--dataset=imagenet", "--data_dir={records}"], 2, "--dataset=imagenet"),
@@ -153,50 +105,6 @@ def test_bad_command_lines_exit_with_one_line(args, code, message, synthetic_rec
     assert exit_code == code, lines
     assert len(lines) == 1 and message in lines[0], lines
     assert "Traceback" not in "\n".join(lines)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-WORKER = """
-import hashlib, json, sys
-import numpy as np
-from keras_disentangle import configs, runtime
-from keras_disentangle.training import loop, stage1, steps
-strategy = loop.make_strategy("multi_worker")
-cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=4, steps=3, checkpoint_every=100,
-                       log_every=1)
-trained, _ = stage1.train_stage1(cfg, data_dir=sys.argv[1], logdir=sys.argv[2],
-                                 part=steps.Stage1Part.APPEARANCE, strategy=strategy, verbose=False)
-digest = hashlib.sha256()
-# Trainable weights are all-reduced; D1's batch-norm moving statistics are per-worker by design.
-for model in runtime.stage1_trackables(trained).values():
-    for w in model.trainable_weights:
-        digest.update(np.ascontiguousarray(w.numpy()).tobytes())
-print("WEIGHTS", digest.hexdigest())
-"""
-
-
-def test_two_workers_end_with_identical_weights(synthetic_records, tmp_path):
-    """MultiWorkerMirroredStrategy over 2 local processes: both hold the same weights at the end."""
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    procs = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(synthetic_records), str(tmp_path / "run")], cwd=REPO_ROOT,
-            env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-3000:]
-        outputs.append([line for line in out.splitlines() if line.startswith("WEIGHTS")])
-    assert outputs[0] and outputs[0] == outputs[1]
-    assert _checkpoint_steps(tmp_path / "run") == [3]
 
 
 EXPORT_CHECK = """
