@@ -1,5 +1,6 @@
 """Shared test fixtures: quiet TensorFlow, fixed seeds, paths to the shared real-photo fixtures."""
 
+import json
 import os
 import pathlib
 import sys
@@ -47,14 +48,33 @@ def fixtures_dir():
     return SHARED_FIXTURES
 
 
+def _once_per_run(tmp_path_factory, name: str, build):
+    """The value of a session fixture, built once for all pytest-xdist workers of a run (xdist's own
+    recipe): the first worker to ask builds it under a file lock and leaves its JSON beside the
+    workers' temporary directories; the others read that. Each worker would otherwise build it again,
+    ~20 CPU-seconds of the suite for `stage1_run` and `stage2_runs`. Its users only read it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build()
+    from filelock import FileLock
+
+    record = tmp_path_factory.getbasetemp().parent / f"{name}.json"
+    with FileLock(f"{record}.lock"):
+        if not record.is_file():
+            record.write_text(json.dumps(build()))
+        return json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A tiny synthetic set in the Market-1501 layout (8 identities x 4 images), made once."""
     from tfrecords import synthetic
 
-    root = tmp_path_factory.mktemp("synthetic")
-    synthetic.generate(root, ids=8, images_per_id=4, cameras=3, seed=3)
-    return root
+    def build():
+        root = tmp_path_factory.mktemp("synthetic")
+        synthetic.generate(root, ids=8, images_per_id=4, cameras=3, seed=3)
+        return str(root)
+
+    return pathlib.Path(_once_per_run(tmp_path_factory, "synthetic_root", build))
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +82,12 @@ def synthetic_records(synthetic_root, tmp_path_factory):
     """TFRecords of `synthetic_root` (train, test with pairs, and query splits)."""
     from tfrecords.build import build
 
-    out = tmp_path_factory.mktemp("records")
-    build("synthetic", synthetic_root, out)
-    return str(out)
+    def build_records():
+        out = tmp_path_factory.mktemp("records")
+        build("synthetic", synthetic_root, out)
+        return str(out)
+
+    return _once_per_run(tmp_path_factory, "synthetic_records", build_records)
 
 
 @pytest.fixture(scope="session")
@@ -78,12 +101,15 @@ def stage1_run(synthetic_records, tmp_path_factory):
     from keras_disentangle import configs
     from keras_disentangle.training import stage1, steps
 
-    logdir = tmp_path_factory.mktemp("stage1_run")
-    cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=4, steps=2, log_every=1,
-                           image_every=1000, adversarial_weight=0.0)
-    stage1.train_stage1(cfg, data_dir=synthetic_records, logdir=str(logdir), part=steps.Stage1Part.BOTH,
-                        strategy=tf.distribute.get_strategy(), verbose=False)
-    return str(logdir)
+    def build():
+        logdir = tmp_path_factory.mktemp("stage1_run")
+        cfg = configs.override(configs.get_config("synthetic", "micro"), batch_size=4, steps=2, log_every=1,
+                               image_every=1000, adversarial_weight=0.0)
+        stage1.train_stage1(cfg, data_dir=synthetic_records, logdir=str(logdir), part=steps.Stage1Part.BOTH,
+                            strategy=tf.distribute.get_strategy(), verbose=False)
+        return str(logdir)
+
+    return _once_per_run(tmp_path_factory, "stage1_run", build)
 
 
 @pytest.fixture(scope="session")
@@ -97,10 +123,14 @@ def stage2_runs(stage1_run, synthetic_records, tmp_path_factory):
     # Stage II takes the data and model config from the stage-I run: only these train fields count.
     cfg = configs.override(configs.get_config("synthetic", "micro"), mapper_batch_size=4, steps=3, log_every=1,
                            image_every=2)
-    runs = {}
-    for factor in ("fg", "bg", "pose"):
-        logdir = tmp_path_factory.mktemp(f"stage2_{factor}")
-        stage2.train_stage2(cfg, factor=factor, data_dir=synthetic_records, stage1_dir=stage1_run,
-                            logdir=str(logdir), strategy=tf.distribute.get_strategy(), verbose=False)
-        runs[factor] = str(logdir)
-    return runs
+
+    def build():
+        runs = {}
+        for factor in ("fg", "bg", "pose"):
+            logdir = tmp_path_factory.mktemp(f"stage2_{factor}")
+            stage2.train_stage2(cfg, factor=factor, data_dir=synthetic_records, stage1_dir=stage1_run,
+                                logdir=str(logdir), strategy=tf.distribute.get_strategy(), verbose=False)
+            runs[factor] = str(logdir)
+        return runs
+
+    return _once_per_run(tmp_path_factory, "stage2_runs", build)
