@@ -216,12 +216,13 @@ def run(
     if start >= total_steps:
         print(f"Already at step {start} of {total_steps}; nothing to train.")
         return {}
+    stream_seed = resume_seed(seed, start)
     if start:
         print(f"Resuming from step {start} ({keeper.latest}).")
         # Before the step is traced: its random ops take their seeds from the global one then.
-        tf.random.set_seed(resume_seed(seed, start))
+        tf.random.set_seed(stream_seed)
     steps_fn = multi_step(strategy, replica_step, jit_compile)
-    dataset = make_dataset(resume_seed(seed, start))
+    dataset = make_dataset(stream_seed)
     batches: Iterator = iter(strategy.experimental_distribute_dataset(dataset))
     writer = tf.summary.create_file_writer(summary_dir) if summary_dir else tf.summary.create_noop_writer()
     shown = progress.Progress(total_steps, unit="step", start=start, verbose=verbose, interval=progress_seconds)
