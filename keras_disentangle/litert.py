@@ -28,7 +28,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import flags
-from ai_edge_litert.interpreter import Interpreter
 
 from keras_disentangle import cli, configs
 from keras_disentangle.runtime import Stage1Serving, Stage2Serving, load_stage1, load_stage2, stage1_trackables
@@ -123,6 +122,8 @@ def benchmark(stage1_dir: str, data_dir: str, images: int = 16, repeats: int = 3
     SavedModel's `transfer` (the in-process Keras path, which equals it); SSIM of int8 against float.
     """
     import time  # noqa: PLC0415
+
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 (only the benchmark runs flatbuffers)
 
     from keras_disentangle import data  # noqa: PLC0415
 
