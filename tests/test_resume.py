@@ -423,9 +423,10 @@ def _start_workers(records, logdir, *args, script=None):
     import json
 
     cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
-    command = [sys.executable, str(REPO_ROOT / "train.py"), *MICRO, f"--data_dir={records}", f"--logdir={logdir}",
-               "--strategy=multi_worker", "--model=appearance", "--adversarial_weight=0", *args]
-    if script is not None:
+    if script is None:
+        command = [sys.executable, str(REPO_ROOT / "train.py"), *MICRO, f"--data_dir={records}", f"--logdir={logdir}",
+                   "--strategy=multi_worker", "--model=appearance", "--adversarial_weight=0", *args]
+    else:
         command = [sys.executable, "-c", script, str(records), str(logdir), *args]
     procs = []
     for index in range(2):
