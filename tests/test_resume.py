@@ -410,19 +410,25 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically_a
 
 # --- multi-worker preemption -----------------------------------------------------------------
 
-def _free_port() -> int:
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: the sockets are held together while the ports are read, since one
+    port closed before the next is asked for can come back as the next one (two workers on one port:
+    the second cannot start, and the first reports it as crashed)."""
+    import contextlib
     import socket
 
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def _start_workers(records, logdir, *args, script=None):
     """Two localhost workers of one MultiWorkerMirroredStrategy run: `train.py` with `args`, or `script`."""
     import json
 
-    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
     if script is None:
         command = [sys.executable, str(REPO_ROOT / "train.py"), *MICRO, f"--data_dir={records}", f"--logdir={logdir}",
                    "--strategy=multi_worker", "--model=appearance", "--adversarial_weight=0", *args]
@@ -434,6 +440,11 @@ def _start_workers(records, logdir, *args, script=None):
         procs.append(subprocess.Popen(command, cwd=REPO_ROOT, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     return procs
+
+
+def _worker_errors(outputs) -> str:
+    """The end of each worker's stderr, TensorFlow's log lines left out."""
+    return "\n".join(f"worker {i}: " + "\n".join(_own_lines(stderr)[-25:]) for i, (_, stderr) in enumerate(outputs))
 
 
 # Resumes the run in argv[2] to step argv[3] as a worker, then prints a digest of its trainable weights.
@@ -463,8 +474,7 @@ def test_sigterm_to_one_worker_saves_one_consistent_checkpoint_and_the_rerun_res
     _wait_for_training_steps(procs[0], logdir, timeout=400)
     procs[1].send_signal(signal.SIGTERM)
     outputs = [proc.communicate(timeout=300) for proc in procs]
-    for proc, (_, stderr) in zip(procs, outputs):
-        assert proc.returncode == 130, stderr[-3000:]
+    assert [proc.returncode for proc in procs] == [130, 130], _worker_errors(outputs)
     saved = _checkpoint_steps(logdir)
     assert len(saved) == 1 and saved[0] >= 1, saved
     for stdout, _ in outputs:  # both workers saved the same, agreed step
@@ -473,9 +483,9 @@ def test_sigterm_to_one_worker_saves_one_consistent_checkpoint_and_the_rerun_res
 
     procs = _start_workers(synthetic_records, logdir, str(saved[0] + 2), script=RESUMING_WORKER)
     outputs = [proc.communicate(timeout=400) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], _worker_errors(outputs)
     digests = []
-    for proc, (stdout, stderr) in zip(procs, outputs):
-        assert proc.returncode == 0, stderr[-3000:]
+    for stdout, _ in outputs:
         assert f"Resuming from step {saved[0]}" in stdout
         digests.append([line for line in stdout.splitlines() if line.startswith("WEIGHTS")])
     assert digests[0] and digests[0] == digests[1]
