@@ -1,23 +1,29 @@
 """Keypoints for any person photo: the BlazePose estimator mapped to OpenPose COCO-18, keypoint
 files, framing a photo to the model's aspect ratio, and the `keypoints` command.
 
-    python -m keras_disentangle.keypoints IMG... [--out=DIR] [--format=csv|json] [--draw]
+    python -m keras_disentangle.keypoints IMG... [--out=DIR] [--format=csv|json] [--draw] [--strict]
 
 writes one annotation row per photo in the Market/DeepFashion CSV syntax (`tfrecords/common.py`),
-keypoints in pixels of the photo as stored, or one JSON file per photo ({"keypoints": [[y, x], ...]}),
-and with `--draw` the skeletons on the photos. The conventions are in docs/CONTRACTS.md.
+keypoints in pixels of the photo upright (turned by its EXIF orientation, `read_image`), or one JSON
+file per photo ({"keypoints": [[y, x], ...]}), and with `--draw` the skeletons on the photos. Photos
+are read, estimated and written one at a time. In a batch, a photo that cannot be read or shows
+nobody gets a row of -1 joints and is counted by reason at the end; `--strict` (or a single photo)
+stops at it with its error instead. The conventions are in docs/CONTRACTS.md.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import pathlib
+import struct
 import sys
+import warnings
 
 import numpy as np
 from absl import flags
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from keras_disentangle import blazepose, cli, configs
 from tfrecords import common
@@ -28,6 +34,9 @@ BLAZEPOSE_OF_OPENPOSE = (0, None, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27
 SHOULDERS = (11, 12)
 VISIBILITY_THRESHOLD = 0.5
 MIN_IMAGE_SIDE = 16
+# Photos above this are refused from their header: 50-megapixel phone photos pass, a 108-megapixel one
+# (12,000x9,000, 324 MB decoded) or a small file claiming a huge canvas does not.
+MAX_PIXELS = 64_000_000
 # What the command takes as photos; any other positional argument is a usage error.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Photos whose long side is below this are person crops (Market-1501 is 128x64): the detector, trained
@@ -39,31 +48,51 @@ FRAME_MARGIN = 0.15
 
 
 def read_image(path) -> np.ndarray:
-    """Reads a photo as uint8 RGB [H, W, 3]; grayscale, RGBA, palette and 16-bit images are converted.
+    """Reads a photo as uint8 RGB [H, W, 3], upright: turned by its EXIF orientation as phones store
+    portrait photos, the way a browser shows them. CMYK, grayscale, palette and 16-bit images are
+    converted (16 bits keep the high byte, as TensorFlow's decoders do), and transparency is composited
+    over white.
 
     Raises:
-      ValueError: naming the file, if it is missing, not an image, or smaller than 16 pixels.
+      ValueError: naming the file, if it is missing, not an image, truncated or corrupt, smaller than
+        `MIN_IMAGE_SIDE` or larger than `MAX_PIXELS` (checked from the header, before any decoding).
     """
     path = pathlib.Path(path)
     try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(image, np.float64)
-                image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                rgba = image.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, rgba)
-            rgb = np.asarray(image.convert("RGB"), np.uint8)
+        with warnings.catch_warnings():
+            # PIL warns above Image.MAX_IMAGE_PIXELS and refuses twice that (DecompressionBombError);
+            # MAX_PIXELS is below both, so the warning only precedes this reader's own refusal.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ValueError(f"{path}: image is {width}x{height} pixels ({width * height / 1e6:.0f} MP), "
+                                     f"more than the {MAX_PIXELS / 1e6:.0f} MP read; downscale it first")
+                rgb = _to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise ValueError(f"{path}: file does not exist") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path}: image has more pixels than the {MAX_PIXELS / 1e6:.0f} MP read "
+                         "(a decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"{path}: not a readable image (not a format PIL knows)") from None
+    except (OSError, SyntaxError, struct.error) as error:  # SyntaxError, struct.error: malformed headers or EXIF
+        raise ValueError(f"{path}: not a readable image (truncated or corrupt: {error})") from None
     if min(rgb.shape[:2]) < MIN_IMAGE_SIDE:
         raise ValueError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]} pixels, expected at least "
                          f"{MIN_IMAGE_SIDE} on each side")
     return rgb
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.clip(np.asarray(image, np.int64), 0, 65535) >> 8
+        image = Image.fromarray(array.astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), np.uint8)
 
 
 def openpose_keypoints(landmarks: blazepose.Landmarks, height: int, width: int,
@@ -254,14 +283,15 @@ def define_flags() -> None:
     flags.DEFINE_boolean("draw", False, "Also write NAME.skeleton.png with the skeleton on the photo (needs --out).")
     flags.DEFINE_string("size", None, "HxW (e.g. 128x64): frame each person to this aspect ratio (padded, "
                         "never squashed), resize to HxW and write the crop; keypoints then refer to the crop.")
+    flags.DEFINE_boolean("strict", False, "Stop at the first photo that cannot be read or shows nobody, instead of "
+                         "giving it a row of -1 joints and counting it (a single photo always stops).")
     flags.DEFINE_string("models_dir", None, "Folder of the BlazePose .tflite files (default: weights/blazepose "
                         "or $KERAS_DISENTANGLE_POSE_MODELS).")
 
 
 def main(argv) -> None:
-    """`python -m keras_disentangle.keypoints IMG... [--out=DIR] [--format=csv|json] [--draw] [--size=HxW]`."""
-    from keras_disentangle import visualize  # Deferred: drawing pulls in the data pipeline.
-
+    """`python -m keras_disentangle.keypoints IMG... [--out=DIR] [--format=csv|json] [--draw] [--size=HxW]
+    [--strict]`."""
     paths = [pathlib.Path(a) for a in argv[1:]]
     f = flags.FLAGS
     if not paths:
@@ -275,35 +305,65 @@ def main(argv) -> None:
     names = [p.name if not size else p.stem + ".png" for p in paths]
     if len(set(names)) != len(names):
         raise cli.UsageError("two images have the same file name; the rows would clash")
-    images = [read_image(p) for p in paths]  # Every photo is checked before anything is written.
+    out = pathlib.Path(f.out) if f.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    # A batch goes on past a bad photo (a row of -1 joints); one photo, or --strict, stops with its error.
+    stop = f.strict or len(paths) == 1
     estimator = Estimator(f.models_dir)
-    results = []
-    for path, name, image in zip(paths, names, images):
-        estimate = estimator(image, str(path))
-        if estimate.num_people > 1:
-            print(f"{path}: {estimate.num_people} people found; using the largest", file=sys.stderr)
-        keypoints = estimate.keypoints
-        if size:
-            image, keypoints = frame_to_size(image, keypoints, size)
-        results.append((name, image, keypoints))
-    rows = [common.annotation_row(name, keypoints) for name, _, keypoints in results]
-    if not f.out:
+    rows, skipped = [], collections.Counter()
+    for path, name in zip(paths, names):
+        # One photo in memory at a time: a folder of thousands streams through.
+        reason = common.Reason.CORRUPT_IMAGE
+        try:
+            image = read_image(path)
+            reason = common.Reason.NO_PERSON
+            keypoints = _estimate(estimator, image, path, out, name, size)
+        except ValueError as error:
+            if stop:
+                raise
+            print(f"{error}; its row has -1 joints", file=sys.stderr)
+            skipped[reason] += 1
+            keypoints = np.full((configs.NUM_KEYPOINTS, 2), -1, np.int64)
+            if out and f.format == "json":
+                _write_json(out / f"{pathlib.Path(name).stem}.json", keypoints)
+        rows.append(common.annotation_row(name, keypoints))
+    if not out:
         sys.stdout.write(common.ANNOTATION_HEADER + "\n" + "".join(rows))
-        return
-    out = pathlib.Path(f.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, image, keypoints in results:
+    elif f.format == "csv":
+        (out / "keypoints.csv").write_text(common.ANNOTATION_HEADER + "\n" + "".join(rows))
+    counts = ", ".join(f"{count} {reason.value}" for reason, count in sorted(skipped.items()))
+    summary = f"wrote {len(rows)} photo(s) to {out}" if out else f"{len(rows)} row(s)"
+    # With no --out, stdout is the CSV.
+    print(summary + (f"; -1 joints for {sum(skipped.values())}: {counts}" if skipped else ""),
+          file=sys.stdout if out else sys.stderr)
+
+
+def _estimate(estimator: Estimator, image: np.ndarray, path: pathlib.Path, out, name: str, size) -> np.ndarray:
+    """Keypoints of one photo, its files (JSON, crop, skeleton) written to `out`; ValueError for no person."""
+    from keras_disentangle import visualize  # Deferred: drawing pulls in the data pipeline.
+
+    f = flags.FLAGS
+    estimate = estimator(image, str(path))
+    if estimate.num_people > 1:
+        print(f"{path}: {estimate.num_people} people found; using the largest", file=sys.stderr)
+    keypoints = estimate.keypoints
+    if size:
+        image, keypoints = frame_to_size(image, keypoints, size)
+    if out:
         stem = pathlib.Path(name).stem
         if size:
             Image.fromarray(image).save(out / name)
         if f.format == "json":
-            (out / f"{stem}.json").write_text(json.dumps({"keypoints": keypoints.tolist()}) + "\n")
+            _write_json(out / f"{stem}.json", keypoints)
         if f.draw:
             Image.fromarray(visualize.draw_keypoints(image, keypoints, radius=max(2, min(image.shape[:2]) // 64))
                             ).save(out / f"{stem}.skeleton.png")
-    if f.format == "csv":
-        (out / "keypoints.csv").write_text(common.ANNOTATION_HEADER + "\n" + "".join(rows))
-    print(f"wrote {len(results)} photo(s) to {out}")
+    return keypoints
+
+
+def _write_json(path: pathlib.Path, keypoints: np.ndarray) -> None:
+    path.write_text(json.dumps({"keypoints": keypoints.tolist()}) + "\n")
 
 
 if __name__ == "__main__":

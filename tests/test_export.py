@@ -159,7 +159,7 @@ def test_readme_rest_body_through_transfer_photo(served, serving, synthetic_reco
     assert png.shape == (height, width, 3) and png.dtype == np.uint8
 
     # In process: the photo framed by keypoints.frame and prepared as the pipeline does, then transfer.
-    decoded = tf.io.decode_jpeg(jpeg.getvalue(), channels=3).numpy()
+    decoded = np.asarray(Image.open(io.BytesIO(jpeg.getvalue())).convert("RGB"))  # as keypoints.read_image reads it
     crop, moved, _ = keypoints.frame(decoded, points, height / width)
     # The target pose is framed on its own extent (the crop of a 1-pixel image has the box's size).
     target_crop, target_moved, _ = keypoints.frame(np.zeros((1, 1, 3), np.uint8), target, height / width)
