@@ -18,7 +18,7 @@ TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv weights demo demo-deepfashion app test test-all bench clean
+.PHONY: venv weights demo demo-deepfashion app load test test-all bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -100,9 +100,17 @@ $(DEMO_EXPORT)/stage2/1/saved_model.pb: $(DEMO_STAGE2_RUNS:=/checkpoints/checkpo
 	rm -rf $(DEMO_EXPORT)/stage2
 	$(PY) -m keras_disentangle.export $(DEMO_STAGE2_RUNS:%=--stage2_dir=%) --out=$(DEMO_EXPORT) --name=stage2 --version=1
 app: venv pose-models $(DEMO_EXPORT)/stage1/1/saved_model.pb $(DEMO_EXPORT)/stage2/1/saved_model.pb
-	$(PY) -m keras_disentangle.app --stage1=$(DEMO_EXPORT)/stage1/1 --stage2=$(DEMO_EXPORT)/stage2/1 \
+	$(PY) -m keras_disentangle.app --stage1=$(DEMO_EXPORT)/stage1 --stage2=$(DEMO_EXPORT)/stage2 \
 		--gallery=$(DEMO_DATA)/bounding_box_test --gallery_keypoints=$(DEMO_DATA)/market-annotation-test.csv \
 		--host=$(APP_HOST) --port=$(APP_PORT)
+
+# A bounded load test of the browser demo and of transfer_photo (README, "Under load"): LOAD_CLIENTS clients
+# for LOAD_SECONDS against each, on 127.0.0.1 only; exit 0 if no request failed and memory grew <= 10 %.
+LOAD_CLIENTS ?= 8
+LOAD_SECONDS ?= 60
+load: venv $(DEMO_EXPORT)/stage1/1/saved_model.pb
+	$(PY) -m keras_disentangle.loadtest --stage1=$(DEMO_EXPORT)/stage1 --gallery=$(DEMO_DATA)/bounding_box_test \
+		--gallery_keypoints=$(DEMO_DATA)/market-annotation-test.csv --clients=$(LOAD_CLIENTS) --seconds=$(LOAD_SECONDS)
 
 # BlazePose .tflite files for keras_disentangle.keypoints (from the mediapipe wheel, fetched with pip).
 .PHONY: pose-models

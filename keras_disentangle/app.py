@@ -1,7 +1,7 @@
 """The browser demo: pose transfer, swaps, sampling and interpolation over the exported SavedModels.
 
   python -m keras_disentangle.app --stage1=EXPORT_DIR [--stage2=EXPORT_DIR] [--gallery=DIR] \
-      [--gallery_keypoints=CSV] [--host=127.0.0.1] [--port=7860]
+      [--gallery_keypoints=CSV] [--host=127.0.0.1] [--port=7860] [--max_upload_mb=20]
   python -m keras_disentangle.app --stage1=EXPORT_DIR --bench=20 [--bench_photo=IMG]   (latency)
 
 A client of the serving artefacts only: every picture comes from a signature of the SavedModels
@@ -9,6 +9,12 @@ A client of the serving artefacts only: every picture comes from a signature of 
 gallery's photos, from their annotation rows. What works here works in TF Serving. Gradio serves the
 page and an HTTP API (`gradio_client`) with one endpoint per button: transfer, swap, sample, walk,
 frame. Nothing is fetched from the internet: analytics are off and the theme uses system fonts.
+
+EXPORT_DIR is what `export` writes: the TF Serving base folder `OUT/<name>`, whose newest numeric
+version is served (as TF Serving does), or one version folder `OUT/<name>/<version>`. Uploads reach
+the functions as the files sent (Gradio's `type="filepath"`), read by `keypoints.read_image` as the
+command-line tools read photos: upright by their EXIF orientation, the same pixels `transfer_photo`
+decodes. Uploads above `--max_upload_mb` are refused by the server before they are stored.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ FACTOR_LABELS = {"fg": "foreground (clothes, body)", "bg": "background", "pose":
 WALKS = ("two seeds", "two photos", "two photos, inverse (through z)")
 GALLERY_SIZE = 10
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# A phone photo is 2-12 MB; the limit keeps a client from filling the server's disk and memory.
+MAX_UPLOAD_MB = 20
 
 
 class AppError(ValueError):
@@ -78,6 +86,8 @@ class Demo:
     """
 
     def __init__(self, stage1: str, stage2: str | None = None, gallery=(), gallery_keypoints=None):
+        stage1 = savedmodel_dir(stage1, "stage1")
+        stage2 = None if stage2 is None else savedmodel_dir(stage2, "stage2")
         self.stage1 = tf.saved_model.load(stage1)
         self.stage2 = None if stage2 is None else (self.stage1 if stage2 == stage1 else tf.saved_model.load(stage2))
         self.signatures = self.stage1.signatures
@@ -95,9 +105,16 @@ class Demo:
 
     # Photos in.
     def person(self, photo, what: str) -> Person:
-        """Keypoints (annotated for a gallery photo, else estimated) and the framed model input."""
+        """Keypoints (annotated for a gallery photo, else estimated) and the framed model input.
+
+        `photo` is a file (an upload, read by `keypoints.read_image`) or uint8 RGB pixels."""
         if photo is None:
             raise AppError(f"{what}: no photo; upload one or pick a test image.")
+        if isinstance(photo, (str, os.PathLike)):
+            try:
+                photo = keypoints.read_image(photo)
+            except ValueError as error:
+                raise AppError(f"{what}: {str(error).removeprefix(f'{photo}: ')}") from None
         photo = np.asarray(photo)
         if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
             raise AppError(f"{what}: expected an RGB photo, got an array of shape {photo.shape} ({photo.dtype}).")
@@ -285,7 +302,9 @@ def build_page(demo: Demo):
         return call
 
     def photo(label, elem_id):
-        return gr.Image(label=label, type="numpy", sources=["upload"], height=240, elem_id=elem_id)
+        # The file as sent (image_mode None: Gradio neither converts nor re-encodes it), for the shared reader.
+        return gr.Image(label=label, type="filepath", image_mode=None, sources=["upload"], height=240,
+                        elem_id=elem_id)
 
     def result(label, elem_id):
         return gr.Image(label=label, type="numpy", format="png", interactive=False, height=240, buttons=["download"],
@@ -367,14 +386,16 @@ def theme():
                              font_mono=["ui-monospace", "Consolas", "monospace"])
 
 
-def launch(demo: Demo, host: str, port: int, block: bool = True):
-    """Serves the page at http://host:port; returns the Gradio app (without blocking when `block` is False)."""
+def launch(demo: Demo, host: str, port: int, block: bool = True, max_upload_mb: float = MAX_UPLOAD_MB):
+    """Serves the page at http://host:port; returns the Gradio app (without blocking when `block` is False).
+    Uploads above `max_upload_mb` megabytes are refused (HTTP 413)."""
     # Gradio checks its own page with httpx at start-up; those requests are no news on the console.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     page = build_page(demo)
     page.queue(default_concurrency_limit=1)
     page.launch(server_name=host, server_port=port, theme=theme(), css=CSS, show_error=True, ssr_mode=False,
-                pwa=False, mcp_server=False, prevent_thread_lock=not block, quiet=not block, footer_links=["api"])
+                pwa=False, mcp_server=False, prevent_thread_lock=not block, quiet=not block, footer_links=["api"],
+                max_file_size=int(max_upload_mb * 1024 * 1024))
     return page
 
 
@@ -411,6 +432,24 @@ def bench(demo: Demo, count: int, photo: str | None) -> None:
         page.close()
 
 
+def savedmodel_dir(path: str, flag: str) -> str:
+    """A SavedModel folder, or in a TF Serving base folder (numbered version folders) the newest version.
+
+    Raises:
+      ValueError: naming the flag, if `path` is neither.
+    """
+    folder = pathlib.Path(path)
+    if (folder / "saved_model.pb").is_file():
+        return str(folder)
+    versions = [p for p in folder.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()] \
+        if folder.is_dir() else []
+    if not versions:
+        raise ValueError(f"--{flag}: {path} is neither a SavedModel folder (no saved_model.pb) nor a TF Serving "
+                         "base folder (no numbered version holding one); write one with "
+                         "`python -m keras_disentangle.export`.")
+    return str(max(versions, key=lambda p: int(p.name)))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -421,14 +460,16 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("stage1", None, "Stage-I SavedModel (export's OUT/<name>/<version>); a stage-II one works too.")
+    flags.DEFINE_string("stage1", None, "Stage-I SavedModel: export's OUT/<name> (the newest version is served) or "
+                        "OUT/<name>/<version>; a stage-II one works too.")
     flags.mark_flag_as_required("stage1")
-    flags.DEFINE_string("stage2", None, "Stage-II SavedModel: the Sample and Interpolate tabs.")
+    flags.DEFINE_string("stage2", None, "Stage-II SavedModel (base or version folder): the Sample and Interpolate tabs.")
     flags.DEFINE_string("gallery", None, "Folder of test photos offered in the page (the first 10).")
     flags.DEFINE_string("gallery_keypoints", None, "Annotation CSV of the gallery photos (Market/DeepFashion syntax); "
                         "photos without a row get BlazePose keypoints.")
     flags.DEFINE_string("host", "127.0.0.1", "Address to bind; the default serves this machine only.")
     flags.DEFINE_integer("port", 7860, "Port.", lower_bound=1, upper_bound=65535)
+    flags.DEFINE_float("max_upload_mb", MAX_UPLOAD_MB, "Largest upload accepted, in megabytes.", lower_bound=0.01)
     flags.DEFINE_integer("bench", 0, "Instead of serving: time N transfer requests after warm-up.", lower_bound=0)
     flags.DEFINE_string("bench_photo", None, "--bench: also time a transfer of this photo (BlazePose on every "
                         "request).")
@@ -437,10 +478,8 @@ def define_flags() -> None:
 def main(argv):
     cli.no_positional(argv)
     for name in ("stage1", "stage2"):
-        path = getattr(FLAGS, name)
-        if path is not None and not (pathlib.Path(path) / "saved_model.pb").is_file():
-            raise ValueError(f"--{name}: {path} is not a SavedModel folder (no saved_model.pb); "
-                             "write one with `python -m keras_disentangle.export`.")
+        if getattr(FLAGS, name) is not None:
+            savedmodel_dir(getattr(FLAGS, name), name)  # a bad folder is reported before anything loads
     gallery, points = read_gallery(FLAGS.gallery, FLAGS.gallery_keypoints) if FLAGS.gallery else ([], {})
     if FLAGS.bench and not gallery:
         raise cli.UsageError("--bench needs --gallery (the photos it transfers).")
@@ -448,7 +487,7 @@ def main(argv):
     if FLAGS.bench:
         bench(demo, FLAGS.bench, FLAGS.bench_photo)
     else:
-        launch(demo, FLAGS.host, FLAGS.port)
+        launch(demo, FLAGS.host, FLAGS.port, max_upload_mb=FLAGS.max_upload_mb)
 
 
 if __name__ == "__main__":

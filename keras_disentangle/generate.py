@@ -166,9 +166,17 @@ def _file_example(name: str, image: tf.Tensor, keypoint_array: np.ndarray) -> di
             **{key: tf.constant(-1, tf.int64) for key in ("person_id", "camera", "fg_id", "bg_id")}}
 
 
+def _read_photo(flag: str, path: str) -> np.ndarray:
+    """The photo upright (`keypoints.read_image`), as the keypoints of `keypoints` and of the estimator see it."""
+    try:
+        return keypoints.read_image(path)
+    except ValueError as error:
+        raise ValueError(f"--{flag}={error}") from None
+
+
 def _estimated_example(flag: str, path: str, cfg: configs.Config) -> tuple[dict, Framing]:
     """The photo framed on its person at the model's aspect ratio, keypoints from the estimator."""
-    photo = keypoints.read_image(path)
+    photo = _read_photo(flag, path)
     try:
         estimate = _estimator()(photo, f"--{flag}={path}")
     except ValueError as error:
@@ -207,12 +215,15 @@ def load_images(specs: list[tuple[str, str, str | None]], cfg: configs.Config,
         if keypoint_text is not None:
             if not os.path.isfile(path):
                 raise ValueError(f"--{flag}={path}: no such image file.")
+            photo = _read_photo(flag, path)
             if keypoint_text.strip().lower().endswith(".json"):
-                height, width = keypoints.read_image(path).shape[:2]
-                given = keypoints.read_keypoints_json(keypoint_text.strip(), height, width)
+                given = keypoints.read_keypoints_json(keypoint_text.strip(), *photo.shape[:2])
             else:
                 given = parse_keypoints(keypoint_text, f"{flag}_keypoints")
-            parsed = _file_example(name, tf.io.read_file(path), given)
+            # The stored bytes decode as a record's photo does; a photo its EXIF orientation turns goes in
+            # upright, since the keypoints are the upright photo's.
+            encoded = tf.io.read_file(path) if keypoints.stored_upright(path) else tf.io.encode_png(photo)
+            parsed = _file_example(name, encoded, given)
         elif name in found:
             parsed = records.parse_image(found[name])
         elif os.path.isfile(path):

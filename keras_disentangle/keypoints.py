@@ -37,6 +37,7 @@ MIN_IMAGE_SIDE = 16
 # Photos above this are refused from their header: 50-megapixel phone photos pass, a 108-megapixel one
 # (12,000x9,000, 324 MB decoded) or a small file claiming a huge canvas does not.
 MAX_PIXELS = 64_000_000
+EXIF_ORIENTATION = 0x0112
 # What the command takes as photos; any other positional argument is a usage error.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Photos whose long side is below this are person crops (Market-1501 is 128x64): the detector, trained
@@ -82,6 +83,12 @@ def read_image(path) -> np.ndarray:
         raise ValueError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]} pixels, expected at least "
                          f"{MIN_IMAGE_SIDE} on each side")
     return rgb
+
+
+def stored_upright(path) -> bool:
+    """Whether a readable photo's stored pixels are its upright ones: no EXIF orientation turns it."""
+    with Image.open(path) as image:
+        return image.getexif().get(EXIF_ORIENTATION, 1) not in range(2, 9)
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

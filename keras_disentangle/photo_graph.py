@@ -26,13 +26,12 @@ import keras
 import tensorflow as tf
 
 from keras_disentangle import configs, geometry
-from keras_disentangle.keypoints import FRAME_MARGIN, MAX_PIXELS, MIN_IMAGE_SIDE
+from keras_disentangle.keypoints import EXIF_ORIENTATION, FRAME_MARGIN, MAX_PIXELS, MIN_IMAGE_SIDE
 
 
 # Bytes read for the header and the EXIF block: an APP1 segment holds at most 64 KiB and sits among the
 # first segments, so the block and its first directory lie in this prefix.
 HEADER_BYTES = 1 << 17
-ORIENTATION_TAG = 0x0112
 
 
 def _prefix(image_bytes) -> tf.Tensor:
@@ -99,7 +98,7 @@ def exif_orientation(image_bytes) -> tf.Tensor:
     directory = tiff + _uint(data, tiff + 4, 4, little)
     entries = directory + 2 + 12 * tf.range(tf.minimum(_uint(data, directory, 2, little), 256))
     # An orientation entry is a SHORT (type 3): its value is the first 2 bytes of the value field.
-    at = tf.boolean_mask(entries, _uint(data, entries, 2, little) == ORIENTATION_TAG)[:1]
+    at = tf.boolean_mask(entries, _uint(data, entries, 2, little) == EXIF_ORIENTATION)[:1]
     value = tf.reduce_sum(_uint(data, at + 8, 2, little))
     ok = tf.io.is_jpeg(image_bytes) & tf.reduce_any(found) & (tf.size(at) > 0) & (value >= 1) & (value <= 8)
     return tf.where(ok, value, tf.constant(1, tf.int64))

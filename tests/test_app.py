@@ -25,13 +25,16 @@ INSTALL_CHROMIUM = "apt-get install -y chromium   (as root; .ci/run does it)"
 TIMEOUT_MS = 120_000  # one request on a shared, slow CPU; a healthy one answers in well under a second
 
 
+UPLOAD_LIMIT_MB = 1  # the test server's; a test photo is well under it
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """(stage-I, stage-II) SavedModels: an untrained micro synthetic one (every signature of stage I
-    and II) or, with KD_APP_DEMO, the demo's exports."""
+    """(stage-I, stage-II) TF Serving base folders (`export`'s OUT/<name>, one version each): an untrained
+    micro synthetic model (every signature of stage I and II) or, with KD_APP_DEMO, the demo's exports."""
     if os.environ.get("KD_APP_DEMO"):
         export_dir = pathlib.Path(os.environ["KD_APP_DEMO"]) / "export"
-        return str(export_dir / "stage1" / "1"), str(export_dir / "stage2" / "1")
+        return str(export_dir / "stage1"), str(export_dir / "stage2")
     from keras_disentangle import configs, export
     from keras_disentangle.models.mapper import build_mapper
     from keras_disentangle.models.stage1 import build_stage1
@@ -39,8 +42,9 @@ def exported(tmp_path_factory):
 
     cfg = configs.get_config("synthetic", "micro")
     serving = Stage2Serving(cfg, build_stage1(cfg), {f: build_mapper(cfg, f) for f in configs.Factor})
-    path = export.write_serving(serving, str(tmp_path_factory.mktemp("app_export") / "1"))
-    return path, path
+    base = tmp_path_factory.mktemp("app_export")
+    export.write_serving(serving, str(base / "1"))
+    return str(base), str(base)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,7 @@ def server(exported, fixtures_dir):
     gallery, points = app.read_gallery(root / "bounding_box_test", root / "market-annotation-test.csv")
     demo = app.Demo(*exported, gallery, points)
     port = app.free_port()
-    page = app.launch(demo, "127.0.0.1", port, block=False)
+    page = app.launch(demo, "127.0.0.1", port, block=False, max_upload_mb=UPLOAD_LIMIT_MB)
     yield f"http://127.0.0.1:{port}", demo
     page.close()
 
@@ -210,3 +214,62 @@ def test_the_app_imports_no_training_code():
             "print(sorted(m for m in sys.modules if m.startswith('keras_disentangle.training')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_savedmodel_dir_takes_a_version_or_the_newest_in_a_base_folder(tmp_path):
+    """As TF Serving picks a version: the largest number (10 after 9), not names that are no numbers."""
+    from keras_disentangle import app
+
+    for version in ("1", "9", "10", "11-tmp"):
+        (tmp_path / "model" / version).mkdir(parents=True)
+        (tmp_path / "model" / version / "saved_model.pb").touch()
+    (tmp_path / "model" / "12").mkdir()  # a version being written: no saved_model.pb yet
+    assert app.savedmodel_dir(str(tmp_path / "model"), "stage1") == str(tmp_path / "model" / "10")
+    assert app.savedmodel_dir(str(tmp_path / "model" / "9"), "stage1") == str(tmp_path / "model" / "9")
+    with pytest.raises(ValueError, match=r"--stage2: .*empty is neither a SavedModel folder"):
+        (tmp_path / "empty").mkdir()
+        app.savedmodel_dir(str(tmp_path / "empty"), "stage2")
+
+
+def test_phone_photos_and_bad_uploads_through_the_http_api(server, fixtures_dir, tmp_path):
+    """A phone photo stored turned with its EXIF tag transfers exactly as its upright pixels do, and as the
+    SavedModel's transfer_photo does on the phone photo's own bytes (the three decoders agree). Truncated,
+    huge and over-the-limit uploads are one clear message each, and the server goes on serving."""
+    import tensorflow as tf
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    import photo_files
+    from keras_disentangle import keypoints
+
+    url, demo = server
+    client = Client(url, verbose=False)
+    phone = photo_files.phone_jpeg(photo_files.portrait(keypoints.read_image(fixtures_dir / DF_PHOTO)))
+    files = {"phone.jpg": phone, "upright.png": photo_files.upright_png(phone),
+             "truncated.jpg": phone[:len(phone) // 2], "huge.png": photo_files.grey_png(12_000, 9_000),
+             "big.png": os.urandom(int(1.5 * UPLOAD_LIMIT_MB * 2 ** 20))}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    target = handle_file(demo.gallery[1])
+    results = {name: [_image((pathlib.Path(p)).read_bytes()) for p in
+                      client.predict(handle_file(str(tmp_path / name)), target, api_name="/transfer")]
+               for name in ("phone.jpg", "upright.png")}
+    for got, expected in zip(results["phone.jpg"], results["upright.png"]):
+        np.testing.assert_array_equal(got, expected)
+    assert results["phone.jpg"][0].shape[0] > results["phone.jpg"][0].shape[1]  # portrait, as a viewer shows it
+
+    person = demo.person(str(tmp_path / "phone.jpg"), "photo")
+    pose = demo.person(demo.gallery[1], "pose")
+    signature = demo.signatures["transfer_photo"]
+    served = signature(image_bytes=tf.constant([phone]), keypoints=tf.constant(person.keypoints[None], tf.float32),
+                       target_keypoints=tf.constant(pose.keypoints[None], tf.float32))
+    np.testing.assert_array_equal(_image(served["png_bytes"][0].numpy()), results["phone.jpg"][2])
+
+    for name, message in (("truncated.jpg", "person photo: not a readable image \\(truncated"),
+                          ("huge.png", "person photo: image is 12000x9000 pixels \\(108 MP\\)")):
+        with pytest.raises(AppError, match=message):
+            client.predict(handle_file(str(tmp_path / name)), target, api_name="/transfer")
+    with pytest.raises(Exception, match="413|exceeds the maximum file size"):  # refused at upload
+        client.predict(handle_file(str(tmp_path / "big.png")), target, api_name="/transfer")
+    assert Image.open(client.predict(handle_file(demo.gallery[0]), target, api_name="/transfer")[2]).size == \
+        demo.size[::-1]

@@ -273,3 +273,44 @@ def test_sampling_a_subset_needs_real_images(models, stage2_runs, tmp_path):
                                factors=("fg",))
     with pytest.raises(ValueError, match="--data_dir"):
         generate.run(request, models)
+
+
+def test_generate_reads_phone_photos_upright_and_names_bad_ones(stage1_run, fixtures_dir, tmp_path):
+    """`generate transfer --stage1_dir` on a phone photo stored turned (EXIF 6) gives what its upright
+    pixels give, pasted into the upright photo, with estimated or given keypoints; a truncated and a
+    12,000x9,000 photo are one message naming the flag."""
+    from PIL import Image
+
+    import photo_files
+    from keras_disentangle import generate, keypoints
+
+    folder = fixtures_dir / "deepfashion_mini" / "test"
+    phone = photo_files.phone_jpeg(photo_files.portrait(keypoints.read_image(
+        folder / "fashionWOMENDressesid0000386607_1front.jpg")))
+    files = {"phone.jpg": phone, "upright.png": photo_files.upright_png(phone),
+             "truncated.jpg": phone[:len(phone) // 2], "huge.png": photo_files.grey_png(12_000, 9_000)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    pose = str(folder / "fashionMENShirts_Polosid0000186605_4full.jpg")
+    points = json.dumps({"keypoints": keypoints.Estimator()(keypoints.read_image(tmp_path / "upright.png"))
+                         .keypoints.tolist()})
+    (tmp_path / "points.json").write_text(points)
+    outputs = {}
+    for name in ("phone.jpg", "upright.png"):
+        for given in (None, str(tmp_path / "points.json")):
+            out = tmp_path / f"{name}-{given is not None}"
+            request = generate.Request(mode="transfer", stage2_dirs=(), stage1_dir=stage1_run, out=str(out),
+                                       images={"source": str(tmp_path / name), "pose": pose},
+                                       keypoints={"source": given} if given else {})
+            generate.run(request)
+            outputs[name, given is not None] = [np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))]
+    for given in (False, True):
+        for got, expected in zip(outputs["phone.jpg", given], outputs["upright.png", given]):
+            np.testing.assert_array_equal(got, expected)
+    assert outputs["phone.jpg", False][1].shape[:2] == (256, 192)  # the pasted-back photo, upright
+    for name, message in (("truncated.jpg", "not a readable image \\(truncated"),
+                          ("huge.png", r"image is 12000x9000 pixels \(108 MP\)")):
+        request = generate.Request(mode="transfer", stage2_dirs=(), stage1_dir=stage1_run, out=str(tmp_path / "bad"),
+                                   images={"source": str(tmp_path / name), "pose": pose})
+        with pytest.raises(ValueError, match=f"--source=.*{name}: {message}"):
+            generate.run(request)

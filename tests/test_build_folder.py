@@ -77,3 +77,30 @@ def test_folder_without_identities(fixtures_dir, tmp_path):
     examples = read_images(out, "train")
     assert sorted(int(e["person_id"]) for e in examples) == [0, 1]
     assert all((e["height"], e["width"]) == (64, 64) for e in examples)
+
+
+def test_folder_reads_phone_photos_upright_and_skips_truncated_and_huge(fixtures_dir, tmp_path):
+    """A phone photo stored turned (EXIF 6) becomes the upright photo's record; a truncated and a
+    12,000x9,000 photo are counted as corrupt images under --skip_bad and stop the run without it."""
+    import photo_files
+
+    from keras_disentangle import keypoints
+    from tfrecords.build import BadInput, Reason, build
+
+    photo = photo_files.portrait(keypoints.read_image(fixtures_dir / "deepfashion_mini" / "test" / OTHER))
+    root = tmp_path / "flat"
+    root.mkdir()
+    phone = photo_files.phone_jpeg(photo)
+    (root / "a_upright.png").write_bytes(photo_files.upright_png(phone))
+    (root / "b_phone.jpg").write_bytes(phone)
+    (root / "c_truncated.jpg").write_bytes(photo_files.refused(photo)["truncated.jpg"][0])
+    (root / "d_huge.png").write_bytes(photo_files.grey_png(12_000, 9_000))
+    options = {"identity_from": "none", "size": (128, 64)}
+    summary = build("folder", root, tmp_path / "records", skip_bad=True, progress_every=0, reader_options=options)
+    assert summary.records == {"train": 2} and summary.skipped["train"] == {Reason.CORRUPT_IMAGE: 2}
+    upright, phone = sorted(read_images(tmp_path / "records", "train"), key=lambda e: e["name"])
+    assert (upright["keypoints"] >= 0).all(1).sum() >= 6
+    np.testing.assert_array_equal(phone["keypoints"], upright["keypoints"])
+    assert phone["image"] == upright["image"]
+    with pytest.raises(BadInput, match=r"c_truncated\.jpg: not a readable image \(truncated"):
+        build("folder", root, tmp_path / "strict", progress_every=0, reader_options=options)

@@ -170,3 +170,40 @@ def test_command_frames_to_the_model_size(fixtures_dir, tmp_path):
     assert present.sum() >= 12 and (points[present] < [128, 64]).all()
     # The person spans most of the crop's height: framed, not shrunk into a corner.
     assert np.ptp(points[present, 0]) > 0.6 * 128
+
+
+def test_batch_goes_on_past_bad_photos_and_reads_phone_photos_upright(fixtures_dir, tmp_path):
+    """Many photos: an unreadable, huge or empty one gets a row of -1 joints and is counted; a phone
+    photo stored turned with its EXIF tag gives the upright photo's keypoints. --strict and a single
+    photo stop at the first bad one with its one-line error."""
+    import photo_files
+
+    photo = photo_files.portrait(keypoints.read_image(fixtures_dir / DF / "test" / FRONT))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    phone = photo_files.phone_jpeg(photo)
+    files = {"upright.png": photo_files.upright_png(phone), "phone.jpg": phone,
+             "truncated.jpg": photo_files.refused(photo)["truncated.jpg"][0],
+             "huge.png": photo_files.grey_png(12_000, 9_000),
+             "nobody.png": photo_files.encode(Image.new("RGB", (150, 200), (127, 127, 127)), "PNG")}
+    paths = []
+    for name, data in files.items():
+        paths.append(folder / name)
+        paths[-1].write_bytes(data)
+    result = _command(*map(str, paths), f"--out={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    assert "-1 joints for 3: 2 corrupt image, 1 no person" in result.stdout, result.stdout
+    rows = {e.name: np.array(e.keypoints) for e in common.read_annotation_csv(tmp_path / "out" / "keypoints.csv").entries}
+    assert list(rows) == list(files)
+    for name in ("truncated.jpg", "huge.png", "nobody.png"):
+        assert (rows[name] == -1).all(), name
+    assert (rows["upright.png"] >= 0).all(1).sum() >= 12
+    np.testing.assert_array_equal(rows["phone.jpg"], rows["upright.png"])
+
+    strict = _command(*map(str, paths), f"--out={tmp_path / 'strict'}", "--strict")
+    single = _command(str(paths[3]))
+    for stopped, name in ((strict, "truncated.jpg"), (single, "huge.png")):
+        assert stopped.returncode == 1
+        errors = [line for line in stopped.stderr.splitlines() if "error:" in line or name in line]
+        assert len(errors) == 1 and f"{name}: " in errors[0] and "error:" in errors[0], stopped.stderr
+    assert not (tmp_path / "strict" / "keypoints.csv").exists()
