@@ -26,12 +26,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import atexit  # noqa: E402
 import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
 import socket  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -293,12 +297,31 @@ def build_page(demo: Demo):
     """The Gradio page: one tab per application; each button is also an HTTP API endpoint."""
     import gradio as gr  # noqa: PLC0415 (the bench and the tests of `Demo` need no web server)
 
+    # Pictures go out as files written here once per content. Gradio 6.31 caches a returned array by
+    # rewriting its content-addressed file on every request (truncate, then write): a client downloading
+    # the same picture meanwhile (the same gallery pair) got a cut-off body under load. A returned file
+    # is copied into its cache atomically, and only when absent.
+    pictures = pathlib.Path(tempfile.mkdtemp(prefix="keras-disentangle-app-"))
+    atexit.register(shutil.rmtree, pictures, ignore_errors=True)
+
+    def as_file(value):
+        if not isinstance(value, np.ndarray):
+            return value
+        data = _png(value)
+        path = pictures / f"{hashlib.sha1(data).hexdigest()}.png"
+        if not path.exists():
+            partial = path.with_suffix(f".{threading.get_ident()}.partial")
+            partial.write_bytes(data)
+            partial.replace(path)
+        return str(path)
+
     def shown(fn):
         def call(*args):
             try:
-                return fn(*args)
+                out = fn(*args)
             except AppError as error:
                 raise gr.Error(str(error)) from None
+            return tuple(map(as_file, out)) if isinstance(out, tuple) else as_file(out)
         return call
 
     def photo(label, elem_id):

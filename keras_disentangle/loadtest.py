@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pathlib
 import subprocess
 import sys
@@ -33,7 +32,6 @@ from absl import flags
 
 from keras_disentangle import app, cli
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +105,18 @@ def _phase(call, clients: int, seconds: float) -> tuple[list, list]:
     for thread in threads:
         thread.join()
     return latencies, errors
+
+
+def failures(result: Result, cfg: LoadConfig) -> list[str]:
+    """Why `result` fails the targets: any failed request, memory growth over `cfg.max_growth`, no request."""
+    failed = []
+    if result.errors:
+        failed.append(f"{result.name}: {result.errors} errors, the first: {result.first_error}")
+    if result.growth > cfg.max_growth:
+        failed.append(f"{result.name}: memory grew {100 * result.growth:.1f} % > {100 * cfg.max_growth:.0f} %")
+    if not result.latencies:
+        failed.append(f"{result.name}: no request completed")
+    return failed
 
 
 def measure(name: str, call, cfg: LoadConfig, memory) -> Result:
@@ -214,10 +224,7 @@ def main(argv):
     for name in chosen:
         result = targets[name](cfg, FLAGS.stage1, FLAGS.gallery, FLAGS.gallery_keypoints)
         print(result.row(), flush=True)
-        if result.errors:
-            failed.append(f"{result.name}: {result.errors} errors, the first: {result.first_error}")
-        if result.growth > cfg.max_growth:
-            failed.append(f"{result.name}: memory grew {100 * result.growth:.1f} % > {100 * cfg.max_growth:.0f} %")
+        failed += failures(result, cfg)
     for line in failed:
         print(f"FAIL {line}", file=sys.stderr)
     return 1 if failed else 0

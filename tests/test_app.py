@@ -7,6 +7,7 @@ KD_APP_DEMO=out/demo runs the tests on the models and gallery of `make demo && m
 (how the README's screenshots were taken).
 """
 
+import dataclasses
 import io
 import os
 import pathlib
@@ -273,3 +274,25 @@ def test_phone_photos_and_bad_uploads_through_the_http_api(server, fixtures_dir,
         client.predict(handle_file(str(tmp_path / "big.png")), target, api_name="/transfer")
     assert Image.open(client.predict(handle_file(demo.gallery[0]), target, api_name="/transfer")[2]).size == \
         demo.size[::-1]
+
+
+def test_load_client_counts_requests_errors_and_memory(server):
+    """`make load`'s client, briefly: 2 gradio clients for 2 s against the app; a failing call is counted
+    as an error; the verdict fails on errors and on memory growth over the limit."""
+    from gradio_client import Client, handle_file
+
+    from keras_disentangle import loadtest
+
+    url, demo = server
+    clients = [Client(url, verbose=False) for _ in range(2)]
+    a, b = handle_file(demo.gallery[0]), handle_file(demo.gallery[1])
+    cfg = loadtest.LoadConfig(clients=2, seconds=2.0, warmup_seconds=0.0)
+    result = loadtest.measure("app", lambda i: clients[i].submit(a, b, api_name="/transfer").result(timeout=120),
+                              cfg, loadtest.rss)
+    assert result.errors == 0 and len(result.latencies) >= 2 and result.rss_warm > 2 ** 20, result
+    assert result.row().startswith("| app | ") and loadtest.failures(result, cfg) == []
+
+    broken = loadtest.measure("broken", lambda i: 1 / 0, dataclasses.replace(cfg, seconds=0.2), lambda: 100)
+    assert broken.errors > 0 and broken.first_error.startswith("ZeroDivisionError") and not broken.latencies
+    grown = dataclasses.replace(result, rss_end=int(result.rss_warm * 1.2))
+    assert [len(loadtest.failures(r, cfg)) for r in (broken, grown)] == [2, 1]

@@ -3,6 +3,7 @@ the browser demo's uploads) and the SavedModel's in-graph `photo_graph.decode_ph
 Both read every format to the same upright pixels and refuse the same files. The surfaces' end-to-end
 tests (keypoints, tfrecords.build, generate, the app, transfer_photo) use these files too."""
 
+import io
 import re
 
 import numpy as np
@@ -66,19 +67,27 @@ def test_refused_files_get_one_clear_message_at_both_decoders(rgb, decode, tmp_p
 
 
 def test_header_sizes_and_exif_orientations_in_graph(rgb):
-    """The header parser reads every format's size, and the EXIF parser all 8 orientations (both byte orders
-    of the TIFF block PIL writes: little-endian)."""
+    """The header parser reads every format's size, and the EXIF parser all 8 orientations (and none for
+    0 and 9) as PIL reads them, in the little-endian TIFF block PIL writes and in a big-endian one."""
+    import struct
+
     import tensorflow as tf
 
     from keras_disentangle import photo_graph
 
     for name, data in photo_files.readable(rgb).items():
-        stored = Image.open(__import__("io").BytesIO(data)).size[::-1]
+        stored = Image.open(io.BytesIO(data)).size[::-1]
         assert tuple(photo_graph.stored_size(tf.constant(data)).numpy()) == stored, name
+    plain = photo_files.encode(Image.fromarray(rgb), "JPEG")
     for orientation in range(0, 10):
         image = Image.fromarray(rgb)
         exif = image.getexif()
         exif[photo_files.ORIENTATION] = orientation
-        data = photo_files.encode(image, "JPEG", exif=exif)
-        got = int(photo_graph.exif_orientation(tf.constant(data)))
-        assert got == (orientation if 1 <= orientation <= 8 else 1), orientation
+        little = photo_files.encode(image, "JPEG", exif=exif)
+        tiff = (b"MM\x00\x2a" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", photo_files.ORIENTATION, 3, 1,
+                                                                       orientation, 0) + struct.pack(">I", 0))
+        big = plain[:2] + b"\xff\xe1" + struct.pack(">H", len(tiff) + 8) + b"Exif\x00\x00" + tiff + plain[2:]
+        for data in (little, big):
+            assert Image.open(io.BytesIO(data)).getexif().get(photo_files.ORIENTATION) == orientation
+            got = int(photo_graph.exif_orientation(tf.constant(data)))
+            assert got == (orientation if 1 <= orientation <= 8 else 1), orientation
