@@ -32,6 +32,7 @@ TOOLS = {
     "keras_disentangle.blazepose": ([], None),
     "keras_disentangle.keypoints": ([], [f"{MISSING}/photo.jpg"]),
     "keras_disentangle.app": ([], [f"--stage1={MISSING}"]),
+    "keras_disentangle.loadtest": ([], [f"--stage1={MISSING}", f"--gallery={MISSING}"]),
     "keras_disentangle.metrics.pose_pck": ([], [f"--fixtures={MISSING}"]),
     "keras_disentangle.virtual_market": ([], [f"--stage2_dir={MISSING}", f"--data_dir={MISSING}", "--out={tmp}/vm"]),
     "keras_disentangle.reid.train": ([], [f"--data_dir={MISSING}", "--logdir={tmp}/reid"]),
