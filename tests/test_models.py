@@ -417,3 +417,24 @@ def test_generator_restores_a_checkpoint_of_the_plain_conv2d_stem():
     inputs = {"appearance_embedding": rng.normal(size=(2, cfg.model.appearance_embedding_dim)).astype("float32"),
               "heatmaps": rng.choice([-1.0, 1.0], size=(2, cfg.data.height, cfg.data.width, 18)).astype("float32")}
     np.testing.assert_allclose(generator(inputs).numpy(), plain(inputs).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("up_path", [False, True])
+def test_the_up_path_reads_the_appearance_only_when_configured(up_path, rng):
+    """With the stem's appearance weights zeroed, the image depends on the embedding only through the up path."""
+    cfg = configs.override(configs.get_config("synthetic", "micro"), appearance_in_up_path=up_path)
+    generator = build_generator(cfg)
+    stem = generator.get_layer("stem")
+    kernel = stem.kernel.numpy()
+    kernel[:, :, :cfg.model.appearance_embedding_dim, :] = 0.0
+    stem.kernel.assign(kernel)
+    heatmaps = np.where(rng.random((1, cfg.data.height, cfg.data.width, 18)) < 0.1, 1.0, -1.0).astype(np.float32)
+    images = [np.asarray(generator({"appearance_embedding": rng.normal(size=(1, cfg.model.appearance_embedding_dim))
+                                    .astype(np.float32), "heatmaps": heatmaps})) for _ in range(2)]
+    changed = np.abs(images[0] - images[1]).max()
+    if up_path:
+        assert changed > 1e-3
+        assert [layer.name for layer in generator.layers if layer.name.endswith("_tile_appearance")] == [
+            f"up{level}_tile_appearance" for level in reversed(range(len(cfg.model.generator_channels)))]
+    else:
+        assert changed == 0.0

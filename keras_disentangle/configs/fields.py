@@ -105,6 +105,11 @@ class ModelConfig:
         outside the limb mask stay visible to the ROIs).
       generator_channels: tuple of int. Levels of the U-Net generator.
       generator_bottleneck_dim: int. Width of the fully connected bottleneck of the U-Net.
+      appearance_in_up_path: bool. Whether every level of the U-Net's up path reads the tiled
+        appearance embedding too, beside its skip (not in the paper). False: the paper's design,
+        where the embedding enters only through the stem, a linear map to `generator_channels[0]`
+        features shared with the heatmaps, so the layers that draw each pixel see at most that many
+        combinations of the 352-d code (16 of 88 at micro: clothes came out grey; README, colour).
       d1_channels: tuple of int. DCGAN discriminator conv widths (5x5, stride 2).
       d1_normalization: str, one of `D1_NORMALIZATIONS`. `batch`: batch norm on all convs but the
         first (DCGAN; the authors' D1); `none`: no normalization (in the paper's design space: batch
@@ -132,6 +137,7 @@ class ModelConfig:
     fg_features_masked: bool = True
     generator_channels: tuple[int, ...] = (128, 256, 384, 512, 640)
     generator_bottleneck_dim: int = 64
+    appearance_in_up_path: bool = False
     d1_channels: tuple[int, ...] = (64, 128, 256, 512)
     d1_normalization: str = "batch"
     pose_hidden_dim: int = 512

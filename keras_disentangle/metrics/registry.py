@@ -25,7 +25,7 @@ from keras_disentangle import configs
 DEFAULTS = configs.EvalConfig()
 # Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
 MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "sharpness", "gt_swap",
-           "leakage", "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
+           "colour_probe", "leakage", "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
 TASKS = ("reconstruct", "transfer", "sample")
 
 
