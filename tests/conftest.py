@@ -12,6 +12,11 @@ import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+# A hang guard, not a speed assertion: the one wall-clock limit of every wait in the suite (subprocesses,
+# polls of a run's files, the browser). Tests wait on events (a file written, a checkpoint listed, a
+# process exiting); a loaded 2-vCPU machine may take many times as long as a quiet one, and only a run
+# that hangs should ever reach this.
+HANG_GUARD_SECONDS = 30 * 60
 
 
 def pytest_collection_modifyitems(config, items):
