@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 2000
 # The preset's learning rate, halved every HALVING steps: the constant rate's FG swap curve is not
@@ -78,7 +80,7 @@ def reports(micro_run, tmp_path_factory):
     }
     written = {}
     for task, process in runs.items():
-        stdout, stderr = process.communicate(timeout=600)
+        stdout, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
         assert process.returncode == 0, stderr[-3000:]
         written[task] = json.loads((out / task / "report.json").read_text())
         written[task]["stdout"] = stdout

@@ -376,18 +376,32 @@ def _conv_and_gradients(layer, vector, other, weights=None):
     return [tf.cast(t, tf.float32).numpy() for t in results]
 
 
-@pytest.mark.parametrize("height, width, kernel", [(6, 5, 3), (2, 1, 3), (7, 4, 5), (4, 4, 2)])
-def test_tiled_input_conv_equals_conv2d_on_a_tiled_input(height, width, kernel):
+TILED_CASES = pytest.mark.parametrize("height, width, kernel", [(6, 5, 3), (2, 1, 3), (7, 4, 5), (4, 4, 2)])
+
+
+def _tiled_case(height, width, kernel):
+    """(vector, other, the float32 Conv2D's weights, its outputs and gradients) of one case."""
     rng = np.random.default_rng(0)
     vector = tf.constant(rng.normal(size=(3, 4)), tf.float32)
     other = tf.constant(rng.normal(size=(3, height, width, 2)), tf.float32)
     conv = keras.layers.Conv2D(5, kernel, padding="same", activation="relu")
     truth = _conv_and_gradients(conv, vector, other)
-    weights = conv.get_weights()
+    return vector, other, conv.get_weights(), truth
+
+
+@TILED_CASES
+def test_tiled_input_conv_equals_conv2d_on_a_tiled_input(height, width, kernel):
+    vector, other, weights, truth = _tiled_case(height, width, kernel)
     for actual, expected in zip(_conv_and_gradients(
             layers.TiledInputConv2D(4, 5, kernel, activation="relu"), vector, other, weights), truth):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
-    # Under mixed_bfloat16 it is no less accurate than the Conv2D it replaces (both against float32).
+
+
+@pytest.mark.bf16
+@TILED_CASES
+def test_tiled_input_conv_under_mixed_bfloat16_is_no_less_accurate_than_conv2d(height, width, kernel):
+    """Both against float32: the tiled stem loses no more to bf16 than the Conv2D it replaces."""
+    vector, other, weights, truth = _tiled_case(height, width, kernel)
     with precision.global_policy("mixed_bfloat16"):
         errors = [[np.abs(a - t).max() / np.abs(t).max() for a, t in zip(_conv_and_gradients(
             layer, vector, other, weights), truth)] for layer in (
