@@ -21,6 +21,7 @@ from keras_disentangle.models.mapper import build_mapper
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding, encoder_inputs
 from keras_disentangle.runtime import encode_factor, load_frozen_stage1, sample_noise
 from keras_disentangle.training import checkpoint, loop, schedule
+from keras_disentangle.training.optimizers import rmsprop
 
 def real_embeddings(stage1: Stage1, cfg: configs.Config, data_dir: str, factor: configs.Factor,
                     split: str = "train", cache: str | None = None, cache_key: str = "") -> np.ndarray:
@@ -209,8 +210,10 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         mapper = build_mapper(cfg, factor)
         critic = build_critic(cfg, factor)
         # Loss-scaled under mixed_float16 (GPUs; untested). D2 updates critic_steps times per step.
+        # `stage2_rmsprop`: Keras' RMSprop or TF1's (`training.optimizers`).
         optimizers = {
-            name: precision.loss_scaled(keras.optimizers.RMSprop(
+            name: precision.loss_scaled(rmsprop(
+                train_cfg.stage2_rmsprop,
                 schedule.halving(train_cfg.mapper_learning_rate, train_cfg.lr_halving_steps, updates),
                 name=f"{name}_rmsprop"))
             for name, updates in (("phi", 1), ("d2", train_cfg.critic_steps))
