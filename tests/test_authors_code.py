@@ -92,13 +92,15 @@ def _tf1_rmsprop(variable: np.ndarray, gradients: list, rate: float) -> np.ndarr
 def test_stage2_rmsprop_follows_tf1_update_rule():
     import keras
 
-    from keras_disentangle.training import optimizers
+    from keras_disentangle.training import optimizers, stage2
 
     rng = np.random.default_rng(0)
     start = rng.normal(size=(3, 4))
     gradients = [rng.normal(scale=0.01, size=(3, 4)) for _ in range(5)]
     expected = _tf1_rmsprop(start, gradients, 2e-3)
     assert MARKET.train.stage2_rmsprop == DEEPFASHION.train.stage2_rmsprop == "tf1"
+    assert {type(o) for o in stage2.build_optimizers(configs.stage2_train(MARKET.train, "fg")).values()} == {
+        optimizers.TF1RMSprop}
     for kind, matches in (("tf1", True), ("keras", False)):
         optimizer = optimizers.rmsprop(kind, 2e-3, name=kind)
         variable = keras.Variable(start.astype(np.float32))

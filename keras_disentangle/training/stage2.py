@@ -132,6 +132,18 @@ def sample_grid(stage1: Stage1, cfg: configs.Config, factor: configs.Factor, map
     return tf.reshape((rows + 1.0) / 2.0, [1, shape[0] * shape[1], shape[2], 3])
 
 
+def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimizers.Optimizer]:
+    """RMSProp for Phi (`phi`) and D2 (`d2`): Keras' or TF1's (`stage2_rmsprop`, `training.optimizers`),
+    on the halving schedule (D2 updates `critic_steps` times per step); loss-scaled under mixed_float16
+    (GPUs; untested)."""
+
+    def optimizer(name: str, updates_per_step: int) -> keras.optimizers.Optimizer:
+        rate = schedule.halving(train_cfg.mapper_learning_rate, train_cfg.lr_halving_steps, updates_per_step)
+        return precision.loss_scaled(rmsprop(train_cfg.stage2_rmsprop, rate, name=f"{name}_rmsprop"))
+
+    return {"phi": optimizer("phi", 1), "d2": optimizer("d2", train_cfg.critic_steps)}
+
+
 def _parse_factor(factor) -> configs.Factor:
     try:
         return configs.Factor(factor)
@@ -209,15 +221,7 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     with strategy.scope():
         mapper = build_mapper(cfg, factor)
         critic = build_critic(cfg, factor)
-        # Loss-scaled under mixed_float16 (GPUs; untested). D2 updates critic_steps times per step.
-        # `stage2_rmsprop`: Keras' RMSprop or TF1's (`training.optimizers`).
-        optimizers = {
-            name: precision.loss_scaled(rmsprop(
-                train_cfg.stage2_rmsprop,
-                schedule.halving(train_cfg.mapper_learning_rate, train_cfg.lr_halving_steps, updates),
-                name=f"{name}_rmsprop"))
-            for name, updates in (("phi", 1), ("d2", train_cfg.critic_steps))
-        }
+        optimizers = build_optimizers(train_cfg)
         optimizers["phi"].build(mapper.trainable_variables)
         optimizers["d2"].build(critic.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
