@@ -18,7 +18,7 @@ TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv weights demo demo-deepfashion app load test test-all bench clean
+.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -124,10 +124,24 @@ pose-models: $(POSE_MODELS)/pose_landmark_full.tflite
 # tracing, data generation and subprocess start-up (README, Tests: 7:25 -> 5:25 on the CI machine).
 TEST_WORKERS ?= 2
 
-test: venv weights pose-models
+# What the suite needs outside the venv, checked before anything else: Debian's Chromium for the app's
+# browser test (tests/test_app.py). As root (CI) apt installs it; otherwise one line names the command.
+# Never `playwright install`: it downloads a browser from outside the package registries.
+system-deps:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "make: Chromium is missing (the app's browser test needs it); install it with" \
+			"'sudo apt-get install -y --no-install-recommends chromium', then run make again." >&2; \
+		exit 1; \
+	fi
+
+test: system-deps venv weights pose-models
 	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -n $(TEST_WORKERS)
 
-test-all: venv weights pose-models
+test-all: system-deps venv weights pose-models
 	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -n $(TEST_WORKERS) -m "slow or not slow"
 
 clean:

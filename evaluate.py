@@ -61,8 +61,13 @@ def define_flags() -> None:
     flags.DEFINE_enum("task", defaults.task, list(registry.TASKS), "reconstruct, transfer (pose transfer on the "
                       "pairs file) or sample (every factor from stage II's mappers; needs --stage2_dir).")
     flags.DEFINE_string("split", defaults.split, "Which split's records to evaluate on.")
-    flags.DEFINE_integer("n", defaults.n, "How many images (or pairs) to score; fewer existing is an error unless "
-                         "--allow_fewer. The paper's protocol: --pairs=random --n=12800.", lower_bound=1)
+    flags.DEFINE_enum("protocol", defaults.protocol, list(registry.PROTOCOLS), "custom: every setting from its "
+                      "flag; paper: the published tables' (Market: 12,800 seeded same-identity test pairs, radius-7 "
+                      "masks of the source pose, the original SSIM; DeepFashion: the same with radius-4 masks), "
+                      "--n strict. A flag that contradicts it is an error.")
+    flags.DEFINE_integer("n", defaults.n, "How many images (or pairs) to score. Given explicitly (or under "
+                         "--protocol=paper), fewer existing is an error unless --allow_fewer; otherwise what exists "
+                         "is scored (a folder: every file) and the count printed.", lower_bound=1)
     flags.DEFINE_enum("pairs", defaults.pairs, list(registry.PAIRS), "--task=transfer: csv (the split's pairs file, "
                       "in file order) or random (n same-identity pairs of the split's images drawn with --seed).")
     flags.DEFINE_bool("allow_fewer", defaults.allow_fewer, "Score what exists when fewer than --n images or pairs do.")
@@ -87,13 +92,25 @@ def _options(folders: bool):
 
     out_dir = FLAGS.out or FLAGS.stage1_dir or FLAGS.baseline_dir or FLAGS.generated_dir
     cache_dir = FLAGS.cache_dir or (None if folders else rundir.fid_cache_dir(FLAGS.stage1_dir or FLAGS.baseline_dir))
+    fixed = registry.protocol_settings(FLAGS.protocol, folders)
+    for name, value in fixed.items():
+        if FLAGS[name].present and FLAGS[name].value != value:
+            raise ValueError(f"--{name}={FLAGS[name].value}: --protocol=paper fixes --{name}={value}; drop --{name} "
+                             "or use --protocol=custom.")
+
+    def setting(name: str):
+        return fixed.get(name, FLAGS[name].value)
+
+    # Only an --n someone asked for (or the paper's) is a promise; the default scores what exists.
+    strict = FLAGS.protocol == "paper" or FLAGS["n"].present
     options = registry.EvalOptions(
-        metrics=tuple(FLAGS.metrics), task=FLAGS.task, n=FLAGS.n, seed=FLAGS.seed, split=FLAGS.split,
+        metrics=tuple(FLAGS.metrics), task=setting("task"), n=setting("n"), seed=FLAGS.seed, split=FLAGS.split,
         batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=out_dir,
-        params={name: FLAGS[name].value for name in registry.metric_flags()}, pairs=FLAGS.pairs,
-        allow_fewer=FLAGS.allow_fewer, crop=FLAGS.crop or "", sample_pose=FLAGS.sample_pose)
+        params={name: setting(name) for name in registry.metric_flags()}, pairs=setting("pairs"),
+        allow_fewer=setting("allow_fewer") or not strict, crop=FLAGS.crop or "", sample_pose=FLAGS.sample_pose,
+        protocol=FLAGS.protocol)
     options.validate(folders, stage2=bool(FLAGS.stage2_dir), baseline=bool(FLAGS.baseline_dir))
-    return options, rundir.report_path(out_dir)
+    return options, rundir.report_path(out_dir), strict
 
 
 def main(argv):
@@ -110,19 +127,21 @@ def main(argv):
         raise cli.UsageError("--stage1_dir (or --baseline_dir) and --data_dir are required (or --generated_dir and "
                              "--target_dir).")
     try:
-        options, out = _options(folders)
+        options, out, strict = _options(folders)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
 
     from keras_disentangle.metrics import registry, report  # noqa: PLC0415
 
-    header = {"command": " ".join(sys.argv), "task": options.task, "split": options.split, "n": options.n,
+    # A folder without an asked-for --n is scored whole.
+    n = options.n if strict or not folders else None
+    header = {"command": " ".join(sys.argv), "task": options.task, "split": options.split, "n": n,
               "pairs_from": options.pairs, "seed": options.seed, **options.params, "versions": report.versions()}
     cfg = stage1 = stage2 = baseline = None
     registered = registry.metrics()
     needs_images = any(registry.Needs.IMAGES in registered[m].needs for m in options.metrics)
     if folders:
-        images = report.folder_images(FLAGS.generated_dir, FLAGS.target_dir, FLAGS.mask_dir, options.n,
+        images = report.folder_images(FLAGS.generated_dir, FLAGS.target_dir, FLAGS.mask_dir, n,
                                       registry.crop_panel(options.crop) if options.crop else None, options.allow_fewer)
         header.update(generated_dir=FLAGS.generated_dir, target_dir=FLAGS.target_dir, mask_dir=FLAGS.mask_dir,
                       crop=options.crop or None)
@@ -157,9 +176,10 @@ def main(argv):
         real_key = {"dataset": cfg.data.name, "split": options.split, "n": options.n,
                     "size": [cfg.data.height, cfg.data.width], "data_dir": os.path.abspath(FLAGS.data_dir)}
         real_images = lambda: to_uint8(load_examples(FLAGS.data_dir, cfg, options.split, options.n)["image"])  # noqa: E731
+    header["protocol"] = report.protocol_note(options, cfg.data if cfg else None)
     header["description"] = images.description if images else f"model metrics on the '{options.split}' split"
     header["pairs"] = images.pairs if images else None
-    # How many were scored: --n unless --allow_fewer let fewer through.
+    # How many were scored: --n unless fewer exist and --n was not strict (or --allow_fewer).
     header["scored"] = len(images.generated) if images else None
     header["metrics"] = report.evaluate(registry.Inputs(
         options, images=images, real_images=real_images, real_key=real_key, cfg=cfg, stage1=stage1, stage2=stage2,

@@ -83,6 +83,8 @@ def define_flags() -> None:
                       "Override: D1's normalization: batch (the paper), none, spectral (not in the paper).")
     flags.DEFINE_enum("d1_loss", None, list(configs.D1_LOSSES), "Override: bce (the paper) or hinge (not in the paper).")
     flags.DEFINE_float("d1_r1_weight", None, "Override: R1 penalty weight on D1 (not in the paper; 0: none).")
+    flags.DEFINE_bool("appearance_in_up_path", None, "Override: every up-path level of the U-Net also reads the "
+                      "tiled appearance embedding (not in the paper; the micro presets' default).")
     flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoints.")
     flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
     flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
@@ -102,7 +104,7 @@ def _config() -> configs.Config:
             d1_joint_batch=FLAGS.d1_joint_batch, adversarial_start_step=FLAGS.adversarial_start_step,
             real_label=FLAGS.real_label, d1_every=FLAGS.d1_every, d1_steps=FLAGS.d1_steps,
             d1_normalization=FLAGS.d1_normalization, d1_loss=FLAGS.d1_loss, d1_r1_weight=FLAGS.d1_r1_weight,
-            checkpoint_every=FLAGS.checkpoint_every,
+            appearance_in_up_path=FLAGS.appearance_in_up_path, checkpoint_every=FLAGS.checkpoint_every,
             log_every=FLAGS.log_every, image_every=FLAGS.image_every, seed=FLAGS.seed,
             steps_per_execution=FLAGS.steps_per_execution, lr_halving_steps=FLAGS.lr_halving_steps,
             mapper_batch_size=FLAGS.mapper_batch_size, mapper_learning_rate=FLAGS.mapper_learning_rate,

@@ -132,7 +132,7 @@ def pose_features(keypoints: tf.Tensor, data_cfg: DataConfig) -> dict[str, tf.Te
             keypoints, height, width, radius=data_cfg.mask_radius, close_size=data_cfg.mask_close_size),
         "roi_boxes": boxes,
         "roi_visibility": visibility,
-        "pose_vector": geometry.pose_vector(keypoints, height, width),
+        "pose_vector": geometry.pose_vector(keypoints, height, width, data_cfg.pose_missing_coordinate),
     }
 
 
@@ -295,7 +295,7 @@ def pose_dataset(data_dir: str, cfg: Config, batch_size: int, split: str = "trai
         keypoints = geometry.scale_keypoints(_shift_x(parsed["keypoints"], left),
                                              (tf.cast(parsed["height"], tf.int32), framed), (height, width))
         keypoints = tf.where(coin, geometry.flip_keypoints(keypoints, width), keypoints)
-        return {"pose_vector": geometry.pose_vector(keypoints, height, width)}
+        return {"pose_vector": geometry.pose_vector(keypoints, height, width, cfg.data.pose_missing_coordinate)}
 
     dataset = _records(data_dir, split, shuffle=True, seed=seed).shuffle(
         SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()

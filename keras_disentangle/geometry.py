@@ -287,22 +287,24 @@ def roi_boxes(keypoints, height: int, width: int, pad: int = 6, pad_single: int 
     return boxes, tf.cast(visible, tf.float32)
 
 
-def pose_vector(keypoints, height: int, width: int) -> tf.Tensor:
+def pose_vector(keypoints, height: int, width: int, missing: float = 0.0) -> tf.Tensor:
     """Encodes keypoints as the 54-d vector of the pose auto-encoder.
 
     Args:
       keypoints: `(..., 18, 2)` (y, x) pixels of a `height` x `width` image.
       height, width: int. Image size.
+      missing: float. Both coordinates of a missing joint (`DataConfig.pose_missing_coordinate`:
+        the authors' -1, the pixel (0, 0) normalized).
 
     Returns:
       float32 `(..., 54)`: `[y0, x0, ..., y17, x17]` as y / height * 2 - 1 and x / width * 2 - 1
-      (0 for missing joints), then the 18 visibility flags.
+      (`missing` for missing joints), then the 18 visibility flags.
     """
     _check_size(height, width)
     keypoints = _as_keypoints(keypoints)
     present = _present(keypoints)
     coords = keypoints / tf.constant([height, width], tf.float32) * 2.0 - 1.0
-    coords = tf.where(present[..., tf.newaxis], coords, 0.0)
+    coords = tf.where(present[..., tf.newaxis], coords, float(missing))
     flat = tf.reshape(coords, tf.concat([tf.shape(coords)[:-2], [2 * NUM_KEYPOINTS]], axis=0))
     return tf.concat([flat, tf.cast(present, tf.float32)], axis=-1)
 

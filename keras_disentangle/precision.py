@@ -61,13 +61,19 @@ def cpu_flags(cpuinfo: str) -> frozenset:
     return frozenset()
 
 
+def isa_cap_below_bf16(hardware: Hardware) -> str | None:
+    """The ONEDNN_MAX_CPU_ISA value when it caps oneDNN below bf16 arithmetic, else None."""
+    cap = (hardware.onednn_max_isa or "").strip().upper()
+    return cap if cap in _ISA_ORDER and _ISA_ORDER.index(cap) < _FIRST_BF16_ISA else None
+
+
 def cpu_bf16(hardware: Hardware) -> tuple[bool, str]:
     """Whether oneDNN may use bf16 arithmetic on this CPU, and why (the flags / the ISA cap)."""
     present = sorted(hardware.cpu_flags.intersection(BF16_CPU_FLAGS))
     if not present:
         return False, f"CPU has no {' / '.join(BF16_CPU_FLAGS)}"
-    cap = (hardware.onednn_max_isa or "").strip().upper()
-    if cap in _ISA_ORDER and _ISA_ORDER.index(cap) < _FIRST_BF16_ISA:
+    cap = isa_cap_below_bf16(hardware)
+    if cap:
         return False, f"ONEDNN_MAX_CPU_ISA={cap} caps the CPU below AVX512_CORE_BF16"
     return True, f"CPU has {', '.join(present)}"
 

@@ -4,6 +4,8 @@ ratio (`d1_every`, `d1_steps`), D1's normalization, the hinge loss and the R1 pe
 import numpy as np
 import pytest
 
+from conftest import HANG_GUARD_SECONDS
+
 
 def _setup(records, **fields):
     import keras
@@ -112,7 +114,7 @@ def test_d1_every_with_a_multi_replica_strategy_is_a_usage_error(tmp_path):
     root = pathlib.Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, str(root / "train.py"), "--stage=1", "--scale=micro", "--d1_every=2",
                              "--strategy=mirrored", f"--data_dir={tmp_path}", f"--logdir={tmp_path / 'run'}"],
-                            cwd=root, capture_output=True, text=True, timeout=120)
+                            cwd=root, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 2, result.stderr
     assert "--d1_every=2 needs --strategy=default" in result.stderr
     assert "Traceback" not in result.stderr

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -225,7 +227,7 @@ def test_transfer_and_swap_of_photos_with_stage1_alone(stage1_run, fixtures_dir,
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
     args = [sys.executable, "-m", "keras_disentangle.generate", "transfer", f"--stage1_dir={stage1_run}",
             f"--source={source}", f"--pose={other}", f"--out={tmp_path}", "--save_npz"]
-    result = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 0, result.stderr[-3000:]
     photo = keypoints.read_image(source)
     pasted = np.asarray(Image.open(tmp_path / "transfer_photo.png"))

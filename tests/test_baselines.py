@@ -10,6 +10,8 @@ import pytest
 from keras_disentangle import configs
 from keras_disentangle.metrics import registry
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -186,6 +188,7 @@ def test_baseline_options_are_checked(fields, message):
     (["evaluate.py", "--baseline_dir=x", "--stage1_dir=y", "--data_dir=z", "--task=sample"], "not both"),
 ])
 def test_bad_baseline_command_lines_exit_2_with_one_line(args, message):
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=HANG_GUARD_SECONDS)
     errors = [line for line in result.stderr.splitlines() if ": error: " in line]
     assert result.returncode == 2 and len(errors) == 1 and message in errors[0], result.stderr[-2000:]

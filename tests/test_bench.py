@@ -115,6 +115,7 @@ def test_all_measurements_print_json_lines(record_dir, capsys):
 
 
 @pytest.mark.slow  # a benchmark run (15-20 s here); make test-all runs it
+@pytest.mark.bf16
 def test_train_step_under_xla_and_bfloat16_with_memory_check(record_dir):
     """The real loop's step compiles with XLA although batches carry string fields."""
     settings = _settings(record_dir, memory_steps=12)
@@ -144,6 +145,7 @@ def test_steps_per_execution_measurement_gives_equal_losses(record_dir):
     assert result["examples_per_s"] == result["examples_per_s_k10"]
 
 
+@pytest.mark.bf16  # it measures the bf16 matmul too
 def test_matmul_reference_is_the_best_gemm_in_the_process():
     rates = bench.measure_matmul(128)
     assert rates["best_float32_gflops_per_s"] == max(rates["float32_gflops_per_s"], rates["numpy_sgemm_gflops_per_s"])

@@ -18,6 +18,8 @@ from tfrecords import common, deepfashion
 from tfrecords import synthetic as writer
 from tfrecords.build import BadInput, Reason, build
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MARKET_TEST_CSV = "market-annotation-test.csv"
 # Row 2 of the test CSV (the first data row); this image is in no test pair.
@@ -253,14 +255,15 @@ def test_cli_reports_file_and_row_then_skips(market_copy, tmp_path):
     command = [sys.executable, "-m", "tfrecords.build", "--dataset=market", f"--root={market_copy}",
                f"--out={tmp_path / 'out'}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    failed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    failed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=HANG_GUARD_SECONDS)
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr
     assert failed.stderr.strip().splitlines()[-1] == (
         f"{market_copy / MARKET_TEST_CSV}:2: keypoints_y has 17 values, expected 18")
 
     skipped = subprocess.run(command + ["--skip_bad", "--shards=2"], cwd=REPO_ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
     assert skipped.returncode == 0, skipped.stderr
     assert skipped.stdout.splitlines() == [
         "train: 32 records in 2 shard(s), 0 skipped",

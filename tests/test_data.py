@@ -102,7 +102,8 @@ def test_pose_features_equal_the_geometry_ops(record_dir):
         batch["body_mask"], geometry.body_mask(keypoints, H, W, d.mask_radius, d.mask_close_size))
     np.testing.assert_allclose(batch["roi_boxes"], boxes, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(batch["roi_visibility"], visibility)
-    np.testing.assert_allclose(batch["pose_vector"], geometry.pose_vector(keypoints, H, W), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(batch["pose_vector"], geometry.pose_vector(keypoints, H, W, d.pose_missing_coordinate),
+                               rtol=0, atol=1e-6)
 
 
 def test_train_batches_are_full_and_repeat(record_dir):

@@ -15,13 +15,15 @@ from PIL import Image
 from keras_disentangle.metrics import registry, report
 from keras_disentangle.metrics.suite import fid, inception_score, mask_inception_score, ssim
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _evaluate(*args, timeout=300):
+def _evaluate(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
     return subprocess.run([sys.executable, str(REPO_ROOT / "evaluate.py"), *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
 
 
 def _write_folder(folder: pathlib.Path, images, mode="RGB") -> None:
@@ -132,8 +134,8 @@ def test_every_registered_metric_declares_itself_and_loads_no_tensorflow():
             "['keras_disentangle.metrics.suite.' + n for n in registry.MODULES])]; "
             "assert all(x.help and x.needs and callable(x.compute) for x in m.values()); "
             "assert 'tensorflow' not in sys.modules, 'TensorFlow loaded'; print(','.join(m))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-                            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=HANG_GUARD_SECONDS, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == [",".join(registry.metrics())]
 

@@ -91,6 +91,40 @@ def test_oracle_generator_scores_at_the_jpeg_floor_in_every_task(setup):
             # Every swap changes its region: both baselines are far from the target there.
             for baseline in ("baseline_a", "baseline_b"):
                 assert tasks[task][baseline]["region_l1"]["mean"] > 5 * floor, (task, baseline, tasks[task])
+    # Colour: the oracle's garments keep their colour up to the JPEG/resize floor in every task; the
+    # target with every garment in its mean colour does not.
+    for task in disentangle.TASKS:
+        for garment, by_output in result["colour"][task].items():
+            model, neutral = by_output["model"], by_output["no_appearance"]
+            assert model["n"] >= N_PAIRS - 2, (task, garment, model)
+            assert model["delta_e"] < 3.0 and 0.9 < model["chroma_ratio"] < 1.1, (task, garment, model)
+            assert neutral["delta_e"] > 10.0, (task, garment, neutral)
+
+
+def test_colour_scores_on_known_colours():
+    """Mean colour over the mask only, CIE76 between the means, chroma as a ratio of means."""
+    from skimage.color import rgb2lab
+
+    from keras_disentangle.metrics import disentangle
+
+    red, grey = np.array([1.0, -1.0, -1.0]), np.array([0.0, 0.0, 0.0])
+    target = np.zeros((2, 4, 4, 3)) + red
+    mask = np.zeros((2, 4, 4), bool)
+    mask[0, :2] = True
+    mask[1, 1:3, 1:3] = True
+    # Outside the mask the output is anything: it must not count.
+    output = np.where(mask[..., None], grey, red)
+    lab_red = rgb2lab(np.array([[[1.0, 0.0, 0.0]]]))[0, 0]
+    lab_grey = rgb2lab(np.array([[[0.5, 0.5, 0.5]]]))[0, 0]
+    scores = disentangle.colour_scores(disentangle.mean_lab(output, mask), disentangle.mean_lab(target, mask))
+    assert scores["n"] == 2
+    assert scores["delta_e"] == pytest.approx(np.linalg.norm(lab_red - lab_grey), rel=1e-6)
+    assert scores["chroma_ratio"] == pytest.approx(0.0, abs=1e-3)
+    exact = disentangle.colour_scores(disentangle.mean_lab(target, mask), disentangle.mean_lab(target, mask))
+    assert exact["delta_e"] == 0.0 and exact["chroma_ratio"] == pytest.approx(1.0)
+    # A pair whose garment is not seen is left out, not scored as black.
+    mask[1] = False
+    assert disentangle.colour_scores(disentangle.mean_lab(output, mask), disentangle.mean_lab(target, mask))["n"] == 1
 
 
 def test_each_baseline_matches_the_target_where_its_task_keeps_it(setup, monkeypatch):

@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 2000
 # The preset's learning rate, halved every HALVING steps: the constant rate's FG swap curve is not
@@ -29,6 +31,10 @@ HALVING = 800
 DATA = dict(ids=120, images_per_id=8, cameras=1, seed=1)
 # The model's region L1 must be below this share of the better trivial baseline's.
 MARGIN = 0.95
+# Garment colour (gt_swap's colour scores): dE76 below this share of the no-appearance baseline's,
+# chroma at least this share of the target's.
+COLOUR_MARGIN = 0.7
+MIN_CHROMA_RATIO = 0.5
 
 
 def _evaluate(*args):
@@ -74,7 +80,7 @@ def reports(micro_run, tmp_path_factory):
     }
     written = {}
     for task, process in runs.items():
-        stdout, stderr = process.communicate(timeout=600)
+        stdout, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
         assert process.returncode == 0, stderr[-3000:]
         written[task] = json.loads((out / task / "report.json").read_text())
         written[task]["stdout"] = stdout
@@ -89,6 +95,18 @@ def _region_l1(tasks: dict, task: str) -> dict:
 def test_micro_model_beats_both_trivial_baselines_on_gt_swap(reports, task):
     values = _region_l1(reports["reconstruct"]["metrics"]["gt_swap"]["tasks"], task)
     assert values["model"] < MARGIN * min(values["baseline_a"], values["baseline_b"]), values
+
+
+@pytest.mark.parametrize("task", ["fg_swap", "pose_transfer"])
+def test_micro_model_keeps_the_clothes_colours(reports, task):
+    """A's garments come out in A's colours: mean-colour dE76 at least 30% below the target with every
+    garment in the set's mean colour, and at least half the target's chroma (grey clothes score ~0.2)."""
+    colour = reports["reconstruct"]["metrics"]["gt_swap"]["colour"][task]
+    for garment, by_output in colour.items():
+        model, neutral = by_output["model"], by_output["no_appearance"]
+        assert model["n"] >= 50, (garment, model)
+        assert model["delta_e"] < COLOUR_MARGIN * neutral["delta_e"], (garment, model, neutral)
+        assert model["chroma_ratio"] >= MIN_CHROMA_RATIO, (garment, model)
 
 
 def test_reconstruction_beats_another_persons_photo(reports, micro_run):

@@ -376,18 +376,32 @@ def _conv_and_gradients(layer, vector, other, weights=None):
     return [tf.cast(t, tf.float32).numpy() for t in results]
 
 
-@pytest.mark.parametrize("height, width, kernel", [(6, 5, 3), (2, 1, 3), (7, 4, 5), (4, 4, 2)])
-def test_tiled_input_conv_equals_conv2d_on_a_tiled_input(height, width, kernel):
+TILED_CASES = pytest.mark.parametrize("height, width, kernel", [(6, 5, 3), (2, 1, 3), (7, 4, 5), (4, 4, 2)])
+
+
+def _tiled_case(height, width, kernel):
+    """(vector, other, the float32 Conv2D's weights, its outputs and gradients) of one case."""
     rng = np.random.default_rng(0)
     vector = tf.constant(rng.normal(size=(3, 4)), tf.float32)
     other = tf.constant(rng.normal(size=(3, height, width, 2)), tf.float32)
     conv = keras.layers.Conv2D(5, kernel, padding="same", activation="relu")
     truth = _conv_and_gradients(conv, vector, other)
-    weights = conv.get_weights()
+    return vector, other, conv.get_weights(), truth
+
+
+@TILED_CASES
+def test_tiled_input_conv_equals_conv2d_on_a_tiled_input(height, width, kernel):
+    vector, other, weights, truth = _tiled_case(height, width, kernel)
     for actual, expected in zip(_conv_and_gradients(
             layers.TiledInputConv2D(4, 5, kernel, activation="relu"), vector, other, weights), truth):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
-    # Under mixed_bfloat16 it is no less accurate than the Conv2D it replaces (both against float32).
+
+
+@pytest.mark.bf16
+@TILED_CASES
+def test_tiled_input_conv_under_mixed_bfloat16_is_no_less_accurate_than_conv2d(height, width, kernel):
+    """Both against float32: the tiled stem loses no more to bf16 than the Conv2D it replaces."""
+    vector, other, weights, truth = _tiled_case(height, width, kernel)
     with precision.global_policy("mixed_bfloat16"):
         errors = [[np.abs(a - t).max() / np.abs(t).max() for a, t in zip(_conv_and_gradients(
             layer, vector, other, weights), truth)] for layer in (
@@ -417,3 +431,24 @@ def test_generator_restores_a_checkpoint_of_the_plain_conv2d_stem():
     inputs = {"appearance_embedding": rng.normal(size=(2, cfg.model.appearance_embedding_dim)).astype("float32"),
               "heatmaps": rng.choice([-1.0, 1.0], size=(2, cfg.data.height, cfg.data.width, 18)).astype("float32")}
     np.testing.assert_allclose(generator(inputs).numpy(), plain(inputs).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("up_path", [False, True])
+def test_the_up_path_reads_the_appearance_only_when_configured(up_path, rng):
+    """With the stem's appearance weights zeroed, the image depends on the embedding only through the up path."""
+    cfg = configs.override(configs.get_config("synthetic", "micro"), appearance_in_up_path=up_path)
+    generator = build_generator(cfg)
+    stem = generator.get_layer("stem")
+    kernel = stem.kernel.numpy()
+    kernel[:, :, :cfg.model.appearance_embedding_dim, :] = 0.0
+    stem.kernel.assign(kernel)
+    heatmaps = np.where(rng.random((1, cfg.data.height, cfg.data.width, 18)) < 0.1, 1.0, -1.0).astype(np.float32)
+    images = [np.asarray(generator({"appearance_embedding": rng.normal(size=(1, cfg.model.appearance_embedding_dim))
+                                    .astype(np.float32), "heatmaps": heatmaps})) for _ in range(2)]
+    changed = np.abs(images[0] - images[1]).max()
+    if up_path:
+        assert changed > 1e-3
+        assert [layer.name for layer in generator.layers if layer.name.endswith("_tile_appearance")] == [
+            f"up{level}_tile_appearance" for level in reversed(range(len(cfg.model.generator_channels)))]
+    else:
+        assert changed == 0.0

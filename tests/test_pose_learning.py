@@ -37,8 +37,9 @@ def test_pose_autoencoder_learns_and_decodes_valid_poses(poses):
     stage1 = types.SimpleNamespace(pose_encoder=build_pose_encoder(cfg), pose_decoder=build_pose_decoder(cfg))
     batch = cfg.train.pose_batch_size
     step = steps.pose_step(stage1, keras.optimizers.Adam(cfg.train.pose_learning_rate), batch)
-    train_vectors = geometry.pose_vector(train, height, width)
-    held_out_vectors = geometry.pose_vector(held_out, height, width)
+    missing = cfg.data.pose_missing_coordinate
+    train_vectors = geometry.pose_vector(train, height, width, missing)
+    held_out_vectors = geometry.pose_vector(held_out, height, width, missing)
 
     @tf.function
     def run(count):

@@ -6,9 +6,12 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+
+from conftest import HANG_GUARD_SECONDS
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
@@ -23,9 +26,9 @@ def _env(**extra):
     return env
 
 
-def _train(*args, timeout=300, **env):
+def _train(*args, **env):
     return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *MICRO, *args], cwd=REPO_ROOT,
-                          env=_env(**env), capture_output=True, text=True, timeout=timeout)
+                          env=_env(**env), capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
 
 
 def _own_lines(stderr: str) -> list[str]:
@@ -222,18 +225,32 @@ def _start_training(records, logdir, *args):
                             cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_training_steps(proc, logdir: pathlib.Path, timeout=240):
-    """Waits until the run has written summaries past step 1 (the events file grows in chunks)."""
-    import time
+def _wait_until(condition, *procs) -> bool:
+    """Polls `condition` until it holds (True) or one of `procs` exits first (False): the test waits on what
+    the run writes, however long a loaded machine takes. Runs still going at HANG_GUARD_SECONDS are killed."""
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while not condition():
+        if any(proc.poll() is not None for proc in procs):
+            return False
+        if time.monotonic() > deadline:
+            for proc in procs:
+                proc.kill()
+            raise AssertionError(f"hang guard: no progress in {HANG_GUARD_SECONDS} s")
+        time.sleep(0.1)
+    return True
 
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
+
+def _wait_for_training_steps(logdir: pathlib.Path, *procs):
+    """Waits until the run of `procs` has written summaries past step 1 (the events file grows in chunks)."""
+    def progressed():
         events = list((logdir / "train").glob("events.out.tfevents.*"))
-        if events and events[0].stat().st_size > 20_000:
-            return
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"no training progress: {proc.communicate()[1][-2000:]}")
+        return bool(events) and events[0].stat().st_size > 20_000
+
+    if not _wait_until(progressed, *procs):
+        for proc in procs:
+            proc.kill()
+        errors = "\n".join(proc.communicate()[1][-2000:] for proc in procs)
+        raise AssertionError(f"the run ended before training: {errors}")
 
 
 def test_sigterm_saves_a_checkpoint_and_a_nan_loss_stops_at_the_last_good_one(synthetic_records, tmp_path):
@@ -241,9 +258,9 @@ def test_sigterm_saves_a_checkpoint_and_a_nan_loss_stops_at_the_last_good_one(sy
     logdir = tmp_path / "run"
     # No periodic checkpoint before step 100000: any checkpoint is the one the signal made.
     proc = _start_training(synthetic_records, logdir, "--steps=100000", "--checkpoint_every=100000")
-    _wait_for_training_steps(proc, logdir)
+    _wait_for_training_steps(logdir, proc)
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=HANG_GUARD_SECONDS)
     assert proc.returncode == 130, stderr[-2000:]
     saved = _checkpoint_steps(logdir)
     assert len(saved) == 1 and saved[0] >= 1, saved
@@ -335,7 +352,6 @@ def _committed_step(logdir: pathlib.Path) -> int:
 def test_sigkill_rerun_restores_every_variable_and_continues_deterministically_and_ctrl_c_saves(
         synthetic_records, tmp_path):
     import shutil
-    import time
 
     import tensorflow as tf
 
@@ -350,9 +366,7 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically_a
                              "--steps=100000"], cwd=REPO_ROOT, env=_env(**deterministic),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and _committed_step(logdir) < 3:
-            time.sleep(0.1)
+        assert _wait_until(lambda: _committed_step(logdir) >= 3, proc), f"the run exited with {proc.returncode}"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -391,12 +405,10 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically_a
         result = _train(*common[len(MICRO):], f"--logdir={logdir}", f"--steps={last + 10}", **deterministic)
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"Resuming from step {last}" in result.stdout
-        deadline = time.time() + 240
-        while time.time() < deadline and _committed_step(control) < last + 10 and uninterrupted.poll() is None:
-            time.sleep(0.1)
+        _wait_until(lambda: _committed_step(control) >= last + 10, uninterrupted)  # an early exit fails below
     finally:
         uninterrupted.send_signal(signal.SIGINT)
-        stdout, stderr = uninterrupted.communicate(timeout=120)
+        stdout, stderr = uninterrupted.communicate(timeout=HANG_GUARD_SECONDS)
     assert uninterrupted.returncode == 130, stderr[-2000:]
     assert f"Resuming from step {last}" in stdout and "interrupted" in _own_lines(stderr)[-1]
     interrupted_at = _checkpoint_steps(control)[-1]
@@ -471,9 +483,9 @@ def test_sigterm_to_one_worker_saves_one_consistent_checkpoint_and_the_rerun_res
     resumes from it and ends with the same weights on both workers (the all-reduce works)."""
     logdir = tmp_path / "run"
     procs = _start_workers(synthetic_records, logdir, "--steps=100000", "--checkpoint_every=100000")
-    _wait_for_training_steps(procs[0], logdir, timeout=400)
+    _wait_for_training_steps(logdir, *procs)
     procs[1].send_signal(signal.SIGTERM)
-    outputs = [proc.communicate(timeout=300) for proc in procs]
+    outputs = [proc.communicate(timeout=HANG_GUARD_SECONDS) for proc in procs]
     assert [proc.returncode for proc in procs] == [130, 130], _worker_errors(outputs)
     saved = _checkpoint_steps(logdir)
     assert len(saved) == 1 and saved[0] >= 1, saved
@@ -482,7 +494,7 @@ def test_sigterm_to_one_worker_saves_one_consistent_checkpoint_and_the_rerun_res
     assert not list(logdir.glob(".worker-*-scratch"))
 
     procs = _start_workers(synthetic_records, logdir, str(saved[0] + 2), script=RESUMING_WORKER)
-    outputs = [proc.communicate(timeout=400) for proc in procs]
+    outputs = [proc.communicate(timeout=HANG_GUARD_SECONDS) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], _worker_errors(outputs)
     digests = []
     for stdout, _ in outputs:

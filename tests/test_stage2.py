@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -187,7 +189,8 @@ def test_export_round_trip_in_fresh_process(stage2_runs, synthetic_records, tmp_
     image, keypoints = batch["image"].numpy(), batch["keypoints"].numpy()
     np.savez(tmp_path / "in.npz", image=image, keypoints=keypoints)
     result = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(tmp_path / "saved"), str(tmp_path / "in.npz"),
-                             str(tmp_path / "out.npz")], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+                             str(tmp_path / "out.npz")], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 0, result.stderr[-3000:]
     served = np.load(tmp_path / "out.npz")
     # Graph mode, as in the SavedModel: eager rounding can move a heatmap disk's edge by a pixel.

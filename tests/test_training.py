@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The micro preset: what these tests assert does not depend on the model's size, and each train.py
@@ -23,9 +25,9 @@ def _env(**extra):
     return env
 
 
-def _train(*args, timeout=240, **env):
+def _train(*args, **env):
     return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=REPO_ROOT,
-                          env=_env(**env), capture_output=True, text=True, timeout=timeout)
+                          env=_env(**env), capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
 
 
 def _checkpoint_steps(logdir: pathlib.Path) -> list[int]:
@@ -136,7 +138,7 @@ def test_export_round_trip_in_fresh_process(stage1_run, synthetic_records, tmp_p
     np.savez(tmp_path / "in.npz", image=batch["image"].numpy(), keypoints=batch["keypoints"].numpy())
     result = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(tmp_path / "saved"), str(tmp_path / "in.npz"),
                              str(tmp_path / "out.npz")], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                            timeout=120)
+                            timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 0, result.stderr[-3000:]
     served = np.load(tmp_path / "out.npz")
     serving = Stage1Serving(cfg, stage1)

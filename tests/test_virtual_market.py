@@ -11,6 +11,8 @@ import pytest
 
 from keras_disentangle import configs
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -106,7 +108,7 @@ def test_reid_trainer_refuses_bad_flags_and_data_in_one_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
     run = subprocess.run([sys.executable, "-m", "keras_disentangle.reid.train", f"--data_dir={tmp_path}",
                           f"--logdir={tmp_path / 'run'}", "--backbone=vgg"], cwd=REPO_ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
     assert run.returncode == 2 and "backbone" in run.stderr and "Traceback" not in run.stderr
     # A runtime error (exit 1 by `cli.run`): no train records.
     with pytest.raises(ValueError, match="no 'train' shards"):

@@ -30,6 +30,13 @@ class Baseline(str, enum.Enum):
 # is the paper's.
 D1_NORMALIZATIONS = ("batch", "none", "spectral")
 D1_LOSSES = ("bce", "hinge")
+# Kernel initializers of D1 (`ModelConfig.d1_initializer`) and D2 (`critic_initializer`): Keras' default,
+# or the authors' (README, Differences): `dcgan_uniform` is uniform with stddev 0.02, `he_uniform` Keras'.
+D1_INITIALIZERS = ("glorot_uniform", "dcgan_uniform")
+CRITIC_INITIALIZERS = ("glorot_uniform", "he_uniform")
+# Stage II's RMSProp (`TrainConfig.stage2_rmsprop`): Keras' (accumulators from 0, epsilon 1e-7) or TF1's
+# `tf.train.RMSPropOptimizer`, which the authors ran (accumulators from 1, epsilon 1e-10).
+STAGE2_RMSPROPS = ("keras", "tf1")
 
 NUM_KEYPOINTS = 18
 NUM_ROIS = 7
@@ -60,6 +67,10 @@ class DataConfig:
         the nose 25 px (their whole-body values 10 / 20 / 10). None: as for a whole body.
       has_background: bool. Whether the background is a factor of its own (Market) or part of the
         appearance (DeepFashion's clean studio backgrounds).
+      pose_missing_coordinate: float. The value both coordinates of a missing joint take in the 54-d
+        pose vector (`geometry.pose_vector`): -1 is the authors' (their records store a missing
+        joint at row 0, column 0, which their normalization maps to -1); 0 is what runs written
+        before this field used (a config.json without it reads 0).
     """
 
     name: str
@@ -77,6 +88,7 @@ class DataConfig:
     roi_pad_close_up: int | None = None
     roi_pad_single_close_up: int | None = None
     roi_head_raise_close_up: int | None = None
+    pose_missing_coordinate: float = 0.0
 
     @property
     def roi_options(self) -> dict:
@@ -105,6 +117,11 @@ class ModelConfig:
         outside the limb mask stay visible to the ROIs).
       generator_channels: tuple of int. Levels of the U-Net generator.
       generator_bottleneck_dim: int. Width of the fully connected bottleneck of the U-Net.
+      appearance_in_up_path: bool. Whether every level of the U-Net's up path reads the tiled
+        appearance embedding too, beside its skip (not in the paper). False: the paper's design,
+        where the embedding enters only through the stem, a linear map to `generator_channels[0]`
+        features shared with the heatmaps, so the layers that draw each pixel see at most that many
+        combinations of the 352-d code (16 of 88 at micro: clothes came out grey; README, colour).
       d1_channels: tuple of int. DCGAN discriminator conv widths (5x5, stride 2).
       d1_normalization: str, one of `D1_NORMALIZATIONS`. `batch`: batch norm on all convs but the
         first (DCGAN; the authors' D1); `none`: no normalization (in the paper's design space: batch
@@ -113,11 +130,24 @@ class ModelConfig:
       pose_hidden_dim: int. Width of the pose auto-encoder's FC residual blocks.
       pose_num_blocks: int. FC residual blocks in each half of the pose auto-encoder.
       pose_embedding_dim: int. The pose embedding (the auto-encoder's bottleneck).
+      pose_leaky_slope: float. Negative slope of the pose auto-encoder's LeakyReLUs: 0.2 is the
+        authors' (`wgan_gp.LeakyReLU`, which their trainer's star import resolves to); 0.3, what
+        runs written before this field used, came from a misreading (a config.json without it
+        reads 0.3). The paper says ReLU.
+      pose_decoder_linear_input: bool. Whether the pose decoder's first FC layer is linear, as
+        the authors' (`PoseDecoderFCRes`, `activation_fn=None`); False activates it (runs written
+        before this field).
       mapper_hidden_dims: dict factor -> int. Width of each stage-II mapper (as a tuple of pairs so
         the dataclass stays hashable).
       mapper_num_blocks: int. FC residual blocks in a mapper.
       critic_hidden_dim: int. Width of the stage-II critic D2.
       critic_num_layers: int. Hidden FC layers of D2.
+      d1_initializer: str, one of `D1_INITIALIZERS`. D1's conv and logit kernels: `glorot_uniform`
+        (Keras' default; runs written before this field) or `dcgan_uniform`, uniform with stddev
+        0.02, the authors' (`DCGANDiscriminator` under `set_weights_stdev(0.02)`).
+      critic_initializer: str, one of `CRITIC_INITIALIZERS`. D2's hidden kernels: `glorot_uniform`
+        (Keras' default; runs written before this field) or `he_uniform`, the authors'
+        (`LeakyReLULayer`, `initialization='he'`); the score layer stays Glorot-uniform, as theirs.
       baseline_latent_dim: int. Size of the Gaussian code of the VAE / DCGAN baselines (DCGAN: 100).
       baseline_channels: tuple of int. Widths of the baselines' image generator (the VAE decoder and
         the DCGAN generator), deepest last; the VAE encoder is D1's conv stack (`d1_channels`).
@@ -132,15 +162,20 @@ class ModelConfig:
     fg_features_masked: bool = True
     generator_channels: tuple[int, ...] = (128, 256, 384, 512, 640)
     generator_bottleneck_dim: int = 64
+    appearance_in_up_path: bool = False
     d1_channels: tuple[int, ...] = (64, 128, 256, 512)
     d1_normalization: str = "batch"
     pose_hidden_dim: int = 512
     pose_num_blocks: int = 4
     pose_embedding_dim: int = 32
+    pose_leaky_slope: float = 0.3
+    pose_decoder_linear_input: bool = False
     mapper_hidden_dims: tuple[tuple[str, int], ...] = (("fg", 512), ("bg", 256), ("pose", 512))
     mapper_num_blocks: int = 4
     critic_hidden_dim: int = 512
     critic_num_layers: int = 4
+    d1_initializer: str = "glorot_uniform"
+    critic_initializer: str = "glorot_uniform"
     baseline_latent_dim: int = 100
     baseline_channels: tuple[int, ...] = (64, 128, 256, 512)
 
@@ -175,8 +210,11 @@ class TrainConfig:
       learning_rate: float. Adam learning rate of stage I (the paper uses 2e-5 on GPUs for ~70k
         steps; the tiny scale uses 3e-4 so that minutes suffice).
       beta_1, beta_2: float. Adam moments.
+      adam_epsilon: float. The epsilon of every stage-I Adam: 1e-8 is TF1's `tf.train.AdamOptimizer`
+        default, which the authors ran; 1e-7 is Keras' (runs written before this field).
       l1_weight: float. lambda of the L1 term of the stage-I generator loss (Eq. 2); the authors'
-        code uses 20 (`L1Loss_weight`), the paper gives no value.
+        trainer multiplies by a literal 20 (`trainer.py:322/623`; their `--L1Loss_weight` flag is never
+        read), the paper gives no value.
       lr_halving_steps: int. Every optimizer's learning rate is halved every this many training
         steps (the authors' `lr_update_step`, 50k in their scripts); 0 keeps it constant. A
         staircase `keras.optimizers.schedules.ExponentialDecay` driven by `optimizer.iterations`,
@@ -185,7 +223,8 @@ class TrainConfig:
       d1_learning_rate: float. Adam learning rate of D1; 0 uses `learning_rate` (the paper and the
         authors' code use one rate for G1 and D1).
       d1_joint_batch: bool. D1 scores real and generated images in one call, so its batch
-        normalization pools both (the authors' code concatenates the pair); False: two calls.
+        normalization pools both (the authors' DeepFashion trainer, `trainer_256.py:61-63`); False: two
+        calls (their Market trainer, `trainer.py:601-602`).
       adversarial_start_step: int. Steps of L1 only before D1 and the adversarial term start (a
         warm-up; not in the paper).
       real_label: float. BCE target of real images for D1; below 1 is one-sided label smoothing
@@ -209,6 +248,10 @@ class TrainConfig:
         appearance networks (`--model=both` draws its own batch of poses). Market 64 (the paper);
         DeepFashion 16 (the authors' script; the paper says 32).
       pose_learning_rate: float. Adam learning rate of the pose auto-encoder.
+      pose_steps: int. Training steps of the pose auto-encoder (the authors' scripts: Market 60k,
+        DeepFashion 120k; the paper says ~30k); 0: `steps` (runs written before this field).
+        `--model=both` trains both parts in each step up to the smaller budget, then the part with
+        steps left alone up to the larger (`training.stage1.phases`).
       mapper_batch_size: int. Stage-II batch of a factor not in `mapper_batch_sizes`.
       mapper_learning_rate: float. RMSProp learning rate of stage II (paper 2e-5) of a factor not in
         `mapper_learning_rates`.
@@ -219,6 +262,9 @@ class TrainConfig:
       critic_steps: int. Critic updates per mapper update (the paper: 5).
       critic_clip: float. WGAN weight clipping bound (the paper: 0.01).
       gradient_penalty_weight: float. WGAN-GP weight; 0 uses clipping instead.
+      stage2_rmsprop: str, one of `STAGE2_RMSPROPS`. The RMSProp of Phi and D2: `keras` (runs
+        written before this field) or `tf1` (`optimizers.TF1RMSprop`), the authors'. Their first
+        steps differ: Keras' is ~3.2 lr sign(g) (1 / sqrt(0.1)), TF1's ~lr g.
       noise_stddev: float. Stddev of the mapper's Gaussian input z (the authors' code: 0.2).
       seed: int. Seed of weights, shuffling and noise.
       precision: str. Keras dtype policy (`keras_disentangle.precision.POLICIES`); `auto` picks
@@ -235,6 +281,7 @@ class TrainConfig:
     learning_rate: float = 2e-5
     beta_1: float = 0.5
     beta_2: float = 0.999
+    adam_epsilon: float = 1e-7
     l1_weight: float = 20.0
     lr_halving_steps: int = 0
     adversarial_weight: float = 1.0
@@ -253,6 +300,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     pose_batch_size: int = 64
     pose_learning_rate: float = 2e-5
+    pose_steps: int = 0
     mapper_batch_size: int = 32
     mapper_learning_rate: float = 2e-5
     mapper_batch_sizes: tuple[tuple[str, int], ...] = ()
@@ -261,6 +309,7 @@ class TrainConfig:
     critic_steps: int = 5
     critic_clip: float = 0.01
     gradient_penalty_weight: float = 0.0
+    stage2_rmsprop: str = "keras"
     noise_stddev: float = 0.2
     seed: int = 0
     precision: str = "auto"

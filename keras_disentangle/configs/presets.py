@@ -9,7 +9,9 @@ from typing import Any
 
 from keras_disentangle.configs.fields import Config, DataConfig, Factor, FgEncoderKind, ModelConfig, TrainConfig
 
-_MARKET_DATA = DataConfig(name="market", height=128, width=64, stored_height=128, stored_width=64)
+# A missing joint enters the pose vector as (-1, -1), the authors' (README, Differences); every preset.
+_MARKET_DATA = DataConfig(name="market", height=128, width=64, stored_height=128, stored_width=64,
+                          pose_missing_coordinate=-1.0)
 # The ROI paddings and head raise are the authors' DeepFashion conversion's (README, Differences).
 _DEEPFASHION_DATA = DataConfig(
     name="deepfashion",
@@ -25,6 +27,7 @@ _DEEPFASHION_DATA = DataConfig(
     roi_pad_close_up=20,
     roi_pad_single_close_up=40,
     roi_head_raise_close_up=25,
+    pose_missing_coordinate=-1.0,
 )
 # The same geometry at 64x64 and 32x32 (the 256x256 pixel values / 4 and / 8, rounded up).
 _DEEPFASHION_TINY_GEOMETRY = dict(height=64, width=64, heatmap_radius=2, mask_radius=2, mask_close_size=3,
@@ -33,6 +36,13 @@ _DEEPFASHION_TINY_GEOMETRY = dict(height=64, width=64, heatmap_radius=2, mask_ra
 _DEEPFASHION_MICRO_GEOMETRY = dict(height=32, width=32, heatmap_radius=1, mask_radius=1, mask_close_size=3,
                                    roi_pad=2, roi_pad_single=3, roi_head_raise=2, roi_pad_close_up=3,
                                    roi_pad_single_close_up=5, roi_head_raise_close_up=4)
+
+# The authors' pose auto-encoder (README, Differences): LeakyReLU 0.2, a linear first decoder layer.
+_AUTHORS_POSE_AUTOENCODER = dict(pose_leaky_slope=0.2, pose_decoder_linear_input=True)
+# The authors' discriminator initializers (README, Differences); tiny and micro keep Keras' defaults,
+# with which their figures were measured (their presets train without D1).
+_FULL_MODEL = ModelConfig(d1_initializer="dcgan_uniform", critic_initializer="he_uniform",
+                          **_AUTHORS_POSE_AUTOENCODER)
 
 _TINY_MODEL = ModelConfig(
     first_block_channels=32,
@@ -49,6 +59,7 @@ _TINY_MODEL = ModelConfig(
     critic_hidden_dim=128,
     baseline_latent_dim=32,
     baseline_channels=(16, 32, 64, 128),
+    **_AUTHORS_POSE_AUTOENCODER,
 )
 
 _TINY_TRAIN = TrainConfig(
@@ -78,12 +89,16 @@ _TINY_TRAIN = TrainConfig(
 # Sized by measurement (README, demo): per step ~25x cheaper than tiny (16 channels at 32x16, 8x8
 # ROI crops, batch 8), and per CPU-second the fastest of the variants tried to beat the trivial
 # baselines on gt_swap FG and BG swap; a 12x12 ROI costs 1.4x per step, batch 16 2x.
+# The up path reads the appearance code at every level: through the paper's 16-channel stem alone the
+# clothes came out grey (garment dE76 30 / 35, chroma 0.2 of the target's at 2,000 steps), and even a
+# code holding each ROI's mean colour did not get through it (README, "Colour").
 _MICRO_MODEL = dataclasses.replace(
     _TINY_MODEL,
     first_block_channels=16,
     encoder_channels=(16, 32, 64),
     roi_size=8,
     generator_channels=(16, 32, 64),
+    appearance_in_up_path=True,
     d1_channels=(16, 32, 64),
     baseline_channels=(16, 32, 64),
 )
@@ -103,21 +118,26 @@ _MICRO_GEOMETRY = dict(height=32, width=16, heatmap_radius=1, mask_radius=2, mas
                        roi_pad_single=3)
 
 
-# The paper's schedule on GPUs (supplementary B; the authors' scripts halve every 50k steps).
+# The paper's schedule on GPUs (supplementary B; the authors' scripts halve every 50k steps), the pose
+# auto-encoder's budget of the authors' scripts, and TF1's optimizers as the authors ran them.
 _FULL_TRAIN = TrainConfig(
     lr_halving_steps=50_000,
+    pose_steps=60_000,
+    adam_epsilon=1e-8,
+    stage2_rmsprop="tf1",
     mapper_batch_sizes=(("fg", 32), ("bg", 32), ("pose", 32)),
     mapper_steps=(("fg", 30_000), ("bg", 30_000), ("pose", 60_000)),
 )
 _FULL_DF_TRAIN = dataclasses.replace(
-    _FULL_TRAIN, batch_size=6, steps=100_000, pose_batch_size=16, mapper_batch_sizes=(("fg", 16), ("pose", 32)),
-    mapper_steps=(("fg", 60_000), ("pose", 60_000)))
+    _FULL_TRAIN, batch_size=6, steps=100_000, pose_batch_size=16, pose_steps=120_000, d1_joint_batch=True,
+    mapper_batch_sizes=(("fg", 16), ("pose", 32)), mapper_steps=(("fg", 60_000), ("pose", 60_000)))
 
 
 def _presets() -> dict[tuple[str, str], Config]:
     # The authors' DeepFashion code: a 7-level ROI encoder and a 5-level U-Net (the paper says
     # N = 7 for both; the code made the published figures), and the ROIs read unmasked features.
-    full_df_model = ModelConfig(
+    full_df_model = dataclasses.replace(
+        _FULL_MODEL,
         roi_size=64,
         encoder_channels=(128, 256, 384, 512, 640, 768, 896),
         generator_channels=(128, 256, 384, 512, 640),
@@ -129,13 +149,13 @@ def _presets() -> dict[tuple[str, str], Config]:
         generator_channels=(32, 64, 96, 128, 160), fg_features_masked=False,
     )
     return {
-        ("market", "full"): Config(_MARKET_DATA, ModelConfig(), _FULL_TRAIN, "full"),
+        ("market", "full"): Config(_MARKET_DATA, _FULL_MODEL, _FULL_TRAIN, "full"),
         ("market", "tiny"): Config(
             dataclasses.replace(_MARKET_DATA, height=64, width=32, heatmap_radius=2, mask_radius=4,
                                 mask_close_size=3, roi_pad=3, roi_pad_single=5),
             _TINY_MODEL, _TINY_TRAIN, "tiny"),
         ("synthetic", "full"): Config(
-            dataclasses.replace(_MARKET_DATA, name="synthetic"), ModelConfig(), _FULL_TRAIN, "full"),
+            dataclasses.replace(_MARKET_DATA, name="synthetic"), _FULL_MODEL, _FULL_TRAIN, "full"),
         ("synthetic", "tiny"): Config(
             dataclasses.replace(_MARKET_DATA, name="synthetic", height=64, width=32, heatmap_radius=2,
                                 mask_radius=4, mask_close_size=3, roi_pad=3, roi_pad_single=5),

@@ -40,6 +40,17 @@ class EvalConfig:
         generated file (PATN saves 5-panel strips: `5/5`); empty: the whole image.
       sample_pose: str. `--task=sample` with stage II: `sampled` (every factor from its mapper) or
         `real` (FG and BG sampled, poses drawn from the training poses: the paper's "BodyROI7 + real pose").
+      protocol: str. `custom`: every setting from its flag, and without an explicit `--n` whatever
+        exists up to `n` is scored (a folder: every file); `paper`: the published tables' settings
+        (`paper_settings`, `paper_mask_radius`), with `n` strict.
+      paper_settings: tuple of (flag, value). What `--protocol=paper` fixes: pose transfer on 12,800
+        same-identity test pairs drawn with the seed (paper Sec. 4.1, on both datasets), the
+        original SSIM rule, and the source image's mask, which the authors' tester saved for
+        `score_mask.py` (README, Evaluation).
+      paper_mask_radius: tuple of (dataset, int). The radius of the metrics body masks under
+        `--protocol=paper`, in pixels at the stored size: Market's published masks are the
+        radius-7 `pose_mask_r6` field of the authors' records, DeepFashion's tester reads the
+        radius-4 `pose_mask_r4` field. `custom` uses radius 4 (`metrics.report.METRIC_MASK_RADIUS`).
     """
 
     metrics: tuple[str, ...] = ("ssim", "mask_ssim")
@@ -61,6 +72,11 @@ class EvalConfig:
     pair_min_person_id: tuple[tuple[str, int], ...] = (("market", 1), ("synthetic", 1))
     crop: str = ""
     sample_pose: str = "sampled"
+    protocol: str = "custom"
+    paper_settings: tuple[tuple[str, object], ...] = (
+        ("task", "transfer"), ("n", 12_800), ("pairs", "random"), ("ssim_protocol", "original"),
+        ("mask_from", "source"), ("allow_fewer", False))
+    paper_mask_radius: tuple[tuple[str, int], ...] = (("market", 7), ("synthetic", 7), ("deepfashion", 4))
 
 
 @dataclasses.dataclass(frozen=True)

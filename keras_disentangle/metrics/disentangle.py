@@ -15,6 +15,18 @@ baseline that keeps the structure and gets the colours wrong; region L1 is the d
 L1 is in [0, 1] intensity units. Poses enter the generator as heatmaps of the real keypoints, so
 these four isolate the appearance encoders.
 
+Region L1 mostly rewards lightness: a person drawn in the right lightness but a dataset-average hue
+scores well on it. So each task whose target shows a person is also scored on colour, per garment
+(`synthetic.GARMENTS`): the garment's pixels are those its colour sets for at least half
+(`synthetic.garment_coverage` at model resolution, in the target's pose), and per pair the mean RGB
+colour of those pixels in the output and in the target is taken to CIELAB (scikit-image).
+  delta_e       the CIE76 distance between the two mean colours, averaged over pairs;
+  chroma_ratio  the mean over pairs of the output's chroma C* over the mean of the target's (a ratio
+                of means: near-grey targets make per-pair ratios meaningless).
+Next to the model and the A / B baselines, a `no_appearance` baseline is scored on colour: the target
+re-rendered with every garment colour set to its mean over the scored images, i.e. what a model that
+gets everything right but the clothes' colours would draw.
+
 Checks of the factors as stage II samples them, where the ground truth allows:
   pose_transfer_embedded  as pose_transfer, but B's pose goes through the pose auto-encoder
                           (54-d vector -> pose embedding -> decoded keypoints -> heatmaps), the
@@ -37,6 +49,8 @@ from typing import Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
+from skimage.color import rgb2lab
+
 from keras_disentangle import configs, synthetic
 from keras_disentangle.metrics import image as image_metrics
 
@@ -50,6 +64,9 @@ TASK_SOURCES = {
 TASKS = tuple(TASK_SOURCES)
 SIDE = {"a": 0, "b": 1}  # index of each side in a (a, b) pair
 OUTPUTS = ("model", "baseline_a", "baseline_b")
+COLOUR_OUTPUTS = OUTPUTS + ("no_appearance",)
+# The identity keys that hold a garment's colour: what the no-appearance baseline sets to their means.
+_GARMENT_COLOUR_KEYS = ("upper", "lower", "shoes", "backpack")
 # sampled task -> (the factor drawn from noise, the region it must leave as in A).
 SAMPLED_TASKS = {"sampled_fg": ("fg", "background"), "sampled_bg": ("bg", "body")}
 
@@ -77,6 +94,68 @@ def pair_indices(fg_ids: np.ndarray, bg_ids: np.ndarray, n: int, seed: int) -> l
         if len(pairs) == n:
             break
     return pairs
+
+
+def garment_masks(fg: dict, pose: dict, data_cfg: configs.DataConfig) -> dict[str, np.ndarray]:
+    """Each garment's pixels at model resolution: those its colour sets for at least half.
+
+    Returns:
+      {garment: bool (H, W)}.
+    """
+    masks = {}
+    for garment in synthetic.GARMENTS:
+        coverage = synthetic.garment_coverage(fg, pose, garment, size=(data_cfg.stored_height, data_cfg.stored_width))
+        resized = tf.image.resize(coverage[..., None], (data_cfg.height, data_cfg.width), antialias=True)
+        masks[garment] = resized.numpy()[..., 0] >= 0.5
+    return masks
+
+
+def mean_lab(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """CIELAB of each image's mean RGB colour over its mask; NaN where the mask is empty.
+
+    Args:
+      images: (batch, H, W, 3) in [-1, 1].
+      masks: bool (batch, H, W).
+
+    Returns:
+      float64 (batch, 3): L*, a*, b*.
+    """
+    rgb = np.clip((np.asarray(images, np.float64) + 1.0) / 2.0, 0.0, 1.0)
+    counts = masks.sum(axis=(1, 2))
+    sums = np.einsum("bhwc,bhw->bc", rgb, masks.astype(np.float64))
+    means = sums / np.maximum(counts, 1)[:, None]
+    lab = rgb2lab(means[:, None, :])[:, 0, :]
+    lab[counts == 0] = np.nan
+    return lab
+
+
+def colour_scores(outputs_lab: np.ndarray, targets_lab: np.ndarray) -> dict:
+    """`delta_e` and `chroma_ratio` (module docstring) over the pairs where both colours exist."""
+    valid = ~(np.isnan(outputs_lab).any(axis=1) | np.isnan(targets_lab).any(axis=1))
+    out, target = outputs_lab[valid], targets_lab[valid]
+    if not len(out):
+        return {"delta_e": None, "chroma_ratio": None, "chroma": None, "target_chroma": None, "n": 0}
+    chroma = np.hypot(out[:, 1], out[:, 2])
+    target_chroma = np.hypot(target[:, 1], target[:, 2])
+    return {"delta_e": float(np.mean(np.linalg.norm(out - target, axis=1))),
+            "chroma_ratio": float(chroma.mean() / max(target_chroma.mean(), 1e-9)),
+            "chroma": float(chroma.mean()), "target_chroma": float(target_chroma.mean()), "n": int(valid.sum())}
+
+
+def mean_garment_identity(factors: list[dict]) -> Callable[[dict], dict]:
+    """A function that sets every garment colour of an identity to its mean over `factors`."""
+    means = {}
+    for key in _GARMENT_COLOUR_KEYS:
+        colours = [f["fg"][key] for f in factors if f["fg"][key] is not None]
+        means[key] = [int(round(c)) for c in np.mean(colours, axis=0)] if colours else None
+    accents = [f["fg"]["pattern"]["color"] for f in factors]
+    accent = [int(round(c)) for c in np.mean(accents, axis=0)]
+
+    def neutralize(fg: dict) -> dict:
+        garments = {k: (None if fg[k] is None else means[k]) for k in _GARMENT_COLOUR_KEYS}
+        return dict(fg, **garments, pattern=dict(fg["pattern"], color=accent))
+
+    return neutralize
 
 
 def _score(outputs: np.ndarray, targets: np.ndarray, region: np.ndarray) -> dict[str, np.ndarray]:
@@ -121,9 +200,10 @@ def gt_swap(
         [-1, 1] of the scored pairs (FID and sharpness of the swaps, `bench.adversarial`).
 
     Returns:
-      {"n": pairs, "tasks": {task: {output: {metric: {"mean", "std"}}}}}; outputs are `model`,
-      `baseline_a`, `baseline_b`, except for the sampled tasks: `model` and `reconstruction`,
-      scored with `region_l1` only.
+      {"n": pairs, "tasks": {task: {output: {metric: {"mean", "std"}}}}, "colour": {task: {garment:
+      {output: colour_scores}}}}; outputs are `model`, `baseline_a`, `baseline_b`, except for the
+      sampled tasks: `model` and `reconstruction`, scored with `region_l1` only; colour also scores
+      `no_appearance` and leaves the sampled tasks out.
 
     Raises:
       ValueError: if the examples carry no ground-truth factors (not the synthetic set).
@@ -140,6 +220,10 @@ def gt_swap(
         sampled = {t: v for t, v in SAMPLED_TASKS.items() if v[0] == "fg" or data_cfg.has_background}
     scores: dict = {t: {o: {} for o in OUTPUTS} for t in tasks}
     scores.update({t: {"model": {}, "reconstruction": {}} for t in sampled})
+    # task -> garment -> output (or "target") -> [Lab chunks]
+    colours: dict = {t: {g: {o: [] for o in COLOUR_OUTPUTS + ("target",)} for g in synthetic.GARMENTS}
+                     for t in tasks}
+    neutralize = mean_garment_identity([factors[i] for pair in pairs for i in pair])
     for start in progress(range(0, len(pairs), batch_size)):
         chunk = pairs[start:start + batch_size]
         a_idx = np.array([a for a, _ in chunk])
@@ -149,10 +233,9 @@ def gt_swap(
         batches = {"a": batch_a, "b": batch_b}
         codes = {"a": encode(batch_a), "b": encode(batch_b)}
         for task, (fg_from, bg_from, pose_from, region_kind) in tasks.items():
-            targets = np.stack([
-                render_target(factors[pair[SIDE[fg_from]]]["fg"], factors[pair[SIDE[bg_from]]]["bg"],
-                              factors[pair[SIDE[pose_from]]]["pose"], data_cfg)
-                for pair in chunk])
+            sources = [(factors[pair[SIDE[fg_from]]]["fg"], factors[pair[SIDE[bg_from]]]["bg"],
+                        factors[pair[SIDE[pose_from]]]["pose"]) for pair in chunk]
+            targets = np.stack([render_target(fg, bg, pose, data_cfg) for fg, bg, pose in sources])
             body = batches[pose_from]["body_mask"]
             region = {"all": np.ones_like(body), "body": body, "background": 1.0 - body}[region_kind]
             heatmaps = batches[pose_from]["heatmaps"]
@@ -170,6 +253,13 @@ def gt_swap(
             for name, output in outputs.items():
                 for metric, values in _score(output, targets, region).items():
                     scores[task][name].setdefault(metric, []).append(values)
+            coloured = dict(outputs, target=targets, no_appearance=np.stack(
+                [render_target(neutralize(fg), bg, pose, data_cfg) for fg, bg, pose in sources]))
+            masks = [garment_masks(fg, pose, data_cfg) for fg, _, pose in sources]
+            for garment, by_output in colours[task].items():
+                garment_mask = np.stack([m[garment] for m in masks])
+                for name, chunks in by_output.items():
+                    chunks.append(mean_lab(coloured[name], garment_mask))
         if sampled:
             targets = np.stack([render_target(factors[a]["fg"], factors[a]["bg"], factors[a]["pose"], data_cfg)
                                 for a, _ in chunk])
@@ -190,4 +280,8 @@ def gt_swap(
                        for m, v in by_metric.items()}
                    for o, by_metric in by_output.items()}
                for t, by_output in scores.items()}
-    return {"n": len(pairs), "tasks": summary}
+    colour = {t: {g: {o: colour_scores(np.concatenate(by_output[o]), np.concatenate(by_output["target"]))
+                      for o in COLOUR_OUTPUTS}
+                  for g, by_output in by_garment.items()}
+              for t, by_garment in colours.items()}
+    return {"n": len(pairs), "tasks": summary, "colour": colour}

@@ -25,11 +25,28 @@ from keras_disentangle import configs
 DEFAULTS = configs.EvalConfig()
 # Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
 MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "sharpness", "gt_swap",
-           "leakage", "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
+           "colour_probe", "leakage", "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
 TASKS = ("reconstruct", "transfer", "sample")
 
 
 PAIRS = ("csv", "random")
+PROTOCOLS = ("custom", "paper")
+# Settings of `--protocol=paper` that only a model's images have: a folder brings its own pairs and masks.
+_MODEL_ONLY_SETTINGS = ("pairs", "mask_from")
+
+
+def protocol_settings(protocol: str, folders: bool) -> dict[str, Any]:
+    """The flag values `protocol` fixes (`EvalConfig.paper_settings`; none for `custom`).
+
+    Raises:
+      ValueError: for an unknown protocol.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol={protocol}: expected one of {', '.join(PROTOCOLS)}.")
+    if protocol == "custom":
+        return {}
+    return {name: value for name, value in DEFAULTS.paper_settings
+            if not (folders and name in _MODEL_ONLY_SETTINGS)}
 
 
 def crop_panel(crop: str) -> tuple[int, int]:
@@ -87,6 +104,8 @@ class EvalOptions:
       allow_fewer: bool. Score what exists when fewer than `n` pairs/images do.
       crop: str. Folders: `i/k`, the i-th of k equal-width panels of each generated file.
       sample_pose: str. `--task=sample` with stage II: `sampled` or `real` (training poses).
+      protocol: str. `custom` or `paper` (`EvalConfig.protocol`); `paper` also sets the metrics masks'
+        radius (`report.metrics_mask_radius`).
     """
 
     metrics: tuple[str, ...]
@@ -102,6 +121,7 @@ class EvalOptions:
     allow_fewer: bool = DEFAULTS.allow_fewer
     crop: str = DEFAULTS.crop
     sample_pose: str = DEFAULTS.sample_pose
+    protocol: str = DEFAULTS.protocol
 
     def __getattr__(self, name: str) -> Any:
         # A metric's flag reads like a field: options.ssim_protocol.
@@ -126,6 +146,7 @@ class EvalOptions:
         if unknown or not self.metrics:
             raise ValueError(f"--metrics: unknown or empty {','.join(unknown)!r}; expected a comma-separated "
                              f"subset of {','.join(registered)}.")
+        protocol_settings(self.protocol, folders)
         if self.task not in TASKS:
             raise ValueError(f"--task={self.task}: expected one of {', '.join(TASKS)}.")
         for name in ("n", "batch_size"):

@@ -74,14 +74,32 @@ def progress_bar(total: int, unit: str = "batch") -> Callable[[Iterable], Iterab
     return wrap
 
 
-def metrics_mask_radius(data_cfg: configs.DataConfig) -> int:
-    """Radius 4 at the stored size (`METRIC_MASK_RADIUS`), scaled to the model's size, at least 1."""
-    return max(1, round(METRIC_MASK_RADIUS * data_cfg.height / data_cfg.stored_height))
+def metrics_mask_radius(data_cfg: configs.DataConfig, protocol: str = "custom") -> int:
+    """The metrics masks' limb radius at the model's size, at least 1: radius 4 at the stored size
+    (`METRIC_MASK_RADIUS`), or under `protocol="paper"` the dataset's published radius
+    (`EvalConfig.paper_mask_radius`: Market 7, DeepFashion 4), scaled from the stored size."""
+    radius = METRIC_MASK_RADIUS
+    if protocol == "paper":
+        radius = dict(configs.EvalConfig().paper_mask_radius).get(data_cfg.name, METRIC_MASK_RADIUS)
+    return max(1, round(radius * data_cfg.height / data_cfg.stored_height))
 
 
-def _metrics_masks(data_cfg: configs.DataConfig, keypoints: np.ndarray) -> np.ndarray:
-    return geometry.body_mask(keypoints, data_cfg.height, data_cfg.width, metrics_mask_radius(data_cfg),
+def metrics_masks(data_cfg: configs.DataConfig, keypoints: np.ndarray, protocol: str = "custom") -> np.ndarray:
+    """float32 `(n, H, W, 1)` body masks of `keypoints` for mask-SSIM and mask-IS: limb disks of
+    `metrics_mask_radius`, then the dataset's morphological close."""
+    return geometry.body_mask(keypoints, data_cfg.height, data_cfg.width, metrics_mask_radius(data_cfg, protocol),
                               close_size=data_cfg.mask_close_size).numpy()
+
+
+def protocol_note(options, data_cfg: configs.DataConfig | None) -> str:
+    """What the report's `protocol` says: the name and, for `paper`, every setting it fixed."""
+    if options.protocol != "paper":
+        return "custom (the flags' settings)"
+    masks = (f"radius-{metrics_mask_radius(data_cfg, 'paper')} body masks of the {options.mask_from} pose"
+             if data_cfg is not None else "the --mask_dir masks")
+    pairs = (f"{options.n} same-identity '{options.split}' pairs drawn with seed {options.seed}"
+             if data_cfg is not None else f"{options.n} files")
+    return f"paper (Ma et al. 2018, Table 1): pose transfer on {pairs}; SSIM '{options.ssim_protocol}'; {masks}"
 
 
 def _names(batch: dict) -> list[str]:
@@ -134,8 +152,8 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options) -> ImageSe
         generated = serving.generate(codes["fg"], codes.get("bg"), target["heatmaps"])
         parts["generated"].append(to_uint8(np.asarray(generated)))
         parts["targets"].append(to_uint8(target["image"].numpy()))
-        parts["target"].append(_metrics_masks(cfg.data, target["keypoints"]))
-        parts["source"].append(_metrics_masks(cfg.data, source["keypoints"]))
+        parts["target"].append(metrics_masks(cfg.data, target["keypoints"], options.protocol))
+        parts["source"].append(metrics_masks(cfg.data, source["keypoints"], options.protocol))
         parts["pairs"] += [[s, t] for s, t in zip(_names(source), _names(target))]
         count += take
         bar.update(count)
@@ -193,7 +211,7 @@ def sample_images(serving, options, data_dir: str | None = None) -> ImageSet:
         generated.append(to_uint8(np.asarray(drawn["image"])))
         if not baseline:
             keypoints.append(np.asarray(drawn["keypoints"], np.float32))
-            masks.append(_metrics_masks(serving.cfg.data, keypoints[-1]))
+            masks.append(metrics_masks(serving.cfg.data, keypoints[-1], options.protocol))
     seeds = f"batch i of {options.batch_size} drawn with seed {options.seed} + i"
     if baseline:
         return ImageSet(np.concatenate(generated), None, {}, [],
@@ -388,8 +406,11 @@ def format_table(report: dict) -> str:
 
     registered = registry.metrics()
     lines = [f"\n{report['description']}"]
+    if report.get("protocol"):
+        lines.append(f"Protocol: {report['protocol']}.")
     if report.get("scored") is not None:
-        lines.append(f"Scored {report['scored']} (--n={report['n']}).")
+        asked = "every file" if report["n"] is None else f"--n={report['n']}"
+        lines.append(f"Scored {report['scored']} ({asked}).")
     lines.append(f"{'metric':<11}{'value':>9}{'std':>9}{'n':>7}  protocol")
     for name, result in report["metrics"].items():
         if result.get("value") is not None:

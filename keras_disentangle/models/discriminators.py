@@ -6,10 +6,31 @@ for Eq. 4-5. Both outputs are float32 under a mixed precision policy.
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from keras_disentangle.configs import Config, Factor
-from keras_disentangle.configs.fields import D1_NORMALIZATIONS
+from keras_disentangle.configs.fields import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1_NORMALIZATIONS
+
+# tflib's `set_weights_stdev(0.02)`, under which the authors' `DCGANDiscriminator` builds D1: uniform
+# weights of standard deviation 0.02, i.e. on +-0.02 * sqrt(3).
+_DCGAN_STDDEV = 0.02
+
+
+def _initializers(name: str, field: str, choices: tuple[str, ...]):
+    """A factory of fresh kernel initializers named `name` (a layer each: an unseeded Keras initializer
+    called twice returns the same values).
+
+    Raises:
+      ValueError: naming `field` when `name` is not one of `choices`.
+    """
+    if name not in choices:
+        raise ValueError(f"{field}={name!r}; expected one of {', '.join(choices)}.")
+    if name == "dcgan_uniform":
+        limit = _DCGAN_STDDEV * math.sqrt(3.0)
+        return lambda: keras.initializers.RandomUniform(-limit, limit)
+    return lambda: keras.initializers.get(name)
 
 
 def factor_embedding_dim(cfg: Config, factor: Factor | str) -> int:
@@ -42,15 +63,17 @@ def build_d1(cfg: Config) -> keras.Model:
 
     5x5 stride-2 convs of `d1_channels` widths, batch normalization on all but the first (or none,
     or spectral normalization of every layer: `model.d1_normalization`), LeakyReLU 0.2, then a dense logit.
+    Every kernel starts from `model.d1_initializer`.
 
     Args:
-      cfg: Config. Uses `data.height/width`, `model.d1_channels`, `model.d1_normalization`.
+      cfg: Config. Uses `data.height/width`, `model.d1_channels`, `model.d1_normalization`,
+        `model.d1_initializer`.
 
     Returns:
       keras.Model `d1`: `image` `(batch, 128, 64, 3)` in [-1, 1] -> `logit` `(batch, 1)` float32.
 
     Raises:
-      ValueError: for an unknown `model.d1_normalization`.
+      ValueError: for an unknown `model.d1_normalization` or `model.d1_initializer`.
 
     Reference:
       Radford et al., "Unsupervised representation learning with deep convolutional GANs", 2016;
@@ -59,9 +82,11 @@ def build_d1(cfg: Config) -> keras.Model:
     normalization = cfg.model.d1_normalization
     if normalization not in D1_NORMALIZATIONS:
         raise ValueError(f"d1_normalization={normalization!r}; expected one of {', '.join(D1_NORMALIZATIONS)}.")
+    kernel = _initializers(cfg.model.d1_initializer, "d1_initializer", D1_INITIALIZERS)
     image = keras.Input((cfg.data.height, cfg.data.width, 3), name="image")
-    logit = _spectral(keras.layers.Dense(1, dtype="float32", name="logit"), normalization)(
-        dcgan_features(image, cfg.model.d1_channels, normalization))
+    logit = _spectral(keras.layers.Dense(1, dtype="float32", kernel_initializer=kernel(), name="logit"),
+                      normalization)(dcgan_features(image, cfg.model.d1_channels, normalization,
+                                                    cfg.model.d1_initializer))
     return keras.Model(image, logit, name="d1")
 
 
@@ -71,18 +96,21 @@ def _spectral(layer: keras.layers.Layer, normalization: str) -> keras.layers.Lay
     return keras.layers.SpectralNormalization(layer, dtype=layer.dtype_policy, name=f"sn_{layer.name}")
 
 
-def dcgan_features(image, channels: tuple[int, ...], normalization: str = "batch"):
+def dcgan_features(image, channels: tuple[int, ...], normalization: str = "batch",
+                   initializer: str = "glorot_uniform"):
     """D1's conv stack on an image tensor, flattened (also the VAE baseline's encoder).
 
     5x5 stride-2 convs of `channels` widths, LeakyReLU 0.2; `normalization` (`D1_NORMALIZATIONS`):
-    batch normalization on all but the first conv, none, or spectral normalization of every conv.
+    batch normalization on all but the first conv, none, or spectral normalization of every conv;
+    kernels from `initializer` (`D1_INITIALIZERS`).
     """
+    kernel = _initializers(initializer, "d1_initializer", D1_INITIALIZERS)
     x = image
     for index, width in enumerate(channels):
         normalize = index > 0 and normalization == "batch"
         # A bias before batch normalization is cancelled by its mean subtraction.
         x = _spectral(keras.layers.Conv2D(width, 5, strides=2, padding="same", use_bias=not normalize,
-                                          name=f"conv{index}"), normalization)(x)
+                                          kernel_initializer=kernel(), name=f"conv{index}"), normalization)(x)
         if normalize:
             x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
         x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)
@@ -92,8 +120,12 @@ def dcgan_features(image, channels: tuple[int, ...], normalization: str = "batch
 def build_critic(cfg: Config, factor: Factor | str) -> keras.Model:
     """The stage-II critic D2 of one factor: `critic_num_layers` FC LeakyReLU(0.2) layers, then a score.
 
+    The hidden kernels start from `model.critic_initializer`, the score's from Glorot uniform (as the
+    authors' `FCDiscriminator`: He for its `LeakyReLULayer`s, tflib's default for the output).
+
     Args:
-      cfg: Config. Uses `model.critic_hidden_dim`, `model.critic_num_layers` and the embedding size.
+      cfg: Config. Uses `model.critic_hidden_dim`, `model.critic_num_layers`, `model.critic_initializer`
+        and the embedding size.
       factor: Factor or its value (`fg`, `bg`, `pose`).
 
     Returns:
@@ -101,14 +133,15 @@ def build_critic(cfg: Config, factor: Factor | str) -> keras.Model:
       K = 224 / 128 / 32 for fg / bg / pose (Market, full scale).
 
     Raises:
-      ValueError: see `factor_embedding_dim`.
+      ValueError: see `factor_embedding_dim`; for an unknown `model.critic_initializer`.
     """
     dim = factor_embedding_dim(cfg, factor)
+    kernel = _initializers(cfg.model.critic_initializer, "critic_initializer", CRITIC_INITIALIZERS)
     factor = Factor(factor).value
     embedding = keras.Input((dim,), name=f"{factor}_embedding")
     x = embedding
     for index in range(cfg.model.critic_num_layers):
-        x = keras.layers.Dense(cfg.model.critic_hidden_dim, name=f"dense{index}")(x)
+        x = keras.layers.Dense(cfg.model.critic_hidden_dim, kernel_initializer=kernel(), name=f"dense{index}")(x)
         x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)
     score = keras.layers.Dense(1, dtype="float32", name="score")(x)
     return keras.Model(embedding, score, name=f"d2_{factor}")

@@ -18,6 +18,20 @@ from keras_disentangle.configs import NUM_KEYPOINTS, Config
 from keras_disentangle.models.layers import TiledInputConv2D, TileEmbedding, residual_conv_block
 
 
+def _appearance_residual_block(x: keras.KerasTensor, embedding: keras.KerasTensor, name: str) -> keras.KerasTensor:
+    """`residual_conv_block` of `x` whose first conv also reads the embedding tiled over the map.
+
+    The tiled channels cost one small matmul, not a convolution (`TiledInputConv2D`), so every level
+    of the up path reads the whole appearance code for the price of its own features.
+    """
+    channels = x.shape[-1]
+    tiled = TileEmbedding(x.shape[1], x.shape[2], name=f"{name}_tile_appearance")(embedding)
+    h = keras.layers.Concatenate(name=f"{name}_appearance")([tiled, x])
+    h = TiledInputConv2D(embedding.shape[-1], channels, 3, activation="relu", name=f"{name}_conv1")(h)
+    h = keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name=f"{name}_conv2")(h)
+    return keras.layers.Add(name=f"{name}_add")([x, h])
+
+
 def build_generator(cfg: Config) -> keras.Model:
     """Builds the U-Net generator G1.
 
@@ -66,7 +80,10 @@ def build_generator(cfg: Config) -> keras.Model:
 
     for level in reversed(range(len(channels))):
         x = keras.layers.Concatenate(name=f"up{level}_skip")([x, skips[level]])
-        x = residual_conv_block(x, x.shape[-1], name=f"up{level}")
+        if cfg.model.appearance_in_up_path:
+            x = _appearance_residual_block(x, inputs["appearance_embedding"], name=f"up{level}")
+        else:
+            x = residual_conv_block(x, x.shape[-1], name=f"up{level}")
         if level > 0:
             x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}_upsample")(x)
             x = keras.layers.Conv2D(channels[level - 1], 1, activation="relu", name=f"up{level}_1x1")(x)

@@ -53,7 +53,7 @@ def residual_fc_block(
       x: KerasTensor `(batch, d)`.
       units: int. Output features.
       activation: callable returning an activation layer when called with `name=`, e.g.
-        `keras.layers.ReLU` or `functools.partial(keras.layers.LeakyReLU, negative_slope=0.3)`.
+        `keras.layers.ReLU` or `functools.partial(keras.layers.LeakyReLU, negative_slope=0.2)`.
       name: str. Prefix of the block's layer names.
 
     Returns:

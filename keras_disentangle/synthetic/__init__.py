@@ -14,7 +14,8 @@ dicts, one per factor of the paper:
     swing, bent or raised arms, crouching, leaning, any body yaw), placed and scaled in the box.
 
 `render(fg_A, bg_B, pose_C, size)` therefore gives the exact target of any recombination at any
-resolution, and `person_mask` gives the pixels the person covers.
+resolution, `person_mask` gives the pixels the person covers and `garment_coverage` the pixels each
+garment's colour sets (the colour metric of `metrics.disentangle`).
 
 Coordinates. A pose holds the FULL skeleton in pixels of the frame it was sampled for
 (`pose["height"] x pose["width"]`, the dataset's stored size): `keypoints` are float (y, x) for
@@ -40,4 +41,5 @@ Reference: the factor decomposition of Ma et al., "Disentangled Person Image Gen
 
 from keras_disentangle.synthetic.factors import (VIEWS, annotate, sample_background, sample_camera,  # noqa: F401
                                                  sample_identity, sample_pose)
-from keras_disentangle.synthetic.painting import person_mask, render, render_background  # noqa: F401
+from keras_disentangle.synthetic.painting import (GARMENTS, garment_coverage, person_mask,  # noqa: F401
+                                                  render, render_background)

@@ -1,6 +1,6 @@
 """Painting synthetic people: signed-distance body parts composited far to near over a procedural
-background, anti-aliased, at any resolution. `render`, `person_mask` and `render_background` are the
-public API (see `keras_disentangle.synthetic`).
+background, anti-aliased, at any resolution. `render`, `person_mask`, `garment_coverage` and
+`render_background` are the public API (see `keras_disentangle.synthetic`).
 """
 
 from __future__ import annotations
@@ -426,3 +426,39 @@ def person_mask(fg: dict, pose: dict, size: tuple[int, int] = (128, 64)) -> np.n
     """
     size = _check_size(size)
     return _composite(person_parts(fg, pose), (pose["height"], pose["width"]), size)
+
+
+# The garments whose colour `garment_coverage` traces: the identity keys of `factors.sample_identity`.
+GARMENTS = ("upper", "lower")
+
+
+def garment_coverage(fg: dict, pose: dict, garment: str, size: tuple[int, int] = (128, 64)) -> np.ndarray:
+    """How much of each pixel's colour the garment's colour `fg[garment]` sets in `render(fg, ·, pose, size)`.
+
+    The person is drawn twice over a black canvas, with the garment black and then white, everything
+    else as in `fg`: a pixel's change is its coverage by the garment times the garment's shading
+    (0.76 to 1.06), so edges, the pattern's accent and the body parts drawn over the garment count
+    partly or not at all. Resizing the map with area averaging gives the coverage at a lower resolution.
+
+    Args:
+      fg: identity dict.
+      pose: pose dict.
+      garment: one of `GARMENTS`.
+      size: (height, width). Defaults to `(128, 64)`.
+
+    Returns:
+      float32 `(height, width)` in [0, 1].
+
+    Raises:
+      ValueError: for an unknown garment or a bad `size`.
+    """
+    if garment not in GARMENTS:
+        raise ValueError(f"Unknown garment {garment!r}; expected one of {', '.join(GARMENTS)}.")
+    size = _check_size(size)
+    frame = (pose["height"], pose["width"])
+    canvases = []
+    for level in (0, 255):
+        canvas = np.zeros(size + (3,), np.float32)
+        _composite(person_parts(dict(fg, **{garment: [level] * 3}), pose), frame, size, canvas)
+        canvases.append(canvas)
+    return np.clip((canvases[1] - canvases[0]).mean(axis=-1) / 255.0, 0.0, 1.0)

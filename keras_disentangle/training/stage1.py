@@ -5,6 +5,8 @@ Wires data, networks, optimizers and the replica step into the shared loop; owns
 
 from __future__ import annotations
 
+import time
+
 import keras
 import tensorflow as tf
 
@@ -15,13 +17,14 @@ from keras_disentangle.training import checkpoint, loop, schedule, steps
 
 
 def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimizers.Optimizer]:
-    """Adam for G1, D1 and the pose auto-encoder, as the paper (beta_1 0.5), on the halving schedule
-    (`schedule.halving`); loss-scaled under mixed_float16."""
+    """Adam for G1, D1 and the pose auto-encoder, as the paper (beta_1 0.5; epsilon `adam_epsilon`, TF1's
+    1e-8 in the full presets), on the halving schedule (`schedule.halving`); loss-scaled under
+    mixed_float16."""
 
     def adam(rate: float, name: str) -> keras.optimizers.Optimizer:
         return precision.loss_scaled(keras.optimizers.Adam(
             schedule.halving(rate, train_cfg.lr_halving_steps), beta_1=train_cfg.beta_1, beta_2=train_cfg.beta_2,
-            name=name))
+            epsilon=train_cfg.adam_epsilon, name=name))
 
     return {"g1": adam(train_cfg.learning_rate, "g1_adam"), "d1": adam(train_cfg.d1_learning_rate or train_cfg.learning_rate, "d1_adam"),
             "pose": adam(train_cfg.pose_learning_rate, "pose_adam")}
@@ -65,17 +68,34 @@ def training_state(cfg: configs.Config, logdir: str, strategy: tf.distribute.Str
     return stage1, optimizers, keeper
 
 
+def phases(part: steps.Stage1Part, train_cfg: configs.TrainConfig) -> list[tuple[steps.Stage1Part, int]]:
+    """The runs of `--model=part` as (part trained, last step), in order.
+
+    The appearance networks train for `steps`, the pose auto-encoder for `pose_steps` (0: `steps`).
+    `--model=both` trains both in each step up to the smaller budget, then the part with steps left
+    alone up to the larger: on DeepFashion (100k / 120k) the last 20k steps train the pose
+    auto-encoder only, on Market (70k / 60k) the last 10k the appearance networks only. One step
+    counter serves all parts, so a rerun resumes in whichever phase it stopped.
+    """
+    budgets = {steps.Stage1Part.APPEARANCE: train_cfg.steps,
+               steps.Stage1Part.POSE: train_cfg.pose_steps or train_cfg.steps}
+    if part != steps.Stage1Part.BOTH:
+        return [(part, budgets[part])]
+    shared = min(budgets.values())
+    return [(steps.Stage1Part.BOTH, shared)] + [(alone, end) for alone, end in budgets.items() if end > shared]
+
+
 def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps.Stage1Part,
                  strategy: tf.distribute.Strategy, jit_compile: bool = False,
                  max_minutes: float | None = None, verbose: bool = True,
                  progress_seconds: float | None = None,
                  command: tuple[list[str], dict] | None = None) -> tuple[Stage1, dict[str, float]]:
-    """Trains stage I from the last checkpoint in `logdir` up to `cfg.train.steps`.
+    """Trains stage I from the last checkpoint in `logdir` up to the budgets of `part` (`phases`).
 
     `command` (argv, flag values), when given, is recorded in the run (`rundir.record_command`).
 
     Returns:
-      The trained networks and the last step's losses.
+      The trained networks and the last losses of each part.
 
     Raises:
       ValueError: if `data_dir` holds no records for the train split.
@@ -87,25 +107,30 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
         if command is not None:
             rundir.record_command(logdir, *command)
     train_cfg = cfg.train
-    # Each part trains at its own batch from the preset (the paper trains them separately); with
-    # --model=both every step draws an image batch and a pose batch.
-    batch_size = train_cfg.pose_batch_size if part == steps.Stage1Part.POSE else train_cfg.batch_size
 
-    def make_dataset(seed: int) -> tf.data.Dataset:
-        if part == steps.Stage1Part.POSE:
-            dataset = data.pose_dataset(data_dir, cfg, batch_size=batch_size, seed=seed)
-        else:
-            dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=seed)
-        if part == steps.Stage1Part.BOTH:
-            poses = data.pose_dataset(data_dir, cfg, batch_size=train_cfg.pose_batch_size, seed=seed)
-            dataset = tf.data.Dataset.zip({"appearance": dataset, "pose": poses})
-        options = tf.data.Options()
-        # One shard file per split is common at tiny scale; shard by element, not by file.
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return dataset.with_options(options)
+    def batch_size(trained: steps.Stage1Part) -> int:
+        # Each part trains at its own batch from the preset (the paper trains them separately); with
+        # --model=both every step draws an image batch and a pose batch.
+        return train_cfg.pose_batch_size if trained == steps.Stage1Part.POSE else train_cfg.batch_size
+
+    def dataset_factory(trained: steps.Stage1Part):
+        def make_dataset(seed: int) -> tf.data.Dataset:
+            if trained == steps.Stage1Part.POSE:
+                dataset = data.pose_dataset(data_dir, cfg, batch_size=batch_size(trained), seed=seed)
+            else:
+                dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size(trained), seed=seed)
+            if trained == steps.Stage1Part.BOTH:
+                poses = data.pose_dataset(data_dir, cfg, batch_size=train_cfg.pose_batch_size, seed=seed)
+                dataset = tf.data.Dataset.zip({"appearance": dataset, "pose": poses})
+            options = tf.data.Options()
+            # One shard file per split is common at tiny scale; shard by element, not by file.
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            return dataset.with_options(options)
+
+        return make_dataset
 
     # Fail on a missing split or a damaged shard now, before the networks are built.
-    make_dataset(train_cfg.seed)
+    dataset_factory(part)(train_cfg.seed)
     preview = next(iter(_preview_dataset(data_dir, cfg)))
 
     stage1, optimizers, keeper = training_state(cfg, logdir, strategy)
@@ -113,17 +138,32 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
     def write_images(at_step: int) -> None:
         tf.summary.image("reconstruction", preview_grid(stage1, preview), step=at_step)
 
-    replica_step = steps.stage1_step(part, stage1, optimizers, train_cfg, batch_size)
+    planned = phases(part, train_cfg)
     summary_dir = rundir.summary_dir(logdir) if chief else None
-    logs = loop.run(
-        strategy=strategy, replica_step=replica_step, make_dataset=make_dataset, keeper=keeper,
-        seed=train_cfg.seed, total_steps=train_cfg.steps, global_batch_size=batch_size,
-        checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
-        image_every=train_cfg.image_every, summary_dir=summary_dir,
-        write_images=write_images if chief and part != steps.Stage1Part.POSE else None,
-        learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-        jit_compile=jit_compile, max_minutes=max_minutes, steps_per_execution=train_cfg.steps_per_execution,
-        verbose=verbose and chief, progress_seconds=progress_seconds)
+    deadline = time.perf_counter() + 60 * max_minutes if max_minutes else None
+    logs: dict[str, float] = {}
+    for trained, end in planned:
+        minutes = None if deadline is None else (deadline - time.perf_counter()) / 60
+        if minutes is not None and minutes <= 0:
+            break
+        if len(planned) > 1:
+            if keeper.restore_latest() >= end:
+                continue
+            if verbose and chief and trained != part:
+                print(f"steps={train_cfg.steps}, pose_steps={train_cfg.pose_steps}: the {trained.value} part "
+                      f"trains alone up to step {end}.")
+        replica_step = steps.stage1_step(trained, stage1, optimizers, train_cfg, batch_size(trained))
+        logs.update(loop.run(
+            strategy=strategy, replica_step=replica_step, make_dataset=dataset_factory(trained), keeper=keeper,
+            seed=train_cfg.seed, total_steps=end, global_batch_size=batch_size(trained),
+            checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
+            image_every=train_cfg.image_every, summary_dir=summary_dir,
+            write_images=write_images if chief and trained != steps.Stage1Part.POSE else None,
+            learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
+            jit_compile=jit_compile, max_minutes=minutes, steps_per_execution=train_cfg.steps_per_execution,
+            verbose=verbose and chief, progress_seconds=progress_seconds))
+        if int(keeper.step.numpy()) < end:  # the time budget ran out
+            break
     return stage1, logs
 
 

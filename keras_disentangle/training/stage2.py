@@ -21,6 +21,7 @@ from keras_disentangle.models.mapper import build_mapper
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding, encoder_inputs
 from keras_disentangle.runtime import encode_factor, load_frozen_stage1, sample_noise
 from keras_disentangle.training import checkpoint, loop, schedule
+from keras_disentangle.training.optimizers import rmsprop
 
 def real_embeddings(stage1: Stage1, cfg: configs.Config, data_dir: str, factor: configs.Factor,
                     split: str = "train", cache: str | None = None, cache_key: str = "") -> np.ndarray:
@@ -131,6 +132,18 @@ def sample_grid(stage1: Stage1, cfg: configs.Config, factor: configs.Factor, map
     return tf.reshape((rows + 1.0) / 2.0, [1, shape[0] * shape[1], shape[2], 3])
 
 
+def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimizers.Optimizer]:
+    """RMSProp for Phi (`phi`) and D2 (`d2`): Keras' or TF1's (`stage2_rmsprop`, `training.optimizers`),
+    on the halving schedule (D2 updates `critic_steps` times per step); loss-scaled under mixed_float16
+    (GPUs; untested)."""
+
+    def optimizer(name: str, updates_per_step: int) -> keras.optimizers.Optimizer:
+        rate = schedule.halving(train_cfg.mapper_learning_rate, train_cfg.lr_halving_steps, updates_per_step)
+        return precision.loss_scaled(rmsprop(train_cfg.stage2_rmsprop, rate, name=f"{name}_rmsprop"))
+
+    return {"phi": optimizer("phi", 1), "d2": optimizer("d2", train_cfg.critic_steps)}
+
+
 def _parse_factor(factor) -> configs.Factor:
     try:
         return configs.Factor(factor)
@@ -208,13 +221,7 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
     with strategy.scope():
         mapper = build_mapper(cfg, factor)
         critic = build_critic(cfg, factor)
-        # Loss-scaled under mixed_float16 (GPUs; untested). D2 updates critic_steps times per step.
-        optimizers = {
-            name: precision.loss_scaled(keras.optimizers.RMSprop(
-                schedule.halving(train_cfg.mapper_learning_rate, train_cfg.lr_halving_steps, updates),
-                name=f"{name}_rmsprop"))
-            for name, updates in (("phi", 1), ("d2", train_cfg.critic_steps))
-        }
+        optimizers = build_optimizers(train_cfg)
         optimizers["phi"].build(mapper.trainable_variables)
         optimizers["d2"].build(critic.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")

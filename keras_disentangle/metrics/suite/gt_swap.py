@@ -49,7 +49,9 @@ def compute(inputs: Inputs) -> dict:
     result["protocol"] = (
         f"'{options.split}' split, pairs with different identity and background, seed {options.seed}; SSIM: "
         "gaussian protocol on colour; L1 in [0, 1] units; region = the pose's body mask (fg_swap, pose_transfer), "
-        "its complement (bg_swap), the whole image (reconstruction); pose_transfer_embedded decodes the pose "
+        "its complement (bg_swap), the whole image (reconstruction); colour: per garment, the pixels its colour sets "
+        "for at least half, CIELAB of their mean RGB in output and target, CIE76 distance and chroma ratio (ratio of "
+        "means); pose_transfer_embedded decodes the pose "
         "through the pose auto-encoder; sampled_fg/bg (stage II) score region L1 where the sampled factor must "
         "not change the image, next to the reconstruction's")
     return result
@@ -65,6 +67,14 @@ def table(result: dict) -> list[str]:
             lines.append(f"{task:<24}{output:<16}" + "".join(
                 f"{number(m[k]['mean'] if k in m else None):>{w}}"
                 for k, w in (("ssim", 8), ("l1", 8), ("region_l1", 11))))
+    lines += ["\ngt_swap colour per garment (mean-colour dE76: lower is better; chroma ratio output / target: 1 is "
+              "exact, 0 is grey)",
+              f"{'task':<24}{'garment':<9}{'output':<16}{'dE76':>7}{'chroma':>8}{'pairs':>7}"]
+    for task, by_garment in result.get("colour", {}).items():
+        for garment, by_output in by_garment.items():
+            for output, m in by_output.items():
+                lines.append(f"{task:<24}{garment:<9}{output:<16}{number(m['delta_e'], 1):>7}"
+                             f"{number(m['chroma_ratio']):>8}{m['n']:>7}")
     return lines
 
 
