@@ -1,6 +1,7 @@
 """Photos as people send them, made in code: every format `keypoints.read_image` and the SavedModel's
 decoder (`photo_graph.decode_photo`) read, and the files they refuse. Shared by the tests of each surface."""
 
+import functools
 import io
 import struct
 import zlib
@@ -39,6 +40,7 @@ def upright_png(phone: bytes) -> bytes:
         return encode(ImageOps.exif_transpose(image).convert("RGB"), "PNG")
 
 
+@functools.lru_cache(maxsize=4)  # ~1 s for the 12,000x9,000 one, which several tests send
 def grey_png(width: int, height: int, rows: int | None = None) -> bytes:
     """A black 8-bit grey PNG of `width x height` (108 MP in ~100 KB for 12,000x9,000: a decompression
     bomb), written row by row; with `rows`, only that many rows follow the header (a lying header)."""
