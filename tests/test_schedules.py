@@ -158,3 +158,30 @@ def test_stage2_phi_and_the_critic_halve_at_the_same_training_steps(stage2_runs,
     logged = _scalars(logdir, "learning_rate/")
     for name in ("phi", "d2"):
         assert logged[f"learning_rate/{name}"] == pytest.approx({1: rate / 2, 2: rate / 4}), name
+
+
+def test_a_resumed_run_switching_between_constant_and_halving_rates_is_refused_in_one_line(
+        stage2_runs, stage1_run, synthetic_records, tmp_path):
+    """A constant rate is saved as an optimizer variable, a schedule is not: such a checkpoint cannot be
+    restored, and the run would stop with 'no checkpoint can be read'. It is refused before, naming the
+    flag; another halving period restores (the schedule holds no state)."""
+    import shutil
+
+    import tensorflow as tf
+
+    from keras_disentangle import rundir
+    from keras_disentangle.training import stage2
+
+    logdir = tmp_path / "bg"
+    shutil.copytree(stage2_runs["bg"], logdir)
+    cfg = rundir.load_config(logdir)
+    assert cfg.train.lr_halving_steps == 0
+    with pytest.raises(rundir.RunDirectoryError, match=r"--lr_halving_steps=1: the checkpoints in .* were trained "
+                                                       r"with 0"):
+        stage2.train_stage2(configs.override(cfg, lr_halving_steps=1), factor="bg", data_dir=synthetic_records,
+                            stage1_dir=stage1_run, logdir=str(logdir), strategy=tf.distribute.get_strategy(),
+                            verbose=False)
+    rundir.save_config(tmp_path / "halving", configs.override(cfg, lr_halving_steps=10))
+    (tmp_path / "halving" / "checkpoints").mkdir()
+    (tmp_path / "halving" / "checkpoints" / "ckpt-3.index").write_bytes(b"")
+    rundir.save_config(tmp_path / "halving", configs.override(cfg, lr_halving_steps=20))
