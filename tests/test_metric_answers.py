@@ -81,3 +81,29 @@ def test_probe_and_reid_on_codes_that_are_the_labels(stage1_run, synthetic_recor
     inputs.options = registry.EvalOptions(metrics=("reid",), params={"reid_features": "fg"})
     result = reid.compute(inputs)
     assert result["queries"] > 0 and result["rank1"] == result["mAP"] == result["value"] == 1.0
+
+
+def test_sample_checks_identity_reads_the_body_region_where_half_the_training_poses_have_the_body(
+        synthetic_records, rng):
+    """sample_check's identity test looks at the fixed body region only: noise outside it changes
+    nothing (training photos stay training people), noise inside it makes them chance."""
+    from keras_disentangle import configs, data
+    from keras_disentangle.metrics import report, sampling
+    from keras_disentangle.visualize import to_uint8
+
+    cfg = configs.get_config("synthetic", "micro")
+    train = data.load_examples(synthetic_records, cfg, split="train")
+    test = data.load_examples(synthetic_records, cfg, split="test")
+    poses = train["keypoints"][[0, 0, 5]]  # pose 0 in two of three: its body alone reaches half
+    masks = report._metrics_masks(cfg.data, poses)[..., 0] > 0
+    assert (masks[0] != masks[2]).any()
+    np.testing.assert_array_equal(sampling.body_region(poses, cfg.data), masks[0])
+
+    region = sampling.body_region(train["keypoints"], cfg.data)[None, ..., None]
+    photos = to_uint8(train["image"])
+    noise = rng.integers(0, 256, photos.shape, dtype=np.uint8)
+    outside = np.where(region, photos, noise)
+    inside = np.where(region, noise, photos)
+    shares = {name: sampling.identity_check(images, train, test, cfg.data)["share"]
+              for name, images in (("photos", photos), ("outside", outside), ("inside", inside))}
+    assert shares["outside"] == shares["photos"] == 1.0 and shares["inside"] <= 0.1, shares
