@@ -217,8 +217,10 @@ def _mirrored_by_name(keypoints: np.ndarray) -> np.ndarray:
 def test_pose_dataset_mirrors_poses_with_left_and_right_swapped(record_dir):
     directory, _ = record_dir
     reference = _numpy(next(iter(data.eval_dataset(directory, CFG, split="train", batch_size=NUM_TRAIN))))
-    plain = geometry.pose_vector(reference["keypoints"], H, W).numpy()
-    mirrored = geometry.pose_vector(np.stack([_mirrored_by_name(k) for k in reference["keypoints"]]), H, W).numpy()
+    missing = CFG.data.pose_missing_coordinate
+    plain = geometry.pose_vector(reference["keypoints"], H, W, missing).numpy()
+    mirrored = geometry.pose_vector(np.stack([_mirrored_by_name(k) for k in reference["keypoints"]]), H, W,
+                                    missing).numpy()
     # Every record mirrors to another pose (they are not symmetric), so each vector is one or the other.
     assert min(np.abs(a - b).max() for a, b in zip(plain, mirrored)) > 1e-3
     kinds = []

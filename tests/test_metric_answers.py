@@ -9,7 +9,7 @@ from keras_disentangle.metrics import registry
 
 def test_mask_ssim_masks_with_the_targets_pose_not_the_sources(stage1_run, synthetic_records):
     """The authors' score_mask.py masked with the source's pose (their documented bug); the default is the target's."""
-    from keras_disentangle import data, geometry
+    from keras_disentangle import data
     from keras_disentangle.metrics import image, report
     from keras_disentangle.metrics.suite import mask_ssim
     from keras_disentangle.runtime import load_stage1
@@ -18,11 +18,9 @@ def test_mask_ssim_masks_with_the_targets_pose_not_the_sources(stage1_run, synth
     options = registry.EvalOptions(metrics=("mask_ssim",), task="transfer", n=4, batch_size=4)
     images = report.model_images(cfg, stage1, synthetic_records, options)
     source, target = next(iter(data.pairs_dataset(synthetic_records, cfg, "test", 4)))
-    d = cfg.data
 
     def mask(keypoints):
-        return geometry.body_mask(keypoints, d.height, d.width, report.metrics_mask_radius(d),
-                                  close_size=d.mask_close_size).numpy()
+        return report.metrics_masks(cfg.data, keypoints)
 
     np.testing.assert_array_equal(images.masks["target"], mask(target["keypoints"]))
     assert np.abs(mask(target["keypoints"]) - mask(source["keypoints"])).sum() > 10  # the poses differ
@@ -95,7 +93,7 @@ def test_sample_checks_identity_reads_the_body_region_where_half_the_training_po
     train = data.load_examples(synthetic_records, cfg, split="train")
     test = data.load_examples(synthetic_records, cfg, split="test")
     poses = train["keypoints"][[0, 0, 5]]  # pose 0 in two of three: its body alone reaches half
-    masks = report._metrics_masks(cfg.data, poses)[..., 0] > 0
+    masks = report.metrics_masks(cfg.data, poses)[..., 0] > 0
     assert (masks[0] != masks[2]).any()
     np.testing.assert_array_equal(sampling.body_region(poses, cfg.data), masks[0])
 
