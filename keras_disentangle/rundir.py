@@ -72,10 +72,12 @@ def save_config(logdir: str | os.PathLike, cfg: configs.Config) -> None:
     """Writes `cfg` to `logdir/config.json`, refusing to mix two model configs in one directory.
 
     Training may be resumed with different `train` fields (e.g. more steps), but the data and
-    model fields must match the run that wrote the checkpoints.
+    model fields must match the run that wrote the checkpoints, and `lr_halving_steps` may not
+    switch between 0 and a period (the optimizers' checkpoints differ).
 
     Raises:
-      RunDirectoryError: if the directory holds a run with other data or model fields.
+      RunDirectoryError: if the directory holds a run with other data or model fields, or
+        checkpoints of the other kind of learning rate.
     """
     path = pathlib.Path(logdir) / CONFIG_FILE
     if path.exists():
@@ -84,6 +86,12 @@ def save_config(logdir: str | os.PathLike, cfg: configs.Config) -> None:
             raise RunDirectoryError(
                 f"{path} describes a run with another dataset or model config; "
                 "use a new --logdir or the same flags as that run.")
+        # A constant rate is a variable of the optimizer, a schedule is none: their checkpoints differ.
+        before, now = previous.train.lr_halving_steps, cfg.train.lr_halving_steps
+        if (before > 0) != (now > 0) and any(pathlib.Path(checkpoint_dir(logdir)).glob("ckpt-*.index")):
+            raise RunDirectoryError(
+                f"--lr_halving_steps={now}: the checkpoints in {logdir} were trained with {before}, and a run "
+                "cannot switch between a constant rate (0) and a halving one; use the run's value or a new --logdir.")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(configs.to_json(cfg))
 

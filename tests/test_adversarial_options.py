@@ -118,3 +118,63 @@ def test_d1_every_with_a_multi_replica_strategy_is_a_usage_error(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "--d1_every=2 needs --strategy=default" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _g1_update(stage1, initial, train_cfg, batch):
+    """G1's change in one appearance step from the `initial` weights, with plain SGD at rate 1 (the
+    update is minus G1's gradient), and whether D1 moved."""
+    import keras
+    import tensorflow as tf
+
+    from keras_disentangle.runtime import stage1_trackables
+    from keras_disentangle.training import steps
+
+    for model, weights in zip(stage1_trackables(stage1).values(), initial):
+        model.set_weights(weights)
+    g_optimizer, d_optimizer = keras.optimizers.SGD(1.0), keras.optimizers.SGD(1.0)
+    g_variables = stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables
+    g_optimizer.build(g_variables)
+    d_optimizer.build(stage1.d1.trainable_variables)
+    before = [v.numpy().copy() for v in g_variables]
+    d1_before = [v.numpy().copy() for v in stage1.d1.trainable_variables]
+    tf.function(steps.appearance_step(stage1, g_optimizer, d_optimizer, train_cfg, len(batch["image"])))(batch)
+    moved = any(not np.array_equal(a, v.numpy()) for a, v in zip(d1_before, stage1.d1.trainable_variables))
+    return np.concatenate([(v.numpy() - b).ravel() for v, b in zip(g_variables, before)]), moved
+
+
+def test_the_adversarial_term_reaches_g1_with_its_weight_and_the_l1_presets_leave_it_out(synthetic_records):
+    import keras
+    import tensorflow as tf
+
+    from keras_disentangle import configs, data, losses
+    from keras_disentangle.models.stage1 import build_stage1, reconstruct
+    from keras_disentangle.runtime import stage1_trackables
+
+    # The tiny and micro presets train L1 only; the full ones with the paper's adversarial weight 1.
+    for dataset in configs.DATASETS:
+        for scale in configs.SCALES:
+            assert configs.get_config(dataset, scale).train.adversarial_weight == float(scale == "full"), (dataset, scale)
+    preset = configs.get_config("synthetic", "micro")
+    keras.utils.set_random_seed(0)
+    stage1 = build_stage1(preset)
+    initial = [model.get_weights() for model in stage1_trackables(stage1).values()]
+    batch = next(iter(data.eval_dataset(synthetic_records, preset, split="train", batch_size=2)))
+    # L1 only: G1's update is minus lambda times the L1 gradient, and D1 stays.
+    l1_only, moved = _g1_update(stage1, initial, preset.train, batch)
+    assert not moved
+    for model, weights in zip(stage1_trackables(stage1).values(), initial):
+        model.set_weights(weights)
+    g_variables = stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables
+    with tf.GradientTape() as tape:
+        l1 = tf.reduce_mean(losses.l1_reconstruction_loss(batch["image"], reconstruct(stage1, batch, training=True)))
+    expected = -preset.train.l1_weight * np.concatenate([g.numpy().ravel() for g in tape.gradient(l1, g_variables)])
+    np.testing.assert_allclose(l1_only, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+    # With --adversarial_weight=w > 0 the adversarial gradient adds to it, scaled by w.
+    updates = {}
+    for weight in (1.0, 2.0):
+        train = configs.override(preset, adversarial_weight=weight, adversarial_start_step=0).train
+        updates[weight], moved = _g1_update(stage1, initial, train, batch)
+        assert moved
+    adversarial = updates[1.0] - l1_only
+    assert np.abs(adversarial).max() > 1e-3 * np.abs(l1_only).max()
+    np.testing.assert_allclose(updates[2.0] - l1_only, 2 * adversarial, rtol=1e-3, atol=1e-4 * np.abs(adversarial).max())

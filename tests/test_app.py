@@ -34,22 +34,40 @@ UPLOAD_LIMIT_MB = 1  # the test server's; a test photo is well under it
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(stage-I, stage-II) TF Serving base folders (`export`'s OUT/<name>, one version each): an untrained
-    micro synthetic model (every signature of stage I and II) or, with KD_APP_DEMO, the demo's exports."""
-    if os.environ.get("KD_APP_DEMO"):
-        export_dir = pathlib.Path(os.environ["KD_APP_DEMO"]) / "export"
-        return str(export_dir / "stage1"), str(export_dir / "stage2")
-    from keras_disentangle import configs, export
+def untrained():
+    """The untrained micro synthetic model (stage I and every mapper) in process, seeded."""
+    import keras
+
+    from keras_disentangle import configs
     from keras_disentangle.models.mapper import build_mapper
     from keras_disentangle.models.stage1 import build_stage1
     from keras_disentangle.runtime import Stage2Serving
 
     cfg = configs.get_config("synthetic", "micro")
-    serving = Stage2Serving(cfg, build_stage1(cfg), {f: build_mapper(cfg, f) for f in configs.Factor})
+    keras.utils.set_random_seed(0)
+    return Stage2Serving(cfg, build_stage1(cfg), {f: build_mapper(cfg, f) for f in configs.Factor})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, request):
+    """(stage-I, stage-II) TF Serving base folders (`export`'s OUT/<name>, one version each): `untrained`
+    exported (every signature of stage I and II) or, with KD_APP_DEMO, the demo's exports."""
+    if os.environ.get("KD_APP_DEMO"):
+        export_dir = pathlib.Path(os.environ["KD_APP_DEMO"]) / "export"
+        return str(export_dir / "stage1"), str(export_dir / "stage2")
+    from keras_disentangle import export
+
     base = tmp_path_factory.mktemp("app_export")
-    export.write_serving(serving, str(base / "1"))
+    export.write_serving(request.getfixturevalue("untrained"), str(base / "1"))
     return str(base), str(base)
+
+
+@pytest.fixture(scope="module")
+def reference(exported, request):
+    """The in-process model the export was written from (not the demo's: its runs are not at hand)."""
+    if os.environ.get("KD_APP_DEMO"):
+        pytest.skip("KD_APP_DEMO: the comparisons with the in-process model run on the default untrained export")
+    return request.getfixturevalue("untrained")
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +320,121 @@ def test_load_client_counts_requests_errors_and_memory(server):
     assert broken.errors > 0 and broken.first_error.startswith("ZeroDivisionError") and not broken.latencies
     grown = dataclasses.replace(result, rss_end=int(result.rss_warm * 1.2))
     assert [len(loadtest.failures(r, cfg)) for r in (broken, grown)] == [2, 1]
+
+
+# --- every output of every surface equals the in-process application on the same inputs ----------
+
+SAVED_MODEL_TOLERANCE = 1e-5  # the same graph, traced and saved
+
+
+def _agrees(got, expected, wrong, tolerance: float, what: str) -> None:
+    """`got` equals `expected` within `tolerance`, and the output of a wrong input (another image,
+    factor or seed) is far outside it, so that a surface mixing them up would fail."""
+    got, expected, wrong = (np.asarray(a, np.float64) for a in (got, expected, wrong))
+    error = np.abs(got - expected).max()
+    assert error <= tolerance, (what, error)
+    assert np.abs(wrong - expected).max() > 50 * tolerance, (what, np.abs(wrong - expected).max())
+
+
+@pytest.fixture(scope="module")
+def pairs(synthetic_records):
+    """Two (source, target) batches of real examples: the second has source and target exchanged."""
+    from keras_disentangle import configs, data
+
+    examples = data.load_examples(synthetic_records, configs.get_config("synthetic", "micro"), "test", limit=4)
+    first = {k: examples[k][[0, 1]] for k in ("image", "keypoints")}
+    second = {k: examples[k][[2, 3]] for k in ("image", "keypoints")}
+    return first, second
+
+
+def test_savedmodel_signatures_equal_the_in_process_applications(exported, reference, pairs):
+    """transfer, swap (fg, bg, pose), render and sample of the SavedModel against `apps` in process."""
+    import tensorflow as tf
+
+    from keras_disentangle import apps
+
+    loaded = tf.saved_model.load(os.path.join(exported[0], "1")).signatures
+    source, target = pairs
+    # In a graph as in the SavedModel (eagerly a ROI box on the border may round the other way).
+    swap = tf.function(lambda s, t, factor: apps.swap(reference, s, t, [factor]), reduce_retracing=True)
+
+    transfer = loaded["transfer"](source_image=source["image"], source_keypoints=source["keypoints"],
+                                  target_keypoints=target["keypoints"])["image"]
+    in_process = tf.function(lambda s, k: apps.transfer(reference, s, k))
+    _agrees(transfer, in_process(source, target["keypoints"]), in_process(target, target["keypoints"]),
+            SAVED_MODEL_TOLERANCE, "transfer")
+
+    swapped = loaded["swap"](source_image=source["image"], source_keypoints=source["keypoints"],
+                             target_image=target["image"], target_keypoints=target["keypoints"])
+    assert set(swapped) == {"fg", "bg", "pose"}
+    for factor in swapped:
+        others = [f for f in swapped if f != factor]
+        expected = swap(source, target, factor)
+        _agrees(swapped[factor], expected, swap(target, source, factor), SAVED_MODEL_TOLERANCE, f"swap {factor}")
+        for other in others:  # nor is it another factor's swap
+            assert np.abs(np.asarray(swap(source, target, other)) - expected).max() > 50 * SAVED_MODEL_TOLERANCE
+
+    codes = reference.encode(source["image"], source["keypoints"])
+    render = tf.function(lambda c, k: apps.render(reference, c, k)["image"])
+    exchanged = {k: tf.reverse(v, [0]) for k, v in codes.items()}
+    _agrees(loaded["render"](fg=codes["fg"], bg=codes["bg"], keypoints=target["keypoints"])["image"],
+            render(codes, target["keypoints"]), render(exchanged, target["keypoints"]), SAVED_MODEL_TOLERANCE,
+            "render")
+
+    sample = tf.function(lambda n, seed: apps.sample(reference, n, seed, ["fg", "bg", "pose"]))
+    drawn = loaded["sample"](n=tf.constant(2), seed=tf.constant(7))
+    expected, other = sample(tf.constant(2), tf.constant(7)), sample(tf.constant(2), tf.constant(8))
+    assert set(drawn) == {"image", "keypoints", "fg", "bg", "pose"}
+    for key in drawn:
+        _agrees(drawn[key], expected[key], other[key], SAVED_MODEL_TOLERANCE if key != "keypoints" else 1e-3,
+                f"sample {key}")
+
+
+def test_each_tab_and_its_http_api_equal_the_in_process_applications(server, reference):
+    """The transfer, swap and sample tabs (the Demo's functions) and the same calls through the HTTP API
+    give the in-process application's picture on the same photos, to the grey level (PNG in between)."""
+    import tensorflow as tf
+    from gradio_client import Client, handle_file
+
+    from keras_disentangle import app, apps, keypoints
+    from keras_disentangle.photo_graph import PhotoServing
+    from keras_disentangle.visualize import to_uint8
+
+    url, demo = server
+    client = Client(url, verbose=False)
+    paths = demo.gallery[:2]
+    people = [demo.person(keypoints.read_image(p), p) for p in paths]
+    inputs = [{"image": p.image[None], "keypoints": p.framed_keypoints[None]} for p in people]
+    photo = PhotoServing(reference)
+    transfer = tf.function(lambda png, points, target: photo.transfer_photo(png, points, target)["image"])
+    swap = tf.function(lambda s, t: apps.swap(reference, s, t, ["fg", "pose"], parts=["head", "legs"]))
+
+    def expected(tab, a, b):
+        if tab == "transfer":
+            return to_uint8(transfer(tf.constant([app._png(people[a].photo)]), people[a].keypoints[None].astype(np.float32),
+                                     people[b].keypoints[None].astype(np.float32)))[0]
+        if tab == "swap":
+            return to_uint8(swap(inputs[a], inputs[b]))[0]
+        return to_uint8(apps.sample(reference, 1, a, ["fg", "bg", "pose"])["image"])[0]
+
+    def through_api(tab, a, b):
+        files = [handle_file(p) for p in (paths[a], paths[b])]
+        if tab == "transfer":
+            return _image(pathlib.Path(client.predict(*files, api_name="/transfer")[2]).read_bytes())
+        if tab == "swap":
+            return _image(pathlib.Path(client.predict(*files, ["fg", "pose"], ["head", "legs"], api_name="/swap"))
+                          .read_bytes())
+        return _image(pathlib.Path(client.predict(a, ["fg", "bg", "pose"], None, api_name="/sample")).read_bytes())
+
+    def in_tab(tab, a, b):
+        photos = [keypoints.read_image(paths[a]), keypoints.read_image(paths[b])]
+        if tab == "transfer":
+            return demo.transfer(*photos)[2]
+        if tab == "swap":
+            return demo.swap(*photos, ["fg", "pose"], ["head", "legs"])
+        return demo.sample(a, ["fg", "bg", "pose"])
+
+    for tab in ("transfer", "swap", "sample"):
+        right, wrong = expected(tab, 0, 1), expected(tab, 1, 0)
+        for surface in (in_tab, through_api):
+            _agrees(surface(tab, 0, 1), right, wrong, 1, f"{tab} {surface.__name__}")

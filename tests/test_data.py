@@ -203,3 +203,31 @@ def test_bench_input_measurement(record_dir, capsys):
     assert '"what": "input"' in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown measurements"):
         bench.run(["nope"], settings, {})
+
+
+def _mirrored_by_name(keypoints: np.ndarray) -> np.ndarray:
+    """The pose of the mirrored image, built from the joint names: x -> W - 1 - x, and each R joint
+    takes the place of its L namesake (independent of geometry.FLIP_PERMUTATION)."""
+    names = list(geometry.KEYPOINT_NAMES)
+    other = {"R": "L", "L": "R"}
+    mirrored = np.where(keypoints >= 0, np.stack([keypoints[:, 0], W - 1 - keypoints[:, 1]], -1), -1)
+    return mirrored[[names.index(other.get(n[0], n[0]) + n[1:] if n[0] in other else n) for n in names]]
+
+
+def test_pose_dataset_mirrors_poses_with_left_and_right_swapped(record_dir):
+    directory, _ = record_dir
+    reference = _numpy(next(iter(data.eval_dataset(directory, CFG, split="train", batch_size=NUM_TRAIN))))
+    missing = CFG.data.pose_missing_coordinate
+    plain = geometry.pose_vector(reference["keypoints"], H, W, missing).numpy()
+    mirrored = geometry.pose_vector(np.stack([_mirrored_by_name(k) for k in reference["keypoints"]]), H, W,
+                                    missing).numpy()
+    # Every record mirrors to another pose (they are not symmetric), so each vector is one or the other.
+    assert min(np.abs(a - b).max() for a, b in zip(plain, mirrored)) > 1e-3
+    kinds = []
+    for vector in next(iter(data.pose_dataset(directory, CFG, batch_size=40, seed=3)))["pose_vector"].numpy():
+        if np.abs(plain - vector).max(1).min() < 1e-5:
+            kinds.append("plain")
+        else:
+            assert np.abs(mirrored - vector).max(1).min() < 1e-5, vector
+            kinds.append("mirrored")
+    assert 5 < kinds.count("mirrored") < 35, kinds

@@ -169,6 +169,9 @@ def test_readme_rest_body_through_transfer_photo(served, serving, synthetic_reco
                                 serving.cfg.data)
     expected = serving.transfer(source["image"][None], source["keypoints"][None], pose["keypoints"][None])["image"]
     np.testing.assert_allclose(np.asarray(prediction["image"]), expected[0], atol=1e-4)
+    # Far outside that: the same person in the source's own pose (a signature that took the wrong keypoints).
+    own = serving.transfer(source["image"][None], source["keypoints"][None], source["keypoints"][None])["image"]
+    assert np.abs(np.asarray(own) - np.asarray(expected)).max() > 100 * 1e-4
     assert np.abs(png.astype(int) - visualize.to_uint8(np.asarray(expected))[0]).max() <= 1
 
 
@@ -177,7 +180,7 @@ def test_tflite_transfer_matches_savedmodel(served, synthetic_records, serving):
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_disentangle import data, litert
+    from keras_disentangle import apps, data, litert
 
     batch = next(iter(data.eval_dataset(synthetic_records, serving.cfg, split="test", batch_size=2)))
     inputs = {"source_image": batch["image"][:1].numpy(), "source_keypoints": batch["keypoints"][:1].numpy(),
@@ -193,6 +196,18 @@ def test_tflite_transfer_matches_savedmodel(served, synthetic_records, serving):
     # A body ROI box ending on the image border ties crop_and_resize's inside test (position <= size - 1),
     # which TFLite's arithmetic may decide the other way for a few crops (README); the rest is rounding.
     assert np.median(error) < 1e-5 and error.max() < 0.1, (np.median(error), error.max())
+    # In process (apps.transfer, as a graph like the SavedModel), and far from the transfer of the other image.
+    transfer = tf.function(lambda source, target: apps.transfer(serving, source, target))
+    in_process = transfer({"image": inputs["source_image"], "keypoints": inputs["source_keypoints"]},
+                          inputs["target_keypoints"]).numpy()
+    error = np.abs(outputs["none"] - in_process)
+    assert np.median(error) < 1e-5 and error.max() < 0.1, (np.median(error), error.max())
+    # The median is the bound that tells a swapped input apart: the other image's transfer differs by a
+    # median of 0.03 here, and by a maximum (0.10) no larger than the few border crops may (this micro
+    # model is trained for 2 steps, so its pictures depend little on the person).
+    other = transfer({"image": batch["image"][1:], "keypoints": batch["keypoints"][1:]}, inputs["target_keypoints"])
+    wrong = np.abs(np.asarray(other) - in_process)
+    assert np.median(wrong) > 100 * 1e-5, (np.median(wrong), wrong.max())
     assert sizes["dynamic_int8"] < 0.35 * sizes["none"], sizes
     ssim = float(tf.image.ssim(outputs["dynamic_int8"] + 1.0, outputs["none"] + 1.0, max_val=2.0)[0])
     assert 0.9 <= ssim < 1.0, ssim
@@ -202,7 +217,7 @@ def test_tflite_sample_matches_stage2(stage2_runs):
     """Stage-II sampling from given noise: the float32 flatbuffer equals the mappers and generator."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_disentangle import litert
+    from keras_disentangle import apps, litert
     from keras_disentangle.runtime import load_stage2
 
     serving = load_stage2(list(stage2_runs.values()))
@@ -211,10 +226,18 @@ def test_tflite_sample_matches_stage2(stage2_runs):
     noise = {f: rng.standard_normal((1, serving.cfg.model.embedding_dim(f))).astype(np.float32)
              for f in serving.factors}
     got = runner(**{f"noise_{f.value}": z for f, z in noise.items()})
-    codes = {f.value: serving.mapper(f)(z * serving.cfg.train.noise_stddev) for f, z in noise.items()}
-    keypoints, heatmaps = serving.pose_from_embedding(codes["pose"])
-    np.testing.assert_allclose(got["keypoints"], keypoints, atol=1e-3)
-    np.testing.assert_allclose(got["image"], serving.generate(codes["fg"], codes["bg"], heatmaps), atol=1e-4)
+
+    def in_process(noise):  # apps.render of the mapped noise: the application's sampling path
+        codes = {f.value: serving.mapper(f)(z * serving.cfg.train.noise_stddev) for f, z in noise.items()}
+        return {k: np.asarray(v) for k, v in apps.render(serving, codes).items()}
+
+    expected = in_process(noise)
+    # Every factor's noise matters: with fresh noise for any one factor the sample is far outside that.
+    others = [in_process({**noise, factor: rng.standard_normal(z.shape).astype(np.float32)})
+              for factor, z in noise.items()]
+    for key, tolerance in (("keypoints", 1e-3), ("image", 1e-4)):
+        np.testing.assert_allclose(got[key], expected[key], atol=tolerance, err_msg=key)
+    assert all(np.abs(other["image"] - expected["image"]).max() > 100 * 1e-4 for other in others)
 
 
 @pytest.mark.parametrize("argv, message", [

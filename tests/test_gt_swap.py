@@ -194,3 +194,63 @@ def _silhouette(fgs, poses, data_cfg):
     touched = tf.nn.max_pool2d(tf.cast(cover > 0, tf.float32), 3, 1, "SAME")
     interior = -tf.nn.max_pool2d(-tf.cast(cover >= 1, tf.float32), 3, 1, "SAME")
     return touched.numpy(), interior.numpy()
+
+
+def _marking_oracle(examples, data_cfg, where: str):
+    """The oracle, plus a pose decoder and a sampler whose outputs it renders perfectly but then changes
+    by 0.5 in one region of the pose's image: the body mask (`where="body"`) or outside it. A decoded
+    pose is the example's own heatmaps doubled (a mark), a sampled code -1 (the other code's person)."""
+    factors = [json.loads(f) for f in examples["factors"]]
+    pose_index = {examples["heatmaps"][i].tobytes(): i for i in range(len(factors))}
+    vector_index = {examples["pose_vector"][i].tobytes(): i for i in range(len(factors))}
+    index_of = {f: i for i, f in enumerate(examples["factors"])}
+
+    def encode(batch):
+        rows = np.array([index_of[f] for f in batch["factors"]])
+        return {"fg": rows, "bg": rows}
+
+    def decode_pose(vectors):
+        return np.stack([2 * examples["heatmaps"][vector_index[v.tobytes()]] for v in np.asarray(vectors)])
+
+    def sample(factor, count):
+        return np.full(count, -1)
+
+    def generate(codes, heatmaps):
+        out = []
+        for fg, bg, h in zip(codes["fg"], codes["bg"], np.asarray(heatmaps)):
+            marked = h.max() == 2 or min(fg, bg) < 0
+            pose = pose_index[(h / 2 if h.max() == 2 else h).tobytes()]
+            fg, bg = (bg, bg) if fg < 0 else (fg, fg) if bg < 0 else (fg, bg)
+            image = _photo([{"fg": factors[fg]["fg"], "bg": factors[bg]["bg"], "pose": factors[pose]["pose"]}],
+                           data_cfg)[0]
+            if marked:
+                body = examples["body_mask"][pose] > 0
+                region = body if where == "body" else ~body
+                image = np.where(region, np.where(image < 0.5, image + 0.5, image - 0.5), image)
+            out.append(image)
+        return np.stack(out)
+
+    return encode, generate, decode_pose, sample
+
+
+@pytest.mark.parametrize("where", ["body", "background"])
+def test_pose_check_and_sampled_checks_score_the_region_their_docstring_names(setup, where):
+    """pose_transfer_embedded: B's body mask (as pose_transfer); sampled_fg: outside A's body mask;
+    sampled_bg: A's body mask. Their outputs are changed in one region only: a task's score moves
+    (from its unmarked twin's) exactly when that region is the one it scores."""
+    from keras_disentangle.metrics import disentangle
+
+    cfg, examples = setup
+    encode, generate, decode_pose, sample = _marking_oracle(examples, cfg.data, where)
+    tasks = disentangle.gt_swap(examples, generate, encode, cfg.data, n=6, seed=0, batch_size=6,
+                                decode_pose=decode_pose, sample=sample)["tasks"]
+    scored = {"pose_transfer_embedded": (tasks["pose_transfer_embedded"]["model"], tasks["pose_transfer"]["model"],
+                                         "body"),
+              "sampled_fg": (tasks["sampled_fg"]["model"], tasks["sampled_fg"]["reconstruction"], "background"),
+              "sampled_bg": (tasks["sampled_bg"]["model"], tasks["sampled_bg"]["reconstruction"], "body")}
+    for task, (marked, unmarked, region) in scored.items():
+        moved = marked["region_l1"]["mean"] - unmarked["region_l1"]["mean"]
+        if region == where:
+            assert moved > 0.1, (task, where, moved)
+        else:
+            assert moved == pytest.approx(0, abs=1e-9), (task, where, moved)

@@ -103,3 +103,85 @@ def test_full_preset_on_a_cpu_warns_in_one_line(capsys):
     module.warn_full_on_cpu(configs.get_config("market", "full"), ["CPU", "GPU"])
     module.warn_full_on_cpu(configs.get_config("market", "tiny"), ["CPU"])
     assert capsys.readouterr().err == ""
+
+
+def test_each_stage1_optimizer_runs_its_own_rate_on_the_halving_schedule():
+    import tensorflow as tf
+
+    from keras_disentangle.training import stage1
+
+    rates = {"g1": 1e-3, "d1": 3e-4, "pose": 5e-3}
+    train = configs.override(configs.get_config("synthetic", "micro"), learning_rate=rates["g1"],
+                             d1_learning_rate=rates["d1"], pose_learning_rate=rates["pose"], lr_halving_steps=10).train
+    optimizers = stage1.build_optimizers(train)
+    assert set(optimizers) == set(rates)
+    for name, optimizer in optimizers.items():
+        optimizer.build([tf.Variable([1.0])])
+        for iterations, factor in ((0, 1.0), (9, 1.0), (10, 0.5), (25, 0.25)):
+            optimizer.iterations.assign(iterations)
+            assert float(optimizer.learning_rate.numpy()) == pytest.approx(rates[name] * factor), (name, iterations)
+
+
+def _scalars(logdir: pathlib.Path, prefix: str) -> dict[str, dict[int, float]]:
+    """Every scalar summary of a run whose tag starts with `prefix`: tag -> step -> value."""
+    import tensorflow as tf
+
+    found: dict[str, dict[int, float]] = {}
+    for path in (logdir / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag.startswith(prefix):
+                    found.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return found
+
+
+def test_stage2_phi_and_the_critic_halve_at_the_same_training_steps(stage2_runs, stage1_run, synthetic_records,
+                                                                    tmp_path):
+    """Phi updates once per step, D2 critic_steps times: the rate of each halves every
+    lr_halving_steps training steps (TensorBoard's learning_rate/<name> is read from the optimizer)."""
+    import shutil
+
+    import tensorflow as tf
+
+    from keras_disentangle import rundir
+    from keras_disentangle.training import stage2
+
+    logdir = tmp_path / "bg"
+    shutil.copytree(stage2_runs["bg"], logdir)
+    for old in ("checkpoints", "train"):  # a fresh run; the cached embeddings stay
+        shutil.rmtree(logdir / old)
+    cfg = configs.override(rundir.load_config(logdir), steps=2, lr_halving_steps=1, log_every=1)
+    assert cfg.train.critic_steps > 1  # else the critic's schedule could not differ from Phi's
+    stage2.train_stage2(cfg, factor="bg", data_dir=synthetic_records, stage1_dir=stage1_run, logdir=str(logdir),
+                        strategy=tf.distribute.get_strategy(), verbose=False)
+    rate = cfg.train.mapper_learning_rate
+    logged = _scalars(logdir, "learning_rate/")
+    for name in ("phi", "d2"):
+        assert logged[f"learning_rate/{name}"] == pytest.approx({1: rate / 2, 2: rate / 4}), name
+
+
+def test_a_resumed_run_switching_between_constant_and_halving_rates_is_refused_in_one_line(
+        stage2_runs, stage1_run, synthetic_records, tmp_path):
+    """A constant rate is saved as an optimizer variable, a schedule is not: such a checkpoint cannot be
+    restored, and the run would stop with 'no checkpoint can be read'. It is refused before, naming the
+    flag; another halving period restores (the schedule holds no state)."""
+    import shutil
+
+    import tensorflow as tf
+
+    from keras_disentangle import rundir
+    from keras_disentangle.training import stage2
+
+    logdir = tmp_path / "bg"
+    shutil.copytree(stage2_runs["bg"], logdir)
+    cfg = rundir.load_config(logdir)
+    assert cfg.train.lr_halving_steps == 0
+    with pytest.raises(rundir.RunDirectoryError, match=r"--lr_halving_steps=1: the checkpoints in .* were trained "
+                                                       r"with 0"):
+        stage2.train_stage2(configs.override(cfg, lr_halving_steps=1), factor="bg", data_dir=synthetic_records,
+                            stage1_dir=stage1_run, logdir=str(logdir), strategy=tf.distribute.get_strategy(),
+                            verbose=False)
+    rundir.save_config(tmp_path / "halving", configs.override(cfg, lr_halving_steps=10))
+    (tmp_path / "halving" / "checkpoints").mkdir()
+    (tmp_path / "halving" / "checkpoints" / "ckpt-3.index").write_bytes(b"")
+    rundir.save_config(tmp_path / "halving", configs.override(cfg, lr_halving_steps=20))

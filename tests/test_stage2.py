@@ -239,3 +239,59 @@ def test_pose_validity():
     assert has_arm.any() and sampling.pose_validity(bent[has_arm], reference) == 0.0
     too_few = np.full_like(poses[:3], -1.0)
     assert sampling.pose_validity(too_few, reference) == 0.0
+
+
+def test_a_resumed_run_restores_both_optimizers_and_continues_their_steps(stage2_runs, stage1_run, synthetic_records,
+                                                                           tmp_path, monkeypatch):
+    """Stage II resumes as stage I does (test_resume's SIGKILL test), in process: the rerun restores
+    every variable of the last checkpoint, Phi's and D2's RMSprop slots and step counters included,
+    and its updates continue from them."""
+    import shutil
+
+    import tensorflow as tf
+
+    from keras_disentangle import configs, rundir
+    from keras_disentangle.training import checkpoint, stage2
+
+    logdir = tmp_path / "fg"
+    shutil.copytree(stage2_runs["fg"], logdir)
+    prefix = tf.train.latest_checkpoint(str(logdir / "checkpoints"))
+    last = int(prefix.rsplit("-", 1)[1])
+    restore = checkpoint.CheckpointKeeper.restore_latest
+    copies = []
+
+    def restore_and_write_what_was_restored(keeper):
+        start = restore(keeper)
+        copies.append(keeper._checkpoint.write(str(tmp_path / "restored" / "ckpt")))
+        return start
+
+    monkeypatch.setattr(checkpoint.CheckpointKeeper, "restore_latest", restore_and_write_what_was_restored)
+    cfg = configs.override(rundir.load_config(logdir), steps=last + 2)
+    stage2.train_stage2(cfg, factor="fg", data_dir=synthetic_records, stage1_dir=stage1_run,
+                        logdir=str(logdir), strategy=tf.distribute.get_strategy(), verbose=False)
+
+    # What the rerun restored: every variable of the checkpoint, the optimizers' slots included.
+    bookkeeping = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/")
+    keys = [k for k, _ in tf.train.list_variables(prefix) if not k.startswith(bookkeeping)]
+    assert sorted(keys) == sorted(k for k, _ in tf.train.list_variables(copies[0]) if not k.startswith(bookkeeping))
+    for name in ("phi_optimizer", "d2_optimizer"):
+        slots = [k for k in keys if k.startswith(f"{name}/") and "iteration" not in k]
+        assert slots and any(np.abs(tf.train.load_variable(prefix, k)).max() > 0 for k in slots), (name, keys)
+    for key in keys:
+        np.testing.assert_array_equal(tf.train.load_variable(copies[0], key), tf.train.load_variable(prefix, key),
+                                      err_msg=key)
+    # It continued: two more updates of Phi, critic_steps more of D2 each, counted from the restored ones.
+    resumed = tf.train.latest_checkpoint(str(logdir / "checkpoints"))
+    assert resumed.endswith(f"ckpt-{last + 2}")
+    critic_steps = rundir.load_config(logdir).train.critic_steps
+
+    def iterations(path, name):
+        return int(tf.train.load_variable(path, next(k for k in keys if k.startswith(f"{name}/") and "iteration" in k)))
+
+    assert (iterations(prefix, "phi_optimizer"), iterations(prefix, "d2_optimizer")) == (last, last * critic_steps)
+    assert (iterations(resumed, "phi_optimizer"), iterations(resumed, "d2_optimizer")) == (
+        last + 2, (last + 2) * critic_steps)
+    # (Phi's weights are saved once, under the first path to them: its optimizer's.)
+    mapper = [k for k in keys if k.startswith("phi_optimizer/_trainable_variables/")]
+    assert mapper and all(not np.array_equal(tf.train.load_variable(prefix, k), tf.train.load_variable(resumed, k))
+                          for k in mapper)
