@@ -48,7 +48,6 @@ from typing import Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
-
 from skimage.color import rgb2lab
 
 from keras_disentangle import configs, synthetic
