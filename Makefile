@@ -84,6 +84,8 @@ demo-deepfashion: venv
 	$(DF_TIMER) run stage2-pictures -- $(PY) -m keras_disentangle.demo stage2 \
 		--stage2_dir=$(DF_DEMO_DIR)/runs/stage2-fg --stage2_dir=$(DF_DEMO_DIR)/runs/stage2-pose \
 		--data_dir=$(DF_DEMO_DIR)/records --out=$(DF_DEMO_DIR)
+	$(DF_TIMER) run gt_swap -- $(PY) evaluate.py --stage1_dir=$(DF_DEMO_DIR)/runs/stage1 \
+		--data_dir=$(DF_DEMO_DIR)/records --metrics=gt_swap --n=100 --out=$(DF_DEMO_DIR)/gt_swap
 	$(DF_TIMER) table
 
 # The browser demo on the demo's runs (`make demo` first), exported to SavedModels when they are newer.

@@ -60,7 +60,7 @@ def stage1_pictures(stage1_dir: str, data_dir: str, out_dir: str, n: int = 8, se
         tasks = ("fg_swap", "bg_swap", "pose_transfer")
     else:
         # Two factors (DeepFashion): pairs of different people; A's appearance in B's pose.
-        pairs = disentangle.pair_indices(examples["person_id"], np.arange(len(examples["person_id"])), n, seed)
+        pairs = disentangle.pair_indices(examples["person_id"], None, n, seed)
         tasks = ("pose_transfer",)
     a_idx, b_idx = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
     batches = {"a": {k: v[a_idx] for k, v in examples.items()}, "b": {k: v[b_idx] for k, v in examples.items()}}

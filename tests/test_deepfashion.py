@@ -55,6 +55,8 @@ def test_the_256x176_release_converts_with_its_csv_names(patn_records):
     assert {(int(e["height"]), int(e["width"])) for e in examples.values()} == {(256, 176)}
     name = "fashionMENShirts_Polosid0000186605_1front.jpg"
     assert examples[name]["image"] == (root / "test" / name).read_bytes()  # stored as it is
+    # DeepFashion has no factors.json: no ground truth, as before the synthetic set stored its factors.
+    assert {(e["factors"], int(e["fg_id"]), int(e["bg_id"])) for e in examples.values()} == {(b"", -1, -1)}
     assert len(read_pairs(out, "test")) == 48
 
 
@@ -186,13 +188,27 @@ def test_deepfashion_micro_pipeline_end_to_end(patn_records, tmp_path, capsys):
 
 def test_synthetic_people_in_the_deepfashion_layout_convert(tmp_path):
     """`tfrecords.synthetic_fashion` (make demo-deepfashion) writes what the DeepFashion reader reads."""
-    from tfrecords import synthetic_fashion
+    from test_build import read_images
+
+    from keras_disentangle import synthetic
+    from tfrecords import deepfashion, synthetic_fashion
     from tfrecords.build import build
 
     summary = synthetic_fashion.generate(tmp_path / "data", ids=2, images_per_id=2, seed=0)
     built = build("deepfashion", tmp_path / "data", tmp_path / "records", progress_every=0)
     assert built.records == summary["images"] == {"train": 2, "test": 2}
     assert built.pairs == {"test": summary["pairs"]} and summary["pairs"] <= 2
+    # Each record carries the factors it was rendered from (gt_swap's exact targets): the person, the
+    # one studio backdrop, the pose.
+    for split in ("train", "test"):
+        for example in read_images(tmp_path / "records", split):
+            name = example["name"].decode()
+            factors = json.loads(example["factors"])
+            assert int(example["fg_id"]) == int(deepfashion.garment_key(name)[2:]) and int(example["bg_id"]) == 0
+            assert factors["bg"] == synthetic_fashion.STUDIO
+            render = synthetic.render(factors["fg"], factors["bg"], factors["pose"], (256, 256)).astype(np.float32)
+            with Image.open(tmp_path / "data" / split / name) as photo:
+                assert np.abs(np.asarray(photo, np.float32) - render).mean() < 2.0, name  # the JPEG floor
     with pytest.raises(ValueError, match="not a synthetic set"):
         shutil.copytree(tmp_path / "data", tmp_path / "foreign")
         csv = tmp_path / "foreign" / "fasion-annotation-test.csv"

@@ -20,6 +20,9 @@ Person id: the index of the image's garment key in the sorted list of the distin
 split's annotation CSV names (malformed rows included, so that skipping a bad row or image with
 `--skip_bad` renumbers nothing). Ids are therefore numbered per split from 0 and are not comparable
 across splits. Camera: -1 (DeepFashion has none).
+
+A root with a `factors.json` (the synthetic people of `tfrecords.synthetic_fashion`; DeepFashion itself
+has none) also gives each record `fg_id`, `bg_id` and `factors`, as `tfrecords.synthetic_reader` does.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pathlib
 import re
 
 from keras_disentangle import configs
+from tfrecords import synthetic_reader
 from tfrecords.common import SPLITS, Annotation, BadInput, Reason, Split, open_split, read_annotation_csv
 
 _GARMENT_KEY = re.compile(r"id\d{10}(?=_)")
@@ -78,11 +82,12 @@ def read_split(root, split: str) -> Split:
       split: str. `train` or `test`.
 
     Returns:
-      Split, whose examples carry the garment index as `person_id` and camera -1.
+      Split, whose examples carry the garment index as `person_id` and camera -1 (and the factors,
+      see the module docstring).
 
     Raises:
       ValueError: for a split other than `train` or `test`.
-      BadInput: for a missing folder or annotation CSV, or a CSV with a wrong header.
+      BadInput: for a missing folder or annotation CSV, a CSV with a wrong header, or a bad factors.json.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; expected one of {', '.join(SPLITS)}.")
@@ -90,13 +95,15 @@ def read_split(root, split: str) -> Split:
     annotations = read_annotation_csv(annotation_csv(root, split))
     keys = sorted({key for key in map(garment_key, annotations.names) if key is not None})
     index = {key: position for position, key in enumerate(keys)}
+    factors = (synthetic_reader.factor_labels(root) if (root / synthetic_reader.FACTORS_FILE).exists()
+               else lambda annotation: {})
 
     def labels(annotation: Annotation) -> dict:
         key = garment_key(annotation.name)
         if key is None:
             raise annotation.bad(f"name {annotation.name!r} has no garment key ('id' + 10 digits + '_', "
                                  "e.g. fashionMENShirts_Polosid0000186605_1front.jpg)", Reason.BAD_NAME)
-        return {"person_id": index[key], "camera": -1}
+        return {"person_id": index[key], "camera": -1, **factors(annotation)}
 
     stored = configs.get_config("deepfashion").data
     pairs = root / f"{_csv_prefix(root, split) or _CSV_PREFIXES[0]}pairs-{split}.csv"

@@ -11,7 +11,6 @@ files. `python -m tfrecords.build --dataset=synthetic` turns the folder into TFR
 
 from __future__ import annotations
 
-import json
 import pathlib
 import shutil
 import time
@@ -131,13 +130,7 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 8, cameras: int = 6, h
         write_annotation_csv(market.annotation_csv(out, split), sorted(rows[split]))
     pairs = same_person_pairs(test_keypoints, person=lambda name: name[:4])
     write_pairs_csv(market.pairs_csv(out, "test"), pairs)
-    factors = {"format": synthetic_reader.FORMAT, "seed": int(seed), "height": int(height), "width": int(width),
-               "identities": {str(k): v for k, v in identities.items()},
-               "backgrounds": {str(k): v for k, v in backgrounds.items()},
-               "images": images}
-    with open(out / synthetic_reader.FACTORS_FILE, "w", newline="\n") as f:
-        json.dump(factors, f, separators=(",", ":"))
-        f.write("\n")
+    synthetic_reader.write_factors(out, seed, height, width, identities, backgrounds, images)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     return {"counts": counts, "pairs": len(pairs), "images": done, "seconds": seconds,
             "images_per_second": done / max(seconds, 1e-9),

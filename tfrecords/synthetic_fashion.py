@@ -5,9 +5,12 @@
 DeepFashion-shaped data with two factors, appearance and pose: 256x256 photos (1:1) of one person
 each on one plain studio backdrop, in `train/` and `test/` with `fasion-annotation-{train,test}.csv`
 and `fasion-pairs-test.csv` (ordered same-person test pairs with Rsho, Lsho, Rhip and Lhip present),
-named `fashionSYNTHETICPeopleid<10-digit person>_<k>view.jpg` so that the garment key is the person.
-`python -m tfrecords.build --dataset=deepfashion` converts it, as it converts DeepFashion itself
-(`make demo-deepfashion`). The same seed gives byte-identical files.
+named `fashionSYNTHETICPeopleid<10-digit person>_<k>view.jpg` so that the garment key is the person,
+plus the ground-truth factors in `factors.json` (the synthetic set's format, `tfrecords.synthetic_reader`:
+fg_id = the person, bg_id 0 = `STUDIO`, the pose per image), from which `gt_swap` renders the exact
+target of a pose transfer. `python -m tfrecords.build --dataset=deepfashion` converts it, as it converts
+DeepFashion itself, storing the factors in the records (`make demo-deepfashion`). The same seed gives
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from absl import flags
 from PIL import Image
 
 from keras_disentangle import cli, synthetic
-from tfrecords import deepfashion
+from tfrecords import deepfashion, synthetic_reader
 from tfrecords.common import SPLITS, annotation_row, write_annotation_csv, write_pairs_csv
 from tfrecords.synthetic import same_person_pairs
 
@@ -31,6 +34,8 @@ SIZE = 256
 STUDIO = {"camera": 0, "seed": 0, "horizon": 0.9999, "sequence": 1, "shapes": [], "tint": [1.0, 1.0, 1.0],
           "light": 0.0, "wall": {"top": [238, 236, 232], "bottom": [222, 220, 216], "texture": "plain", "cell": 0.05},
           "floor": {"far": [210, 210, 210], "near": [200, 200, 200], "texture": "planks", "cell": 1.0}}
+
+STUDIO_ID = 0  # the backdrop's bg_id in factors.json
 
 
 def image_name(person: int, view: int) -> str:
@@ -61,14 +66,16 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 4, seed: int = 0) -> d
     rng = np.random.default_rng(seed)
     test_ids = set(rng.permutation(np.arange(1, ids + 1))[: ids // 2].tolist())
     rows, counts, test_keypoints = {split: [] for split in SPLITS}, dict.fromkeys(SPLITS, 0), {}
+    identities, images = {}, {}
     for person in range(1, ids + 1):
-        identity = synthetic.sample_identity(rng)
+        identity = identities[person] = synthetic.sample_identity(rng)
         split = "test" if person in test_ids else "train"
         for view in range(1, images_per_id + 1):
             pose = synthetic.sample_pose(rng, SIZE, SIZE)
             name = image_name(person, view)
             image = synthetic.render(identity, STUDIO, pose, (SIZE, SIZE))
             Image.fromarray(image).save(out / split / name, format="JPEG", quality=95, subsampling=0)
+            images[name] = {"fg_id": person, "bg_id": STUDIO_ID, "pose": pose}
             keypoints = synthetic.annotate(pose)
             rows[split].append(annotation_row(name, keypoints))
             counts[split] += 1
@@ -78,6 +85,7 @@ def generate(out_dir, ids: int = 20, images_per_id: int = 4, seed: int = 0) -> d
         write_annotation_csv(deepfashion.annotation_csv(out, split), sorted(rows[split]))
     pairs = same_person_pairs(test_keypoints, person=deepfashion.garment_key)
     write_pairs_csv(out / "fasion-pairs-test.csv", pairs)
+    synthetic_reader.write_factors(out, seed, SIZE, SIZE, identities, {STUDIO_ID: STUDIO}, images)
     return {"images": counts, "pairs": len(pairs)}
 
 

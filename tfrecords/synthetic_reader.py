@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import Callable
 
 from tfrecords import market
 from tfrecords.common import Annotation, BadInput, Reason, Split
@@ -62,25 +63,31 @@ def read_factors(root) -> dict:
     return factors
 
 
-def read_split(root, split: str) -> Split:
-    """Opens a split of a synthetic root.
+def write_factors(root, seed: int, height: int, width: int, identities: dict, backgrounds: dict,
+                  images: dict) -> None:
+    """Writes `factors.json` (the module docstring's format) into `root`; keys become strings."""
+    factors = {"format": FORMAT, "seed": int(seed), "height": int(height), "width": int(width),
+               "identities": {str(k): v for k, v in identities.items()},
+               "backgrounds": {str(k): v for k, v in backgrounds.items()},
+               "images": images}
+    with open(pathlib.Path(root) / FACTORS_FILE, "w", newline="\n") as f:
+        json.dump(factors, f, separators=(",", ":"))
+        f.write("\n")
 
-    Args:
-      root: str or path. The folder written by `python -m tfrecords.synthetic`.
-      split: str. `train`, `test` or `query`.
 
-    Returns:
-      Split whose examples carry Market labels plus `fg_id`, `bg_id` and `factors`; an image
-      without a complete factors.json entry is a BadInput with reason `no factors`.
+def factor_labels(root) -> Callable[[Annotation], dict]:
+    """The labels `fg_id`, `bg_id` and `factors` of an annotated image, from `root`'s factors.json.
+
+    The returned function raises BadInput with reason `no factors` for an image without a complete
+    entry.
 
     Raises:
-      ValueError: for a split other than `train`, `test` or `query`.
-      BadInput: for a bad factors.json, a missing folder or annotation CSV, or a wrong CSV header.
+      BadInput: for a bad factors.json.
     """
     factors = read_factors(root)
     path = pathlib.Path(root) / FACTORS_FILE
 
-    def factor_labels(annotation: Annotation) -> dict:
+    def labels(annotation: Annotation) -> dict:
         entry = factors["images"].get(annotation.name)
         if not isinstance(entry, dict):
             raise annotation.bad(f"{annotation.name} has no entry in {path} 'images'", Reason.NO_FACTORS)
@@ -98,5 +105,24 @@ def read_split(root, split: str) -> Split:
         params = json.dumps({"fg": fg, "bg": bg, "pose": pose}, sort_keys=True).encode()
         return {"fg_id": fg_id, "bg_id": bg_id, "factors": params}
 
+    return labels
+
+
+def read_split(root, split: str) -> Split:
+    """Opens a split of a synthetic root.
+
+    Args:
+      root: str or path. The folder written by `python -m tfrecords.synthetic`.
+      split: str. `train`, `test` or `query`.
+
+    Returns:
+      Split whose examples carry Market labels plus `fg_id`, `bg_id` and `factors`; an image
+      without a complete factors.json entry is a BadInput with reason `no factors`.
+
+    Raises:
+      ValueError: for a split other than `train`, `test` or `query`.
+      BadInput: for a bad factors.json, a missing folder or annotation CSV, or a wrong CSV header.
+    """
+    factors = read_factors(root)
     return market.read_split(root, split, height=factors["height"], width=factors["width"],
-                             extra_labels=factor_labels)
+                             extra_labels=factor_labels(root))

@@ -1,8 +1,9 @@
 """Disentanglement measured on ground truth: the `gt_swap` metric.
 
-Only the synthetic set can do this: every image records the exact parameters it was drawn from
-(`factors` in its TFRecord), so any recombination of factors has an exact target image,
-`synthetic.render(fg, bg, pose)`. No public dataset allows it.
+Only the synthetic sets can do this (`tfrecords.synthetic`, and `tfrecords.synthetic_fashion` in the
+DeepFashion layout): every image records the exact parameters it was drawn from (`factors` in its
+TFRecord), so any recombination of factors has an exact target image, `synthetic.render(fg, bg, pose)`.
+No public dataset allows it.
 
 For held-out pairs (A, B) of different identities and backgrounds, four tasks:
   reconstruction   G(fg_A, bg_A, pose_A)   target render(fg_A, bg_A, pose_A)
@@ -14,6 +15,11 @@ to the trivial baselines "output = A's image" and "output = B's image". SSIM alo
 baseline that keeps the structure and gets the colours wrong; region L1 is the decisive figure.
 L1 is in [0, 1] intensity units. Poses enter the generator as heatmaps of the real keypoints, so
 these four isolate the appearance encoders.
+
+A dataset without a background factor (`has_background` False: DeepFashion's two factors, one studio
+backdrop) pairs different identities only and scores `NO_BACKGROUND_TASKS`: the generator gets no BG
+code, so fg_swap would draw the same image as pose_transfer (A's code, B's pose) against the same
+target (the one backdrop behind A's person in B's pose), and bg_swap has nothing to swap.
 
 Region L1 mostly rewards lightness: a person drawn in the right lightness but a dataset-average hue
 scores well on it. So each task whose target shows a person is also scored on colour, per garment
@@ -61,6 +67,7 @@ TASK_SOURCES = {
     "pose_transfer": ("a", "a", "b", "body"),
 }
 TASKS = tuple(TASK_SOURCES)
+NO_BACKGROUND_TASKS = ("reconstruction", "pose_transfer")
 SIDE = {"a": 0, "b": 1}  # index of each side in a (a, b) pair
 OUTPUTS = ("model", "baseline_a", "baseline_b")
 COLOUR_OUTPUTS = OUTPUTS + ("no_appearance",)
@@ -82,12 +89,14 @@ def render_target(fg: dict, bg: dict, pose: dict, data_cfg: configs.DataConfig) 
     return (resized.numpy() / 127.5 - 1.0).astype(np.float32)
 
 
-def pair_indices(fg_ids: np.ndarray, bg_ids: np.ndarray, n: int, seed: int) -> list[tuple[int, int]]:
-    """Up to `n` pairs (a, b) with different identities AND backgrounds, drawn reproducibly."""
+def pair_indices(fg_ids: np.ndarray, bg_ids: np.ndarray | None, n: int, seed: int) -> list[tuple[int, int]]:
+    """Up to `n` pairs (a, b) with different identities AND backgrounds (identities only when `bg_ids`
+    is None), drawn reproducibly."""
     rng = np.random.default_rng(seed)
     pairs = []
     for a in rng.permutation(len(fg_ids)):
-        candidates = np.flatnonzero((fg_ids != fg_ids[a]) & (bg_ids != bg_ids[a]))
+        differ = fg_ids != fg_ids[a]
+        candidates = np.flatnonzero(differ if bg_ids is None else differ & (bg_ids != bg_ids[a]))
         if candidates.size:
             pairs.append((int(a), int(rng.choice(candidates))))
         if len(pairs) == n:
@@ -178,7 +187,8 @@ def gt_swap(
     sample: Callable[[str, int], np.ndarray] | None = None,
     images: dict | None = None,
 ) -> dict:
-    """Scores the four tasks (and the sampled-factor checks that can run) on held-out synthetic images.
+    """Scores the four tasks, or `NO_BACKGROUND_TASKS` without a background factor (and the
+    sampled-factor checks that can run), on held-out synthetic images.
 
     Args:
       examples: numpy batch dict of held-out examples (the keys of `data.eval_dataset`), all of one
@@ -209,9 +219,9 @@ def gt_swap(
     """
     if not all(examples["factors"]):
         raise ValueError("gt_swap needs the synthetic set's ground-truth factors; these records have none.")
-    pairs = pair_indices(examples["fg_id"], examples["bg_id"], n, seed)
+    pairs = pair_indices(examples["fg_id"], examples["bg_id"] if data_cfg.has_background else None, n, seed)
     factors = [json.loads(f) for f in examples["factors"]]
-    tasks = dict(TASK_SOURCES)
+    tasks = {t: v for t, v in TASK_SOURCES.items() if data_cfg.has_background or t in NO_BACKGROUND_TASKS}
     if decode_pose is not None:
         tasks["pose_transfer_embedded"] = TASK_SOURCES["pose_transfer"]
     sampled = {}

@@ -47,7 +47,8 @@ def compute(inputs: Inputs) -> dict:
         decode_pose=decode_pose, sample=sample)
     result["value"] = None
     result["protocol"] = (
-        f"'{options.split}' split, pairs with different identity and background, seed {options.seed}; SSIM: "
+        f"'{options.split}' split, pairs with different identity"
+        f"{' and background' if cfg.data.has_background else ''}, seed {options.seed}; SSIM: "
         "gaussian protocol on colour; L1 in [0, 1] units; region = the pose's body mask (fg_swap, pose_transfer), "
         "its complement (bg_swap), the whole image (reconstruction); colour: per garment, the pixels its colour sets "
         "for at least half, CIELAB of their mean RGB in output and target, CIE76 distance and chroma ratio (ratio of "
