@@ -216,3 +216,38 @@ def test_clip_weights_on_a_keras_model_inside_tf_function():
 def test_clip_weights_rejects_a_non_positive_bound():
     with pytest.raises(ValueError, match="bound=0"):
         losses.clip_weights([tf.Variable([1.0])], 0)
+
+
+# --- hinge, R1 (not in the paper: `d1_loss=hinge`, `r1_weight`) -----------------------------------
+
+
+def test_hinge_losses_on_known_scores():
+    # Extra axes are averaged per example: the generator's loss is minus the mean score.
+    np.testing.assert_allclose(losses.hinge_generator_loss(tf.constant([[1.0, 3.0], [-2.0, -2.0]])).numpy(),
+                               [-2.0, 2.0])
+    real = tf.constant([0.5, 2.0, -1.0])
+    fake = tf.constant([-0.5, 1.0, -3.0])
+    # 0.5 * (relu(1 - real) + relu(1 + fake)): (0.5 + 0.5) / 2, (0 + 2) / 2, (2 + 0) / 2.
+    np.testing.assert_allclose(losses.hinge_discriminator_loss(real, fake).numpy(), [0.5, 1.0, 1.0])
+
+
+def test_r1_penalty_is_half_the_squared_gradient_norm_per_image():
+    gradients = tf.constant([[[[1.0], [2.0]]], [[[0.0], [-3.0]]]])
+    np.testing.assert_allclose(losses.r1_penalty(gradients).numpy(), [2.5, 4.5])
+
+
+# --- the VAE baseline's terms ---------------------------------------------------------------------
+
+
+def test_squared_error_sum_per_image():
+    real = tf.constant([[1.0, 1.0], [0.0, 2.0]])
+    fake = tf.constant([[2.0, 3.0], [3.0, 1.0]])
+    np.testing.assert_allclose(losses.squared_error_sum(real, fake).numpy(), [5.0, 10.0])
+
+
+def test_gaussian_kl_divergence_on_known_gaussians():
+    # Zero for the prior itself; per dimension 0.5 * (mean^2 + variance - 1 - log variance).
+    mean = tf.constant([[0.0, 0.0], [1.0, 0.0]])
+    log_variance = tf.constant([[0.0, 0.0], [0.0, math.log(2.0)]])
+    expected = [0.0, 0.5 * (1.0 + (2.0 - 1.0 - math.log(2.0)))]
+    np.testing.assert_allclose(losses.gaussian_kl_divergence(mean, log_variance).numpy(), expected, rtol=1e-6)
