@@ -63,6 +63,10 @@ def test_l1_reconstruction_loss_is_the_mean_absolute_error_per_image():
     real = np.zeros((2, 2, 2, 1), "float32")
     fake = np.array([[[[1.0], [-2.0]], [[3.0], [-4.0]]], [[[0.5], [0.5]], [[0.5], [0.5]]]], "float32")
     np.testing.assert_allclose(losses.l1_reconstruction_loss(real, fake).numpy(), [2.5, 0.5])
+    # The error is the difference (not the sum) of two nonzero images: (1.0 + 0.25) / 2.
+    real = np.full((1, 1, 2, 1), 0.75, "float32")
+    fake = np.array([[[[-0.25], [0.5]]]], "float32")
+    np.testing.assert_allclose(losses.l1_reconstruction_loss(real, fake).numpy(), [0.625])
 
 
 def test_masked_l1_averages_over_the_masked_pixels_and_channels():
@@ -147,7 +151,7 @@ def test_gradient_penalty_interpolates_with_the_given_epsilon():
     fake = tf.zeros((2, 2))
     penalty = losses.wasserstein_gradient_penalty(_half_squared_norm_critic, real, fake, tf.constant([0.5, 0.0]))
     # At eps = 0 the gradient vanishes; the norm's 1e-10 stabilizer makes the penalty (1e-5 - 1)^2.
-    np.testing.assert_allclose(penalty.numpy(), [2.25, 1.0], atol=1e-4)
+    np.testing.assert_allclose(penalty.numpy(), [2.25, (1e-5 - 1.0) ** 2], rtol=1e-6)
 
 
 def test_gradient_penalty_seeds_are_reproducible_and_epsilon_is_uniform():
