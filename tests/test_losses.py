@@ -1,6 +1,7 @@
 """Hand-computed values of every loss in keras_disentangle.losses."""
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -147,11 +148,24 @@ def test_gradient_penalty_of_a_linear_critic_is_set_by_its_weight_norm(rng):
 
 def test_gradient_penalty_interpolates_with_the_given_epsilon():
     # D(x) = |x|^2 / 2 has gradient x: at x_hat = 0.5 * (3, 4) the norm is 2.5, penalty 1.5^2.
-    real = tf.constant([[3.0, 4.0], [3.0, 4.0]])
-    fake = tf.zeros((2, 2))
-    penalty = losses.wasserstein_gradient_penalty(_half_squared_norm_critic, real, fake, tf.constant([0.5, 0.0]))
+    real = tf.constant([[3.0, 4.0], [3.0, 4.0], [4.0, 6.0]])
+    fake = tf.constant([[0.0, 0.0], [0.0, 0.0], [2.0, 2.0]])
+    penalty = losses.wasserstein_gradient_penalty(_half_squared_norm_critic, real, fake,
+                                                  tf.constant([0.5, 0.0, 0.5]))
     # At eps = 0 the gradient vanishes; the norm's 1e-10 stabilizer makes the penalty (1e-5 - 1)^2.
-    np.testing.assert_allclose(penalty.numpy(), [2.25, (1e-5 - 1.0) ** 2], rtol=1e-6)
+    # Between two nonzero points: x_hat = (2, 2) + 0.5 * (2, 4) = (3, 4), norm 5, penalty 4^2.
+    np.testing.assert_allclose(penalty.numpy(), [2.25, (1e-5 - 1.0) ** 2, 16.0], rtol=1e-6)
+
+
+def test_gradient_penalty_calls_the_critic_in_training_mode():
+    modes = []
+
+    def critic(x, training=False):
+        modes.append(training)
+        return _half_squared_norm_critic(x)
+
+    losses.wasserstein_gradient_penalty(critic, tf.ones((2, 2)), tf.zeros((2, 2)), 0)
+    assert modes == [True]
 
 
 def test_gradient_penalty_seeds_are_reproducible_and_epsilon_is_uniform():
@@ -188,7 +202,9 @@ def test_gradient_penalty_is_differentiable_with_respect_to_the_critic():
 
 
 def test_gradient_penalty_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match="fake"):
+    message = ("wasserstein_gradient_penalty: `real` has shape (2, 3) but `fake` has shape (2, 4); "
+               "expected equal shapes.")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         losses.wasserstein_gradient_penalty(_half_squared_norm_critic, tf.zeros((2, 3)), tf.zeros((2, 4)), 0)
 
 
@@ -218,7 +234,8 @@ def test_clip_weights_on_a_keras_model_inside_tf_function():
 
 
 def test_clip_weights_rejects_a_non_positive_bound():
-    with pytest.raises(ValueError, match="bound=0"):
+    message = "clip_weights: `bound` must be positive; received bound=0."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         losses.clip_weights([tf.Variable([1.0])], 0)
 
 
