@@ -266,3 +266,28 @@ def test_batched_under_tf_function_matches_unbatched(rng):
 def test_rejects_bad_keypoint_shape():
     with pytest.raises(ValueError, match=r"keypoints: expected shape \[\.\.\., 18, 2\]"):
         geometry.pose_heatmaps(np.zeros((17, 2)), H, W)
+
+
+# Each ROI's joints by name: the head with the shoulders, the upper body from shoulders to hips (PG2's
+# and the authors' ROI lists).
+ROI_JOINT_NAMES = {
+    "head": ("nose", "neck", "Rsho", "Lsho", "Reye", "Leye", "Rear", "Lear"),
+    "upper_body": ("Rsho", "Relb", "Rwri", "Lsho", "Lelb", "Lwri", "Rhip", "Lhip"),
+    "legs": ("Rhip", "Rkne", "Rank", "Lhip", "Lkne", "Lank"),
+    "left_arm": ("Lsho", "Lelb", "Lwri"),
+    "right_arm": ("Rsho", "Relb", "Rwri"),
+    "left_leg": ("Lhip", "Lkne", "Lank"),
+    "right_leg": ("Rhip", "Rkne", "Rank"),
+}
+
+
+def test_each_roi_box_follows_exactly_its_named_joints():
+    # All joints at the centre; moving one joint to a corner moves the boxes of its ROIs, no other.
+    poses = np.full((1 + 18, 18, 2), [H // 2, W // 2], np.float32)
+    for joint in range(18):
+        poses[1 + joint, joint] = [0, 0]
+    boxes = geometry.roi_boxes(poses, H, W)[0].numpy()
+    for joint, joint_name in enumerate(geometry.KEYPOINT_NAMES):
+        moved = {name for roi, name in enumerate(geometry.ROI_NAMES)
+                 if not np.array_equal(boxes[1 + joint, roi], boxes[0, roi])}
+        assert moved == {roi for roi, names in ROI_JOINT_NAMES.items() if joint_name in names}, joint_name
