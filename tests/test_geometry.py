@@ -291,3 +291,14 @@ def test_each_roi_box_follows_exactly_its_named_joints():
         moved = {name for roi, name in enumerate(geometry.ROI_NAMES)
                  if not np.array_equal(boxes[1 + joint, roi], boxes[0, roi])}
         assert moved == {roi for roi, names in ROI_JOINT_NAMES.items() if joint_name in names}, joint_name
+
+
+def test_limbs_are_pg2s_joint_pairs_by_name():
+    # PG2's 23 limbs (its 1-based table, spelled by joint names): a slipped index joins the wrong joints.
+    expected = {frozenset(pair.split("-")) for pair in (
+        "neck-Rsho", "neck-Lsho", "Rsho-Relb", "Relb-Rwri", "Lsho-Lelb", "Lelb-Lwri", "neck-Rhip", "Rhip-Rkne",
+        "Rkne-Rank", "neck-Lhip", "Lhip-Lkne", "Lkne-Lank", "neck-nose", "nose-Reye", "Reye-Rear", "nose-Leye",
+        "Leye-Lear", "neck-Rear", "neck-Lear", "Rhip-Lhip", "Lhip-Lsho", "Rhip-Rsho", "Rear-Lear")}
+    names = geometry.KEYPOINT_NAMES
+    assert len(geometry.LIMBS) == 23
+    assert {frozenset((names[a], names[b])) for a, b in geometry.LIMBS} == expected
