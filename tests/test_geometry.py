@@ -1,5 +1,7 @@
 """geometry.py against NumPy / SciPy references and hand-computed poses."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -264,8 +266,16 @@ def test_batched_under_tf_function_matches_unbatched(rng):
 
 
 def test_rejects_bad_keypoint_shape():
-    with pytest.raises(ValueError, match=r"keypoints: expected shape \[\.\.\., 18, 2\]"):
+    with pytest.raises(ValueError, match=r"^keypoints: expected shape \[\.\.\., 18, 2\], got \(17, 2\)\.$"):
         geometry.pose_heatmaps(np.zeros((17, 2)), H, W)
+
+
+def test_sizes_below_two_pixels_are_refused_in_one_line():
+    geometry.roi_boxes(POSE, 2, 2)  # the smallest size
+    for height, width in ((1, 2), (2, 1)):
+        message = f"height, width: expected integers >= 2, got {height} x {width}."
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            geometry.roi_boxes(POSE, height, width)
 
 
 # Each ROI's joints by name: the head with the shoulders, the upper body from shoulders to hips (PG2's
