@@ -18,7 +18,7 @@ TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all bench clean
+.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all mutation bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -145,6 +145,13 @@ test: system-deps venv weights pose-models
 
 test-all: system-deps venv weights pose-models
 	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -n $(TEST_WORKERS) -m "slow or not slow"
+
+# Mutation testing (README, Mutation testing): mutmut, pinned apart in requirements-mutation.txt, over the core
+# modules, each against the unit tests that cover it (tests/mutation.py); exit 1 if one scores below 85 %.
+MUTATION_MODULES ?= keras_disentangle/losses.py keras_disentangle/geometry.py
+mutation: venv
+	$(PY) -m pip install --quiet -r requirements-mutation.txt
+	$(PY) tests/mutation.py $(MUTATION_MODULES)
 
 clean:
 	rm -rf out .pytest_cache

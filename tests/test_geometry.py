@@ -1,5 +1,7 @@
 """geometry.py against NumPy / SciPy references and hand-computed poses."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -264,5 +266,49 @@ def test_batched_under_tf_function_matches_unbatched(rng):
 
 
 def test_rejects_bad_keypoint_shape():
-    with pytest.raises(ValueError, match=r"keypoints: expected shape \[\.\.\., 18, 2\]"):
+    with pytest.raises(ValueError, match=r"^keypoints: expected shape \[\.\.\., 18, 2\], got \(17, 2\)\.$"):
         geometry.pose_heatmaps(np.zeros((17, 2)), H, W)
+
+
+def test_sizes_below_two_pixels_are_refused_in_one_line():
+    geometry.roi_boxes(POSE, 2, 2)  # the smallest size
+    for height, width in ((1, 2), (2, 1)):
+        message = f"height, width: expected integers >= 2, got {height} x {width}."
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            geometry.roi_boxes(POSE, height, width)
+
+
+# Each ROI's joints by name: the head with the shoulders, the upper body from shoulders to hips (PG2's
+# and the authors' ROI lists).
+ROI_JOINT_NAMES = {
+    "head": ("nose", "neck", "Rsho", "Lsho", "Reye", "Leye", "Rear", "Lear"),
+    "upper_body": ("Rsho", "Relb", "Rwri", "Lsho", "Lelb", "Lwri", "Rhip", "Lhip"),
+    "legs": ("Rhip", "Rkne", "Rank", "Lhip", "Lkne", "Lank"),
+    "left_arm": ("Lsho", "Lelb", "Lwri"),
+    "right_arm": ("Rsho", "Relb", "Rwri"),
+    "left_leg": ("Lhip", "Lkne", "Lank"),
+    "right_leg": ("Rhip", "Rkne", "Rank"),
+}
+
+
+def test_each_roi_box_follows_exactly_its_named_joints():
+    # All joints at the centre; moving one joint to a corner moves the boxes of its ROIs, no other.
+    poses = np.full((1 + 18, 18, 2), [H // 2, W // 2], np.float32)
+    for joint in range(18):
+        poses[1 + joint, joint] = [0, 0]
+    boxes = geometry.roi_boxes(poses, H, W)[0].numpy()
+    for joint, joint_name in enumerate(geometry.KEYPOINT_NAMES):
+        moved = {name for roi, name in enumerate(geometry.ROI_NAMES)
+                 if not np.array_equal(boxes[1 + joint, roi], boxes[0, roi])}
+        assert moved == {roi for roi, names in ROI_JOINT_NAMES.items() if joint_name in names}, joint_name
+
+
+def test_limbs_are_pg2s_joint_pairs_by_name():
+    # PG2's 23 limbs (its 1-based table, spelled by joint names): a slipped index joins the wrong joints.
+    expected = {frozenset(pair.split("-")) for pair in (
+        "neck-Rsho", "neck-Lsho", "Rsho-Relb", "Relb-Rwri", "Lsho-Lelb", "Lelb-Lwri", "neck-Rhip", "Rhip-Rkne",
+        "Rkne-Rank", "neck-Lhip", "Lhip-Lkne", "Lkne-Lank", "neck-nose", "nose-Reye", "Reye-Rear", "nose-Leye",
+        "Leye-Lear", "neck-Rear", "neck-Lear", "Rhip-Lhip", "Lhip-Lsho", "Rhip-Rsho", "Rear-Lear")}
+    names = geometry.KEYPOINT_NAMES
+    assert len(geometry.LIMBS) == 23
+    assert {frozenset((names[a], names[b])) for a, b in geometry.LIMBS} == expected

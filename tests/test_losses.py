@@ -1,6 +1,7 @@
 """Hand-computed values of every loss in keras_disentangle.losses."""
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -63,6 +64,10 @@ def test_l1_reconstruction_loss_is_the_mean_absolute_error_per_image():
     real = np.zeros((2, 2, 2, 1), "float32")
     fake = np.array([[[[1.0], [-2.0]], [[3.0], [-4.0]]], [[[0.5], [0.5]], [[0.5], [0.5]]]], "float32")
     np.testing.assert_allclose(losses.l1_reconstruction_loss(real, fake).numpy(), [2.5, 0.5])
+    # The error is the difference (not the sum) of two nonzero images: (1.0 + 0.25) / 2.
+    real = np.full((1, 1, 2, 1), 0.75, "float32")
+    fake = np.array([[[[-0.25], [0.5]]]], "float32")
+    np.testing.assert_allclose(losses.l1_reconstruction_loss(real, fake).numpy(), [0.625])
 
 
 def test_masked_l1_averages_over_the_masked_pixels_and_channels():
@@ -143,11 +148,24 @@ def test_gradient_penalty_of_a_linear_critic_is_set_by_its_weight_norm(rng):
 
 def test_gradient_penalty_interpolates_with_the_given_epsilon():
     # D(x) = |x|^2 / 2 has gradient x: at x_hat = 0.5 * (3, 4) the norm is 2.5, penalty 1.5^2.
-    real = tf.constant([[3.0, 4.0], [3.0, 4.0]])
-    fake = tf.zeros((2, 2))
-    penalty = losses.wasserstein_gradient_penalty(_half_squared_norm_critic, real, fake, tf.constant([0.5, 0.0]))
+    real = tf.constant([[3.0, 4.0], [3.0, 4.0], [4.0, 6.0]])
+    fake = tf.constant([[0.0, 0.0], [0.0, 0.0], [2.0, 2.0]])
+    penalty = losses.wasserstein_gradient_penalty(_half_squared_norm_critic, real, fake,
+                                                  tf.constant([0.5, 0.0, 0.5]))
     # At eps = 0 the gradient vanishes; the norm's 1e-10 stabilizer makes the penalty (1e-5 - 1)^2.
-    np.testing.assert_allclose(penalty.numpy(), [2.25, 1.0], atol=1e-4)
+    # Between two nonzero points: x_hat = (2, 2) + 0.5 * (2, 4) = (3, 4), norm 5, penalty 4^2.
+    np.testing.assert_allclose(penalty.numpy(), [2.25, (1e-5 - 1.0) ** 2, 16.0], rtol=1e-6)
+
+
+def test_gradient_penalty_calls_the_critic_in_training_mode():
+    modes = []
+
+    def critic(x, training=False):
+        modes.append(training)
+        return _half_squared_norm_critic(x)
+
+    losses.wasserstein_gradient_penalty(critic, tf.ones((2, 2)), tf.zeros((2, 2)), 0)
+    assert modes == [True]
 
 
 def test_gradient_penalty_seeds_are_reproducible_and_epsilon_is_uniform():
@@ -184,7 +202,9 @@ def test_gradient_penalty_is_differentiable_with_respect_to_the_critic():
 
 
 def test_gradient_penalty_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match="fake"):
+    message = ("wasserstein_gradient_penalty: `real` has shape (2, 3) but `fake` has shape (2, 4); "
+               "expected equal shapes.")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         losses.wasserstein_gradient_penalty(_half_squared_norm_critic, tf.zeros((2, 3)), tf.zeros((2, 4)), 0)
 
 
@@ -214,5 +234,41 @@ def test_clip_weights_on_a_keras_model_inside_tf_function():
 
 
 def test_clip_weights_rejects_a_non_positive_bound():
-    with pytest.raises(ValueError, match="bound=0"):
+    message = "clip_weights: `bound` must be positive; received bound=0."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         losses.clip_weights([tf.Variable([1.0])], 0)
+
+
+# --- hinge, R1 (not in the paper: `d1_loss=hinge`, `r1_weight`) -----------------------------------
+
+
+def test_hinge_losses_on_known_scores():
+    # Extra axes are averaged per example: the generator's loss is minus the mean score.
+    np.testing.assert_allclose(losses.hinge_generator_loss(tf.constant([[1.0, 3.0], [-2.0, -2.0]])).numpy(),
+                               [-2.0, 2.0])
+    real = tf.constant([0.5, 2.0, -1.0])
+    fake = tf.constant([-0.5, 1.0, -3.0])
+    # 0.5 * (relu(1 - real) + relu(1 + fake)): (0.5 + 0.5) / 2, (0 + 2) / 2, (2 + 0) / 2.
+    np.testing.assert_allclose(losses.hinge_discriminator_loss(real, fake).numpy(), [0.5, 1.0, 1.0])
+
+
+def test_r1_penalty_is_half_the_squared_gradient_norm_per_image():
+    gradients = tf.constant([[[[1.0], [2.0]]], [[[0.0], [-3.0]]]])
+    np.testing.assert_allclose(losses.r1_penalty(gradients).numpy(), [2.5, 4.5])
+
+
+# --- the VAE baseline's terms ---------------------------------------------------------------------
+
+
+def test_squared_error_sum_per_image():
+    real = tf.constant([[1.0, 1.0], [0.0, 2.0]])
+    fake = tf.constant([[2.0, 3.0], [3.0, 1.0]])
+    np.testing.assert_allclose(losses.squared_error_sum(real, fake).numpy(), [5.0, 10.0])
+
+
+def test_gaussian_kl_divergence_on_known_gaussians():
+    # Zero for the prior itself; per dimension 0.5 * (mean^2 + variance - 1 - log variance).
+    mean = tf.constant([[0.0, 0.0], [1.0, 0.0]])
+    log_variance = tf.constant([[0.0, 0.0], [0.0, math.log(2.0)]])
+    expected = [0.0, 0.5 * (1.0 + (2.0 - 1.0 - math.log(2.0)))]
+    np.testing.assert_allclose(losses.gaussian_kl_divergence(mean, log_variance).numpy(), expected, rtol=1e-6)
