@@ -241,10 +241,18 @@ def gt_swap(
         batch_b = {k: v[b_idx] for k, v in examples.items()}
         batches = {"a": batch_a, "b": batch_b}
         codes = {"a": encode(batch_a), "b": encode(batch_b)}
+        # Renders per source triple: pose_transfer_embedded shares pose_transfer's, the sampled checks
+        # reconstruction's.
+        rendered = {}
         for task, (fg_from, bg_from, pose_from, region_kind) in tasks.items():
-            sources = [(factors[pair[SIDE[fg_from]]]["fg"], factors[pair[SIDE[bg_from]]]["bg"],
-                        factors[pair[SIDE[pose_from]]]["pose"]) for pair in chunk]
-            targets = np.stack([render_target(fg, bg, pose, data_cfg) for fg, bg, pose in sources])
+            if (fg_from, bg_from, pose_from) not in rendered:
+                sources = [(factors[pair[SIDE[fg_from]]]["fg"], factors[pair[SIDE[bg_from]]]["bg"],
+                            factors[pair[SIDE[pose_from]]]["pose"]) for pair in chunk]
+                rendered[fg_from, bg_from, pose_from] = (
+                    np.stack([render_target(fg, bg, pose, data_cfg) for fg, bg, pose in sources]),
+                    np.stack([render_target(neutralize(fg), bg, pose, data_cfg) for fg, bg, pose in sources]),
+                    [garment_masks(fg, pose, data_cfg) for fg, _, pose in sources])
+            targets, neutral, masks = rendered[fg_from, bg_from, pose_from]
             body = batches[pose_from]["body_mask"]
             region = {"all": np.ones_like(body), "body": body, "background": 1.0 - body}[region_kind]
             heatmaps = batches[pose_from]["heatmaps"]
@@ -262,16 +270,13 @@ def gt_swap(
             for name, output in outputs.items():
                 for metric, values in _score(output, targets, region).items():
                     scores[task][name].setdefault(metric, []).append(values)
-            coloured = dict(outputs, target=targets, no_appearance=np.stack(
-                [render_target(neutralize(fg), bg, pose, data_cfg) for fg, bg, pose in sources]))
-            masks = [garment_masks(fg, pose, data_cfg) for fg, _, pose in sources]
+            coloured = dict(outputs, target=targets, no_appearance=neutral)
             for garment, by_output in colours[task].items():
                 garment_mask = np.stack([m[garment] for m in masks])
                 for name, chunks in by_output.items():
                     chunks.append(mean_lab(coloured[name], garment_mask))
         if sampled:
-            targets = np.stack([render_target(factors[a]["fg"], factors[a]["bg"], factors[a]["pose"], data_cfg)
-                                for a, _ in chunk])
+            targets = rendered[TASK_SOURCES["reconstruction"][:3]][0]
             body = batch_a["body_mask"]
             reconstruction = np.asarray(generate(codes["a"], batch_a["heatmaps"]))
             for task, (factor, region_kind) in sampled.items():
