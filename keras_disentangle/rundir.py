@@ -93,7 +93,11 @@ def save_config(logdir: str | os.PathLike, cfg: configs.Config) -> None:
                 f"--lr_halving_steps={now}: the checkpoints in {logdir} were trained with {before}, and a run "
                 "cannot switch between a constant rate (0) and a halving one; use the run's value or a new --logdir.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(configs.to_json(cfg))
+    # Written whole and renamed: another worker of a multi-worker run may read it at any moment (a
+    # half-written file failed a non-chief's load_config with a JSONDecodeError).
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(configs.to_json(cfg))
+    os.replace(partial, path)
 
 
 def record_command(logdir: str | os.PathLike, argv: Sequence[str], flag_values: Mapping[str, Any]) -> None:
