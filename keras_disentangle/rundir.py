@@ -92,11 +92,19 @@ def save_config(logdir: str | os.PathLike, cfg: configs.Config) -> None:
             raise RunDirectoryError(
                 f"--lr_halving_steps={now}: the checkpoints in {logdir} were trained with {before}, and a run "
                 "cannot switch between a constant rate (0) and a halving one; use the run's value or a new --logdir.")
+    _write_whole(path, configs.to_json(cfg))
+
+
+def _write_whole(path: pathlib.Path, text: str) -> None:
+    """Writes `text` to a sibling file and renames it over `path`.
+
+    Another worker of a multi-worker run may read a run file at any moment (a half-written config.json
+    failed a non-chief's load_config with a JSONDecodeError), and a run killed mid-write must not leave
+    a truncated file that refuses the rerun.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole and renamed: another worker of a multi-worker run may read it at any moment (a
-    # half-written file failed a non-chief's load_config with a JSONDecodeError).
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(configs.to_json(cfg))
+    partial.write_text(text)
     os.replace(partial, path)
 
 
@@ -117,8 +125,7 @@ def record_command(logdir: str | os.PathLike, argv: Sequence[str], flag_values: 
     entries.append({"command": " ".join(argv),
                     "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "flags": dict(flag_values)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(entries, indent=2))
+    _write_whole(path, json.dumps(entries, indent=2))
 
 
 def load_config(logdir: str | os.PathLike) -> configs.Config:
@@ -199,9 +206,8 @@ def write_stage2_record(logdir: str | os.PathLike, factor: configs.Factor, stage
     factor = configs.Factor(factor)
     check_stage2_factor(logdir, factor)
     path = pathlib.Path(logdir) / STAGE2_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"factor": factor.value, "stage1_dir": str(pathlib.Path(stage1_dir).resolve())},
-                               indent=2))
+    _write_whole(path, json.dumps({"factor": factor.value, "stage1_dir": str(pathlib.Path(stage1_dir).resolve())},
+                                  indent=2))
 
 
 def check_stage2_factor(logdir: str | os.PathLike, factor: configs.Factor) -> None:
@@ -244,8 +250,7 @@ def write_baseline_record(logdir: str | os.PathLike, model: configs.Baseline) ->
     if not path.exists() and (pathlib.Path(logdir) / CHECKPOINT_DIR).exists():
         raise RunDirectoryError(f"{logdir} holds checkpoints of a run that is not a {model.value} baseline; use a "
                                 "new --logdir.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"model": model.value}, indent=2))
+    _write_whole(path, json.dumps({"model": model.value}, indent=2))
 
 
 def read_baseline_record(logdir: str | os.PathLike) -> configs.Baseline:

@@ -190,6 +190,37 @@ def test_commands_json_keeps_every_invocation_of_a_run(tmp_path):
                                             {"max_minutes": None, "strategy": "mirrored"}]
 
 
+def test_a_run_file_is_never_seen_half_written(tmp_path, monkeypatch):
+    """Run files are read by the other workers of a multi-worker run and by the rerun of a killed one:
+    a write that dies halfway (the process killed, the disk full) leaves the previous file whole."""
+    import pathlib
+
+    from keras_disentangle import configs, rundir
+
+    rundir.save_config(tmp_path, configs.get_config("synthetic", "micro"))
+    rundir.record_command(tmp_path, ["train.py"], {})
+    rundir.write_stage2_record(tmp_path / "fg", configs.Factor.FOREGROUND, str(tmp_path))
+    rundir.write_baseline_record(tmp_path / "vae", configs.Baseline.VAE)
+    before = {path: path.read_text() for path in tmp_path.rglob("*.json")}
+    real_write_text = pathlib.Path.write_text
+
+    def dies_halfway(path, text, *args, **kwargs):
+        real_write_text(path, text[:len(text) // 2], *args, **kwargs)
+        raise OSError("killed mid-write")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", dies_halfway)
+    for write in (lambda: rundir.save_config(tmp_path, configs.get_config("synthetic", "micro")),
+                  lambda: rundir.record_command(tmp_path, ["train.py", "--resume"], {}),
+                  lambda: rundir.write_stage2_record(tmp_path / "fg", configs.Factor.FOREGROUND, str(tmp_path)),
+                  lambda: rundir.write_baseline_record(tmp_path / "vae", configs.Baseline.VAE)):
+        with pytest.raises(OSError, match="mid-write"):
+            write()
+    monkeypatch.undo()
+    assert {path: path.read_text() for path in before} == before
+    assert rundir.load_config(tmp_path) == configs.get_config("synthetic", "micro")
+    assert rundir.read_stage2_record(tmp_path / "fg").factor == configs.Factor.FOREGROUND
+
+
 def _train_in_memory(records, logdir, steps_per_execution, total_steps=20):
     """The stage-I loop (L1 + adversarial, D1 trained; the pose auto-encoder's step is no different in
     kind and would only add tracing) on a fixed, unshuffled batch stream."""
