@@ -132,8 +132,9 @@ TEST_WORKERS ?= 2
 system-deps:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	if [ "$$(id -u)" = 0 ]; then \
+		echo "make: installing Chromium with apt (the app's browser test needs it)" && \
 		apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends chromium; \
 	else \
 		echo "make: Chromium is missing (the app's browser test needs it); install it with" \
 			"'sudo apt-get install -y --no-install-recommends chromium', then run make again." >&2; \
