@@ -18,7 +18,7 @@ TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all mutation bench clean
+.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all mutation bench docs docs-serve clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -152,6 +152,15 @@ MUTATION_MODULES ?= keras_disentangle/losses.py keras_disentangle/geometry.py
 mutation: venv
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
 	$(PY) tests/mutation.py $(MUTATION_MODULES)
+
+# The documentation site (mkdocs.yml, docs/): --strict fails on a broken link or anchor and on a page left
+# out of the navigation. `make test` builds it too (tests/test_docs.py), with the check of every documented
+# command line against the tools' flags.
+DOCS_PORT ?= 8000
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir out/site
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr=127.0.0.1:$(DOCS_PORT)
 
 clean:
 	rm -rf out .pytest_cache
