@@ -1,4 +1,4 @@
-"""Pictures of a trained run on the synthetic set, for `make demo` and the README.
+"""Pictures of a trained run on the synthetic set, for `make demo` and the documentation.
 
   python -m keras_disentangle.demo stage1 --stage1_dir=runs/s1 --data_dir=out/records --out=out/demo
 

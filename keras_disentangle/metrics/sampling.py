@@ -206,7 +206,7 @@ def body_region(keypoints, data_cfg: configs.DataConfig) -> np.ndarray:
 
 
 # The person-vs-chance test compares images on this grid (cells averaged): at 32x16 the per-pixel
-# comparison let a third of uniform-noise images pass, 2x2 cells none (README, sampling baselines).
+# comparison let a third of uniform-noise images pass, 2x2 cells none (docs/training.md, sampling baselines).
 PERSON_GRID_HEIGHT = 16
 
 
