@@ -106,3 +106,30 @@ def test_missing_input_exits_1_with_one_line(tool, capsys, tmp_path):
     assert code == cli.RUNTIME, lines
     assert len(lines) == 1 and ("nonexistent" in lines[0] or str(regular_file) in lines[0]), lines
     assert "Traceback" not in "\n".join(lines)
+
+
+# Every flag renamed or removed before the first release: tool, its positional arguments, the old name and
+# what the one line must name instead (git log: export and evaluate.py's --logdir, export's --stage,
+# generate's --steps, demo's --out_dir).
+RENAMED = [
+    ("keras_disentangle.export", [], "logdir", "--stage1_dir"),
+    ("keras_disentangle.export", [], "stage", "--stage2_dir"),
+    ("evaluate.py", [], "logdir", "--stage1_dir"),
+    ("keras_disentangle.generate", ["interpolate"], "steps", "--frames"),
+    ("keras_disentangle.demo", ["stage1"], "out_dir", "--out"),
+]
+
+
+@pytest.mark.parametrize(("tool", "positional", "old", "new"), RENAMED)
+def test_renamed_flag_exits_2_naming_its_new_name(tool, positional, old, new, capsys):
+    code, lines = _run(tool, [*positional, f"--{old}=x"], capsys)
+    assert code == cli.USAGE, lines
+    assert len(lines) == 1 and f"--{old} was renamed: use" in lines[0] and new in lines[0], lines
+
+
+def test_a_renamed_flag_is_only_the_renaming_tools(capsys):
+    """export's renames do not follow it into the next tool run in the same process."""
+    _run("keras_disentangle.export", ["--logdir=x"], capsys)
+    code, lines = _run("keras_disentangle.visualize", ["dataset", "--logdir=x"], capsys)
+    assert code == cli.USAGE and len(lines) == 1, lines
+    assert "Unknown command line flag 'logdir'" in lines[0] and "renamed" not in lines[0], lines
