@@ -154,12 +154,12 @@ mutation: venv
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
 	$(PY) tests/mutation.py $(MUTATION_MODULES)
 
-# The documentation site (mkdocs.yml, docs/): --strict fails on a broken link or anchor and on a page left
+# The documentation site (mkdocs.yml, docs/ -> out/site/): --strict fails on a broken link or anchor and on a page left
 # out of the navigation. `make test` builds it too (tests/test_docs.py), with the check of every documented
 # command line against the tools' flags.
 DOCS_PORT ?= 8000
 docs: venv
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir out/site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 docs-serve: venv
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr=127.0.0.1:$(DOCS_PORT)
 

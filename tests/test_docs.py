@@ -1,7 +1,7 @@
 """The documentation cannot drift from the code.
 
 * The site builds with `mkdocs build --strict` (mkdocs.yml): no broken link or anchor, every page in
-  the navigation, every API reference page resolved.
+  the navigation, every API reference page resolved; README.md's links name files that exist.
 * Every command line in README.md, docs/ (fenced code blocks, tagged or not, and inline code) and the
   Makefile that starts one of the project's tools (`train.py`, `evaluate.py`, `python -m
   keras_disentangle.…`, `python -m tfrecords.…`) names only flags that tool defines, and only values
@@ -202,6 +202,15 @@ def test_documented_flags_are_defined_by_their_tool(tool):
                 for c in COMMANDS if c.tool == tool
                 for token in c.flags if (message := _problem(token, defined, renamed))]
     assert not problems, "\n".join(problems)
+
+
+def test_readme_links_resolve():
+    """README.md is read on the forge, outside the site: each relative link names a file that exists."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme)
+    assert targets, "README.md links to no page"
+    missing = [target for target in targets if not (REPO_ROOT / target).exists()]
+    assert not missing, f"README.md links to missing files: {missing}"
 
 
 def test_site_builds_strict(tmp_path):
