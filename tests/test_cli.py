@@ -8,6 +8,7 @@ for the whole table rather than once per tool; their flags are removed again aft
 import importlib
 import importlib.util
 import pathlib
+import runpy
 import sys
 
 import pytest
@@ -133,3 +134,12 @@ def test_a_renamed_flag_is_only_the_renaming_tools(capsys):
     code, lines = _run("keras_disentangle.visualize", ["dataset", "--logdir=x"], capsys)
     assert code == cli.USAGE and len(lines) == 1, lines
     assert "Unknown command line flag 'logdir'" in lines[0] and "renamed" not in lines[0], lines
+
+
+def test_the_replaced_sampling_command_names_evaluate(capsys):
+    """`python -m keras_disentangle.metrics.sampling` was a command before evaluate.py ran the stage-II metrics."""
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("keras_disentangle.metrics.sampling", run_name="__main__")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_info.value.code == cli.USAGE and len(lines) == 1, lines
+    assert "evaluate.py --metrics=sampling" in lines[0], lines

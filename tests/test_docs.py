@@ -161,7 +161,8 @@ def _flags_of(tool: str) -> tuple[dict[str, flags.Flag], dict[str, str]]:
     defined = set(flags.FLAGS)
     cli._RENAMED.clear()
     try:
-        module.define_flags()
+        if hasattr(module, "define_flags"):  # a replaced command has none (metrics.sampling)
+            module.define_flags()
         return {name: flags.FLAGS[name] for name in flags.FLAGS}, dict(cli._RENAMED)
     finally:
         cli._RENAMED.clear()
