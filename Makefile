@@ -7,7 +7,7 @@ DEMO_DATA := $(DEMO_DIR)/synthetic
 DEMO_RECORDS := $(DEMO_DIR)/records
 DEMO_RUNS := $(DEMO_DIR)/runs
 # The demo is bounded by time, not steps: each training phase stops at its time budget (or at its step
-# cap, which fast CPUs reach first), so it fits 10 minutes on every CPU kind (README, demo).
+# cap, which fast CPUs reach first), so it fits 10 minutes on every CPU kind (docs/experiments/demo-cpu-kinds.md).
 DEMO_STAGE1_MINUTES ?= 3.5
 DEMO_STAGE1_STEPS ?= 6000
 DEMO_STAGE2_MINUTES ?= 0.25
@@ -18,7 +18,7 @@ TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all mutation bench clean
+.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all mutation bench docs docs-serve clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -106,8 +106,9 @@ app: venv pose-models $(DEMO_EXPORT)/stage1/1/saved_model.pb $(DEMO_EXPORT)/stag
 		--gallery=$(DEMO_DATA)/bounding_box_test --gallery_keypoints=$(DEMO_DATA)/market-annotation-test.csv \
 		--host=$(APP_HOST) --port=$(APP_PORT)
 
-# A bounded load test of the browser demo and of transfer_photo (README, "Under load"): LOAD_CLIENTS clients
-# for LOAD_SECONDS against each, on 127.0.0.1 only; exit 0 if no request failed and memory grew <= 10 %.
+# A bounded load test of the browser demo and of transfer_photo (docs/browser-demo.md, "Under load"):
+# LOAD_CLIENTS clients for LOAD_SECONDS against each, on 127.0.0.1 only; exit 0 if no request failed and
+# memory grew <= 10 %.
 LOAD_CLIENTS ?= 8
 LOAD_SECONDS ?= 60
 load: venv $(DEMO_EXPORT)/stage1/1/saved_model.pb
@@ -123,7 +124,7 @@ pose-models: $(POSE_MODELS)/pose_landmark_full.tflite
 
 # The suite CI runs (slow tests excluded by default; see pytest.ini).
 # Two pytest workers (pytest-xdist): one process leaves a 2-vCPU machine's second core idle through
-# tracing, data generation and subprocess start-up (README, Tests: 7:25 -> 5:25 on the CI machine).
+# tracing, data generation and subprocess start-up (docs/development.md, suite time: 7:25 -> 5:25 on the CI machine).
 TEST_WORKERS ?= 2
 
 # What the suite needs outside the venv, checked before anything else: Debian's Chromium for the app's
@@ -147,12 +148,21 @@ test: system-deps venv weights pose-models
 test-all: system-deps venv weights pose-models
 	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -n $(TEST_WORKERS) -m "slow or not slow"
 
-# Mutation testing (README, Mutation testing): mutmut, pinned apart in requirements-mutation.txt, over the core
+# Mutation testing (docs/development.md): mutmut, pinned apart in requirements-mutation.txt, over the core
 # modules, each against the unit tests that cover it (tests/mutation.py); exit 1 if one scores below 85 %.
 MUTATION_MODULES ?= keras_disentangle/losses.py keras_disentangle/geometry.py
 mutation: venv
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
 	$(PY) tests/mutation.py $(MUTATION_MODULES)
+
+# The documentation site (mkdocs.yml, docs/ -> out/site/): --strict fails on a broken link or anchor and on a page left
+# out of the navigation. `make test` builds it too (tests/test_docs.py), with the check of every documented
+# command line against the tools' flags.
+DOCS_PORT ?= 8000
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr=127.0.0.1:$(DOCS_PORT)
 
 clean:
 	rm -rf out .pytest_cache

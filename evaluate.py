@@ -36,6 +36,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
+    cli.renamed(logdir="--stage1_dir")
     from keras_disentangle.metrics import registry  # noqa: PLC0415 (loads no TensorFlow)
 
     metrics = registry.metrics()

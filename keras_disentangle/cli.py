@@ -4,6 +4,8 @@
   module runs as a program (so importing a tool as a library defines nothing). Choices are
   `flags.DEFINE_enum`, required flags are marked with `flags.mark_flag_as_required`, so both show in
   `--help` and fail while parsing.
+* A flag renamed or removed before the first release is declared with `renamed` in `define_flags()`:
+  the old name then fails while parsing with one line naming what replaces it, not a compat shim.
 * Exit codes: 2 for a usage error (an unknown or malformed flag, a missing required flag, a stray
   or unknown positional argument, a bad combination of flags: `UsageError`); 1 for a runtime error
   (a missing file or run directory, bad data: `ValueError`, `OSError`). Either is one line on stderr,
@@ -22,6 +24,10 @@ from absl import app, flags
 USAGE = 2
 RUNTIME = 1
 
+# The running tool's renamed flags: old name -> what replaces it (`renamed`); `run` empties it first, so
+# that the tools the tests run one after another in one process do not see each other's.
+_RENAMED: dict[str, str] = {}
+
 
 class UsageError(Exception):
     """A bad command line: reported as one line, exit code 2."""
@@ -32,6 +38,13 @@ def fail(prog: str, message: object, code: int) -> None:
     lines = str(message).strip().splitlines() or [type(message).__name__]
     print(f"{prog}: error: {lines[0]}", file=sys.stderr)
     sys.exit(code)
+
+
+def renamed(**old_to_new: str) -> None:
+    """Declares flags of the running tool that were renamed or removed: `--old` then exits 2 with
+    `<tool>: error: --old was renamed: use <new>`. Call it from the tool's `define_flags()`; `new` is
+    the replacement as a user types it (`"--stage1_dir"`)."""
+    _RENAMED.update(old_to_new)
 
 
 def no_positional(argv: Sequence[str]) -> None:
@@ -55,12 +68,16 @@ def run(main: Callable[[list[str]], int | None], define_flags: Callable[[], None
     """
     argv = list(sys.argv if argv is None else argv)
     prog = os.path.basename(argv[0]) if argv else "keras_disentangle"
+    _RENAMED.clear()
     if define_flags is not None:
         define_flags()
 
     def parse(arguments: list[str]) -> list[str]:
         try:
             return flags.FLAGS(arguments)
+        except flags.UnrecognizedFlagError as error:
+            new = _RENAMED.get(error.flagname)
+            fail(prog, f"--{error.flagname} was renamed: use {new}" if new else error, USAGE)
         except flags.Error as error:
             fail(prog, error, USAGE)
 

@@ -1,4 +1,4 @@
-"""Pictures of a trained run on the synthetic set, for `make demo` and the README.
+"""Pictures of a trained run on the synthetic set, for `make demo` and the documentation.
 
   python -m keras_disentangle.demo stage1 --stage1_dir=runs/s1 --data_dir=out/records --out=out/demo
 
@@ -128,6 +128,7 @@ MODES = ("stage1", "stage2")
 
 
 def define_flags() -> None:
+    cli.renamed(out_dir="--out")
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage2: default from the stage-II runs).")
     flags.DEFINE_multi_string("stage2_dir", [], "stage2: a stage-II run directory; repeat once per factor.")
     flags.DEFINE_string("data_dir", None, "TFRecords of the synthetic set.")

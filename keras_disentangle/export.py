@@ -136,6 +136,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
+    cli.renamed(logdir="--stage1_dir", stage="--stage1_dir or --stage2_dir (the runs say their stage)")
     flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage II: default from the stage-II runs).")
     flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor. Without it the "
                               "stage-I SavedModel is written.")

@@ -415,6 +415,7 @@ MODE_IMAGES = {"swap": ("source", "target"), "transfer": ("source",), "invert_in
 
 
 def define_flags() -> None:
+    cli.renamed(steps="--frames")
     factors = [f.value for f in configs.Factor]
     flags.DEFINE_multi_string("stage2_dir", None, "A stage-II run directory; repeat once per factor "
                               "(transfer and swap: optional, --stage1_dir is enough).")

@@ -16,7 +16,7 @@ stores the weights as int8 (dynamic-range quantization); activations stay float.
 
   python -m keras_disentangle.litert --stage1_dir=RUN --data_dir=RECORDS [--images=16] [--repeats=3]
 
-converts both and prints their size, ms per image and errors (the README's table).
+converts both and prints their size, ms per image and errors (the table of docs/serving.md).
 """
 
 from __future__ import annotations

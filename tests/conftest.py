@@ -22,7 +22,7 @@ HANG_GUARD_SECONDS = 30 * 60
 def pytest_collection_modifyitems(config, items):
     """bf16 tests (marked `bf16` or using `mixed_bfloat16`) are skipped, and counted with their reason
     (`-rs`, pytest.ini), under an ONEDNN_MAX_CPU_ISA cap below bf16: how an AVX2 machine is emulated on a
-    newer one, where oneDNN finds no bf16 kernel and they fail or crash (README, footnote 3 of the CPU
+    newer one, where oneDNN finds no bf16 kernel and they fail or crash (docs/performance.md, footnote 3 of the CPU
     kinds). A real CPU without bf16 units runs them, slowly."""
     bf16 = [item for item in items if item.get_closest_marker("bf16") or "mixed_bfloat16" in item.fixturenames]
     if not bf16:

@@ -1,4 +1,4 @@
-"""The stage-I D1 options beyond the paper's defaults (README, "The adversarial term"): the update
+"""The stage-I D1 options beyond the paper's defaults (docs/training.md, "The adversarial term"): the update
 ratio (`d1_every`, `d1_steps`), D1's normalization, the hinge loss and the R1 penalty."""
 
 import numpy as np

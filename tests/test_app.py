@@ -4,7 +4,7 @@ Chromium (Debian's `chromium` through Playwright) and through its HTTP API (`gra
 The model is an untrained micro one, exported once per module: the tests check the page and the
 API, not what a trained model draws. KD_APP_SCREENSHOTS=DIR keeps the browser's screenshots;
 KD_APP_DEMO=out/demo runs the tests on the models and gallery of `make demo && make app` instead
-(how the README's screenshots were taken).
+(how the screenshots of docs/browser-demo.md were taken).
 """
 
 import dataclasses
@@ -97,7 +97,7 @@ def _shown_image(page, elem_id: str) -> np.ndarray:
 
 
 def _screenshot(page, path: pathlib.Path) -> None:
-    """The whole page as a 256-colour PNG (a tenth of the bytes; the README shows these)."""
+    """The whole page as a 256-colour PNG (a tenth of the bytes; docs/browser-demo.md shows these)."""
     Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB").quantize(256).save(path, optimize=True)
 
 
@@ -120,7 +120,7 @@ def test_browser_transfer_and_sample(server, fixtures_dir, tmp_path):
     url, demo = server
     shots = pathlib.Path(os.environ.get("KD_APP_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    # The README's screenshots (KD_APP_DEMO) show synthetic people only: the fixture photos are research-only.
+    # The documentation's screenshots (KD_APP_DEMO) show synthetic people only: the fixture photos are research-only.
     photo = pathlib.Path(demo.gallery[0]) if os.environ.get("KD_APP_DEMO") else fixtures_dir / DF_PHOTO
     target = pathlib.Path(demo.gallery[1])
     outside = []

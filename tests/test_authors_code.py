@@ -1,4 +1,4 @@
-"""The full presets run what the authors' TF1 code ran (README, "Differences from the paper and the
+"""The full presets run what the authors' TF1 code ran (docs/differences.md, "Differences from the paper and the
 authors' code"): the pose auto-encoder, its step budget, TF1's optimizers, the discriminators'
 initialisation and DeepFashion's joint D1 batch. A run's config.json written before these fields
 existed reads as what that run trained with."""

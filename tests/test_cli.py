@@ -8,6 +8,7 @@ for the whole table rather than once per tool; their flags are removed again aft
 import importlib
 import importlib.util
 import pathlib
+import runpy
 import sys
 
 import pytest
@@ -106,3 +107,39 @@ def test_missing_input_exits_1_with_one_line(tool, capsys, tmp_path):
     assert code == cli.RUNTIME, lines
     assert len(lines) == 1 and ("nonexistent" in lines[0] or str(regular_file) in lines[0]), lines
     assert "Traceback" not in "\n".join(lines)
+
+
+# Every flag renamed or removed before the first release: tool, its positional arguments, the old name and
+# what the one line must name instead (git log: export and evaluate.py's --logdir, export's --stage,
+# generate's --steps, demo's --out_dir).
+RENAMED = [
+    ("keras_disentangle.export", [], "logdir", "--stage1_dir"),
+    ("keras_disentangle.export", [], "stage", "--stage2_dir"),
+    ("evaluate.py", [], "logdir", "--stage1_dir"),
+    ("keras_disentangle.generate", ["interpolate"], "steps", "--frames"),
+    ("keras_disentangle.demo", ["stage1"], "out_dir", "--out"),
+]
+
+
+@pytest.mark.parametrize(("tool", "positional", "old", "new"), RENAMED)
+def test_renamed_flag_exits_2_naming_its_new_name(tool, positional, old, new, capsys):
+    code, lines = _run(tool, [*positional, f"--{old}=x"], capsys)
+    assert code == cli.USAGE, lines
+    assert len(lines) == 1 and f"--{old} was renamed: use" in lines[0] and new in lines[0], lines
+
+
+def test_a_renamed_flag_is_only_the_renaming_tools(capsys):
+    """export's renames do not follow it into the next tool run in the same process."""
+    _run("keras_disentangle.export", ["--logdir=x"], capsys)
+    code, lines = _run("keras_disentangle.visualize", ["dataset", "--logdir=x"], capsys)
+    assert code == cli.USAGE and len(lines) == 1, lines
+    assert "Unknown command line flag 'logdir'" in lines[0] and "renamed" not in lines[0], lines
+
+
+def test_the_replaced_sampling_command_names_evaluate(capsys):
+    """`python -m keras_disentangle.metrics.sampling` was a command before evaluate.py ran the stage-II metrics."""
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("keras_disentangle.metrics.sampling", run_name="__main__")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_info.value.code == cli.USAGE and len(lines) == 1, lines
+    assert "evaluate.py --metrics=sampling" in lines[0], lines

@@ -1,5 +1,5 @@
 """Serving exports: TF Serving's layout, stage-I transfer/swap, the bytes-in/bytes-out signature and its
-REST body (README), in-graph framing against `keypoints.frame`, and the LiteRT flatbuffer."""
+REST body (docs/serving.md), in-graph framing against `keypoints.frame`, and the LiteRT flatbuffer."""
 
 import base64
 import io
@@ -96,10 +96,10 @@ def test_in_graph_framing_equals_keypoints_frame(rng):
 
 
 def _readme_rest_body() -> dict:
-    """The README's REST example body for `transfer_photo` (the JSON block after its heading)."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"REST, bytes in and bytes out.*?```json\n(.*?)```", readme, re.S)
-    assert block, "README: the transfer_photo REST example is missing"
+    """The serving page's REST example body for `transfer_photo` (the JSON block after its heading)."""
+    page = (REPO_ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    block = re.search(r"REST, bytes in and bytes out.*?```json\n(.*?)```", page, re.S)
+    assert block, "docs/serving.md: the transfer_photo REST example is missing"
     return json.loads(block.group(1))
 
 
@@ -126,7 +126,7 @@ def _serve_rest(signature, body: dict) -> dict:
 
 
 def test_readme_rest_body_through_transfer_photo(served, serving, synthetic_records):
-    """The README body, filled with a JPEG of another size, gives the picture the in-process path gives."""
+    """The serving page's body, filled with a JPEG of another size, gives the picture the in-process path gives."""
     import tensorflow as tf
 
     from keras_disentangle import data, keypoints, records, visualize
@@ -194,7 +194,7 @@ def test_tflite_transfer_matches_savedmodel(served, synthetic_records, serving):
         sizes[quantize] = len(flatbuffer)
     error = np.abs(outputs["none"] - reference)
     # A body ROI box ending on the image border ties crop_and_resize's inside test (position <= size - 1),
-    # which TFLite's arithmetic may decide the other way for a few crops (README); the rest is rounding.
+    # which TFLite's arithmetic may decide the other way for a few crops (docs/serving.md); the rest is rounding.
     assert np.median(error) < 1e-5 and error.max() < 0.1, (np.median(error), error.max())
     # In process (apps.transfer, as a graph like the SavedModel), and far from the transfer of the other image.
     transfer = tf.function(lambda source, target: apps.transfer(serving, source, target))

@@ -37,7 +37,7 @@ def test_anchor_count_matches_the_detector_output():
 def test_pck_on_the_annotated_fixtures(fixtures_dir, estimator):
     scores = pose_pck.score_fixtures(fixtures_dir, estimator)
     assert scores["market"].photos == 54 and scores["deepfashion"].photos == 25
-    # 0.772 and 0.906 when written (README); the aims of issue 13 are 0.70 and 0.80.
+    # 0.772 and 0.906 when written (docs/keypoints.md); the aims of issue 13 are 0.70 and 0.80.
     assert scores["market"].pck >= 0.72, pose_pck.table(scores)
     assert scores["deepfashion"].pck >= 0.85, pose_pck.table(scores)
 

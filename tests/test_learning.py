@@ -3,8 +3,8 @@
 One module-scoped run (float32, fixed seeds, step-bounded so the outcome does not depend on the
 machine's speed) feeds every test here: gt_swap against the trivial baselines, and `evaluate.py`
 on the trained run, asserting values. Budget: the AVX2-only EPYC (the slowest CPU kind) runs
-~17.9 micro steps/s (projected from a rate emulated with ONEDNN_MAX_CPU_ISA=AVX2; README, the demo
-on every CPU kind), so STEPS take ~2 minutes there.
+~17.9 micro steps/s (projected from a rate emulated with ONEDNN_MAX_CPU_ISA=AVX2;
+docs/experiments/demo-cpu-kinds.md), so STEPS take ~2 minutes there.
 """
 
 import json

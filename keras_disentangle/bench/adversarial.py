@@ -1,5 +1,5 @@
 """Stage-I runs side by side on the synthetic set's exact ground truth: does the adversarial term
-sharpen without losing the swaps? (README, "The adversarial term: L1 vs L1 + GAN".)
+sharpen without losing the swaps? (docs/experiments/adversarial-term.md.)
 
     python -m keras_disentangle.bench.adversarial --stage1_dir=runs/l1 --stage1_dir=runs/adv \
         --data_dir=/tmp/records --fid_weights=.cache/fid_inception_2015.npz --n=200 --out=out/adv

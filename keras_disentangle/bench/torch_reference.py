@@ -2,7 +2,7 @@
 
 **Benchmark-only. PyTorch is not a dependency of this project**: nothing but
 `keras_disentangle.bench.versus_torch` imports this module, and it needs PyTorch installed in a
-venv of its own, next to the project's requirements (README, Performance):
+venv of its own, next to the project's requirements (docs/experiments/versus-pytorch.md):
 
     python -m venv /work/torchvenv
     echo "$PWD/.venv/lib/python3.11/site-packages" > /work/torchvenv/lib/python3.11/site-packages/project.pth

@@ -15,7 +15,7 @@ Scales:
   * `tiny` small images (64x32) and narrow channels so that a CPU trains it in minutes.
   * `micro` 32x16 images (DeepFashion 32x32) and narrower channels: several times cheaper per step
     than `tiny`, so that `make demo` and the learning test show disentanglement within
-    minutes even on a CPU without bf16 units (README, demo).
+    minutes even on a CPU without bf16 units (docs/experiments/demo-cpu-kinds.md).
 """
 
 from keras_disentangle.configs.fields import (

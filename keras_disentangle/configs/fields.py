@@ -31,7 +31,7 @@ class Baseline(str, enum.Enum):
 D1_NORMALIZATIONS = ("batch", "none", "spectral")
 D1_LOSSES = ("bce", "hinge")
 # Kernel initializers of D1 (`ModelConfig.d1_initializer`) and D2 (`critic_initializer`): Keras' default,
-# or the authors' (README, Differences): `dcgan_uniform` is uniform with stddev 0.02, `he_uniform` Keras'.
+# or the authors' (docs/differences.md): `dcgan_uniform` is uniform with stddev 0.02, `he_uniform` Keras'.
 D1_INITIALIZERS = ("glorot_uniform", "dcgan_uniform")
 CRITIC_INITIALIZERS = ("glorot_uniform", "he_uniform")
 # Stage II's RMSProp (`TrainConfig.stage2_rmsprop`): Keras' (accumulators from 0, epsilon 1e-7) or TF1's
@@ -121,7 +121,7 @@ class ModelConfig:
         appearance embedding too, beside its skip (not in the paper). False: the paper's design,
         where the embedding enters only through the stem, a linear map to `generator_channels[0]`
         features shared with the heatmaps, so the layers that draw each pixel see at most that many
-        combinations of the 352-d code (16 of 88 at micro: clothes came out grey; README, colour).
+        combinations of the 352-d code (16 of 88 at micro: clothes came out grey; docs/experiments/colour.md).
       d1_channels: tuple of int. DCGAN discriminator conv widths (5x5, stride 2).
       d1_normalization: str, one of `D1_NORMALIZATIONS`. `batch`: batch norm on all convs but the
         first (DCGAN; the authors' D1); `none`: no normalization (in the paper's design space: batch

@@ -9,10 +9,10 @@ from typing import Any
 
 from keras_disentangle.configs.fields import Config, DataConfig, Factor, FgEncoderKind, ModelConfig, TrainConfig
 
-# A missing joint enters the pose vector as (-1, -1), the authors' (README, Differences); every preset.
+# A missing joint enters the pose vector as (-1, -1), the authors' (docs/differences.md); every preset.
 _MARKET_DATA = DataConfig(name="market", height=128, width=64, stored_height=128, stored_width=64,
                           pose_missing_coordinate=-1.0)
-# The ROI paddings and head raise are the authors' DeepFashion conversion's (README, Differences).
+# The ROI paddings and head raise are the authors' DeepFashion conversion's (docs/differences.md).
 _DEEPFASHION_DATA = DataConfig(
     name="deepfashion",
     height=256,
@@ -37,9 +37,9 @@ _DEEPFASHION_MICRO_GEOMETRY = dict(height=32, width=32, heatmap_radius=1, mask_r
                                    roi_pad=2, roi_pad_single=3, roi_head_raise=2, roi_pad_close_up=3,
                                    roi_pad_single_close_up=5, roi_head_raise_close_up=4)
 
-# The authors' pose auto-encoder (README, Differences): LeakyReLU 0.2, a linear first decoder layer.
+# The authors' pose auto-encoder (docs/differences.md): LeakyReLU 0.2, a linear first decoder layer.
 _AUTHORS_POSE_AUTOENCODER = dict(pose_leaky_slope=0.2, pose_decoder_linear_input=True)
-# The authors' discriminator initializers (README, Differences); tiny and micro keep Keras' defaults,
+# The authors' discriminator initializers (docs/differences.md); tiny and micro keep Keras' defaults,
 # with which their figures were measured (their presets train without D1).
 _FULL_MODEL = ModelConfig(d1_initializer="dcgan_uniform", critic_initializer="he_uniform",
                           **_AUTHORS_POSE_AUTOENCODER)
@@ -66,16 +66,16 @@ _TINY_TRAIN = TrainConfig(
     learning_rate=3e-4,
     # L1 only (below), so with Adam lambda only scales the gradient, which Adam normalizes away
     # (up to its epsilon): 20 would train the same. 10 is kept so that the figures measured with it
-    # (README, demo, test_learning) stay reproducible bit for bit.
+    # (docs/experiments/demo-cpu-kinds.md, test_learning) stay reproducible bit for bit.
     l1_weight=10.0,
     # L1 only: a 15-minute CPU run with the paper's adversarial term (weight 1, D1 at this learning
-    # rate) collapsed and lost to the trivial baselines; L1 alone disentangles (README, gt_swap).
+    # rate) collapsed and lost to the trivial baselines; L1 alone disentangles (docs/training.md, presets).
     # --adversarial_weight=1 restores the paper's loss; with --l1_weight=20 --d1_learning_rate (a tenth of
     # G1's) --d1_joint_batch --adversarial_start_step=300 it no longer collapses at micro scale, sharpens,
     # but loses 28% on BG swap region L1. With --d1_normalization=spectral (not in the paper) and D1 at
     # G1's rate, tiny 15-minute pairs sharpen and lower FID on every seed, but lose 6% / 12% / 15% on BG
-    # swap over seeds 0 / 1 / 2 (over the 10% bound on average), so the presets stay L1 only (README,
-    # "The adversarial term: L1 vs L1 + GAN").
+    # swap over seeds 0 / 1 / 2 (over the 10% bound on average), so the presets stay L1 only
+    # (docs/experiments/adversarial-term.md).
     adversarial_weight=0.0,
     pose_learning_rate=1e-3,
     mapper_learning_rate=1e-3,  # with clipping at 0.01: FD of fg embeddings falls ~100x in 1,000 steps
@@ -86,12 +86,12 @@ _TINY_TRAIN = TrainConfig(
 )
 
 
-# Sized by measurement (README, demo): per step ~25x cheaper than tiny (16 channels at 32x16, 8x8
+# Sized by measurement (docs/experiments/demo-cpu-kinds.md): per step ~25x cheaper than tiny (16 channels at 32x16, 8x8
 # ROI crops, batch 8), and per CPU-second the fastest of the variants tried to beat the trivial
 # baselines on gt_swap FG and BG swap; a 12x12 ROI costs 1.4x per step, batch 16 2x.
 # The up path reads the appearance code at every level: through the paper's 16-channel stem alone the
 # clothes came out grey (garment dE76 30 / 35, chroma 0.2 of the target's at 2,000 steps), and even a
-# code holding each ROI's mean colour did not get through it (README, "Colour").
+# code holding each ROI's mean colour did not get through it (docs/experiments/colour.md).
 _MICRO_MODEL = dataclasses.replace(
     _TINY_MODEL,
     first_block_channels=16,

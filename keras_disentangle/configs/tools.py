@@ -46,7 +46,7 @@ class EvalConfig:
       paper_settings: tuple of (flag, value). What `--protocol=paper` fixes: pose transfer on 12,800
         same-identity test pairs drawn with the seed (paper Sec. 4.1, on both datasets), the
         original SSIM rule, and the source image's mask, which the authors' tester saved for
-        `score_mask.py` (README, Evaluation).
+        `score_mask.py` (docs/evaluation.md).
       paper_mask_radius: tuple of (dataset, int). The radius of the metrics body masks under
         `--protocol=paper`, in pixels at the stored size: Market's published masks are the
         radius-7 `pose_mask_r6` field of the authors' records, DeepFashion's tester reads the
@@ -172,7 +172,7 @@ class ReidConfig:
 REID_PRESETS = {
     "full": ReidConfig(),
     # The synthetic / micro scale: 64x32 input, the small trunk (1,500 steps took ~20 min on a loaded 2-vCPU
-    # machine, README "Virtual Market").
+    # machine, docs/experiments/virtual-market.md).
     "small": ReidConfig(backbone=ReidBackbone.SMALL, height=64, width=32, feature_dim=64, batch_ids=16,
                         images_per_id=4, steps=1500, learning_rate=1e-3),
 }

@@ -3,7 +3,7 @@
 A probe is multinomial logistic regression (softmax over an affine map of the standardised features,
 L2-penalised weights), fitted by L-BFGS (`scipy.optimize.minimize`) to the labels of one set and
 scored by its accuracy on another. Chance is what always answering the most frequent training label
-scores on the test set. The disentanglement reading (README, Re-ID): the FG code should predict
+scores on the test set. The disentanglement reading (docs/evaluation.md, Re-ID): the FG code should predict
 identity but not the background; the BG and pose codes should not predict identity.
 """
 

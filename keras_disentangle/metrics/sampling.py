@@ -206,7 +206,7 @@ def body_region(keypoints, data_cfg: configs.DataConfig) -> np.ndarray:
 
 
 # The person-vs-chance test compares images on this grid (cells averaged): at 32x16 the per-pixel
-# comparison let a third of uniform-noise images pass, 2x2 cells none (README, sampling baselines).
+# comparison let a third of uniform-noise images pass, 2x2 cells none (docs/training.md, sampling baselines).
 PERSON_GRID_HEIGHT = 16
 
 
@@ -277,3 +277,12 @@ def identity_check(samples_uint8, train: dict, test: dict, data_cfg: configs.Dat
     people = to_uint8(test["image"])
     return {"share": share(samples_uint8), "new_people_share": share(people),
             "shuffled_share": share(shuffle_region(people, region, rng)), "training_photos": int(len(photos))}
+
+
+if __name__ == "__main__":
+    # This was a command until evaluate.py ran the stage-II metrics (cb88dbb); a script that still calls it
+    # must fail rather than exit 0 having done nothing.
+    from keras_disentangle import cli
+
+    cli.fail("keras_disentangle.metrics.sampling", "this command was replaced: use python evaluate.py "
+             "--metrics=sampling --stage1_dir=RUN --stage2_dir=RUN_FG ... --data_dir=RECORDS", cli.USAGE)

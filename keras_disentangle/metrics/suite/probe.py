@@ -32,7 +32,7 @@ def compute(inputs: Inputs) -> dict:
             data.shard_files(inputs.data_dir, split)
         except ValueError:
             raise ValueError(f"--data_dir={inputs.data_dir}: no '{split}' records; the probes need the train, test "
-                             "and query splits of a Market layout (README, Converters).") from None
+                             "and query splits of a Market layout (docs/data.md, Converters).") from None
     sets = {}
     for split in SPLITS:
         chunks = {}

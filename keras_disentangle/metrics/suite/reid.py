@@ -43,7 +43,7 @@ def compute(inputs: Inputs) -> dict:
         data.shard_files(inputs.data_dir, QUERY_SPLIT)
     except ValueError:
         raise ValueError(f"--data_dir={inputs.data_dir}: no '{QUERY_SPLIT}' records; the re-ID queries come from a "
-                         "Market folder's query/ with its market-annotation-query.csv (README, Converters): "
+                         "Market folder's query/ with its market-annotation-query.csv (docs/data.md, Converters): "
                          "rebuild with `python -m tfrecords.build`.") from None
     query = _features(inputs, QUERY_SPLIT, factor)
     gallery = _features(inputs, options.split, factor)
