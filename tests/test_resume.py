@@ -31,6 +31,13 @@ def _train(*args, **env):
                           env=_env(**env), capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
 
 
+def _sigint_as_at_a_terminal():
+    """Run in the child before exec: a shell's background job (`make test &`, nohup) ignores SIGINT, exec keeps
+    an ignored signal ignored and Python then installs no KeyboardInterrupt handler, so the Ctrl-C the test
+    sends would never reach train.py (seen: the control run trained on for the hang guard's 30 minutes)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _own_lines(stderr: str) -> list[str]:
     """stderr without TensorFlow's C++ log lines."""
     return [line for line in stderr.strip().splitlines() if line and not TF_LOG_LINE.match(line)]
@@ -400,7 +407,8 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically_a
     shutil.copytree(logdir, control)
     uninterrupted = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *common, f"--logdir={control}",
                                       "--steps=100000"], cwd=REPO_ROOT, env=_env(**deterministic),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_sigint_as_at_a_terminal)
     try:
         result = _train(*common[len(MICRO):], f"--logdir={logdir}", f"--steps={last + 10}", **deterministic)
         assert result.returncode == 0, result.stderr[-2000:]
