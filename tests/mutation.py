@@ -41,6 +41,8 @@ import tempfile
 MODULE_TESTS = {
     "keras_disentangle/losses.py": ["tests/test_losses.py"],
     "keras_disentangle/geometry.py": ["tests/test_geometry.py"],
+    "keras_disentangle/metrics/disentangle.py": ["tests/test_disentangle.py",
+                                                 "tests/test_gt_swap.py::test_colour_scores_on_known_colours"],
     "keras_disentangle/metrics/image.py": ["tests/test_metrics_image.py"],
     "keras_disentangle/training/steps.py": ["tests/test_steps.py"],
     "keras_disentangle/training/schedule.py": ["tests/test_schedules.py::test_halving_known_values"],
