@@ -73,10 +73,10 @@ def test_heatmaps_are_exact_disks(rng, radius):
 
 
 def test_gaussian_heatmaps():
-    heatmaps = geometry.pose_heatmaps(POSE, H, W, radius=2, gaussian=True).numpy()
+    heatmaps = geometry.pose_heatmaps(POSE, H, W, radius=3, gaussian=True).numpy()
     rows, cols = np.mgrid[:H, :W]
     y, x = POSE[6]
-    expected = 2 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 8.0) - 1
+    expected = 2 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 18.0) - 1  # 2 sigma^2, sigma = radius
     np.testing.assert_allclose(heatmaps[..., 6], expected, atol=1e-6)
     assert heatmaps[int(y), int(x), 6] == 1.0
     assert (heatmaps[..., 17] == -1).all()
@@ -267,7 +267,10 @@ def test_batched_under_tf_function_matches_unbatched(rng):
 
 def test_rejects_bad_keypoint_shape():
     with pytest.raises(ValueError, match=r"^keypoints: expected shape \[\.\.\., 18, 2\], got \(17, 2\)\.$"):
-        geometry.pose_heatmaps(np.zeros((17, 2)), H, W)
+        geometry.pose_heatmaps(np.zeros((17, 2)), H, W, 2)
+    for radius in (0, -1):
+        with pytest.raises(ValueError, match=rf"^radius: expected a positive number of pixels, got {radius}\.$"):
+            geometry.pose_heatmaps(POSE, H, W, radius)
 
 
 def test_sizes_below_two_pixels_are_refused_in_one_line():
