@@ -105,7 +105,9 @@ def run_tests(address: str, pytest_args: list[str]) -> int:
         connection.connect(address)
         socket.send_fds(connection, [json.dumps(pytest_args).encode()], [1, 2])
         reply = connection.recv(16)
-    return int(reply) if reply else 1
+    # mutmut 2 counts exit code 1 only as a kill (`tests_pass`: `returncode != 1`), but pytest exits 2 when
+    # a mutant breaks an import (an error during collection): any failure is a kill.
+    return 0 if reply == b"0" else 1
 
 
 def run_mutmut(module: str, address: str) -> int:
