@@ -130,9 +130,20 @@ def test_mask_needs_both_joints_of_a_limb():
     assert not geometry.body_mask(only_arm, H, W, radius=2).numpy().any()
 
 
-def test_mask_rejects_even_close_size():
-    with pytest.raises(ValueError, match="close_size"):
-        geometry.body_mask(POSE, H, W, radius=2, close_size=4)
+def test_mask_of_a_limb_shorter_than_a_pixel_is_its_capsule():
+    short = np.full((18, 2), -1, np.float32)
+    short[[2, 3]] = [[10.3, 7.2], [10.9, 7.6]]  # 0.72 px: 2 pixels are within 2 of it, not of its start
+    mask = geometry.body_mask(short, H, W, radius=2, close_size=1).numpy()[..., 0]
+    np.testing.assert_array_equal(mask, _segment_distance(H, W, short[2], short[3]) <= 2)
+
+
+def test_mask_rejects_bad_close_size_and_radius_in_one_line():
+    for close_size in (4, 0):
+        with pytest.raises(ValueError, match=rf"^close_size: expected a positive odd integer, got {close_size}\.$"):
+            geometry.body_mask(POSE, H, W, radius=2, close_size=close_size)
+    for radius in (0, -1):
+        with pytest.raises(ValueError, match=rf"^radius: expected a positive number of pixels, got {radius}\.$"):
+            geometry.body_mask(POSE, H, W, radius=radius)
 
 
 def test_roi_boxes_of_a_hand_made_pose():
