@@ -60,8 +60,9 @@ def _oracle(factors, data_cfg):
 
     def generate(codes, heatmaps):
         bgs = codes["fg"] if codes["bg"] is None else codes["bg"]
-        return np.stack([_target({"fg": factors[fg]["fg"], "bg": factors[bg]["bg"], "pose": factors[int(h.flat[0])]["pose"]},
-                                 data_cfg) for fg, bg, h in zip(codes["fg"], bgs, np.asarray(heatmaps))])
+        return np.stack([_target({"fg": factors[fg]["fg"], "bg": factors[bg]["bg"],
+                                  "pose": factors[int(h.flat[0])]["pose"]}, data_cfg)
+                         for fg, bg, h in zip(codes["fg"], bgs, np.asarray(heatmaps))])
 
     def decode_pose(vectors):
         return ((-np.asarray(vectors) + 1) % 6).reshape(-1, 1, 1, 1).astype(np.float32)
@@ -74,7 +75,8 @@ def _oracle(factors, data_cfg):
 
 def _summary(chunks):
     values = np.concatenate(chunks)
-    return {"mean": pytest.approx(float(np.mean(values)), abs=1e-9), "std": pytest.approx(float(np.std(values)), abs=1e-9)}
+    return {"mean": pytest.approx(float(np.mean(values)), abs=1e-9),
+            "std": pytest.approx(float(np.std(values)), abs=1e-9)}
 
 
 def _reference(world, pairs, batch_size, data_cfg):
@@ -148,7 +150,8 @@ def _garment_mask(factors, garment, data_cfg):
 
     coverage = synthetic.garment_coverage(factors["fg"], factors["pose"], garment,
                                           size=(data_cfg.stored_height, data_cfg.stored_width))
-    return tf.image.resize(coverage[..., None], (data_cfg.height, data_cfg.width), antialias=True).numpy()[..., 0] >= 0.5
+    resized = tf.image.resize(coverage[..., None], (data_cfg.height, data_cfg.width), antialias=True)
+    return resized.numpy()[..., 0] >= 0.5
 
 
 @pytest.mark.parametrize("has_background", [True, False])

@@ -163,7 +163,8 @@ def test_the_adversarial_term_and_d1_wait_for_adversarial_start_step(world):
         logs = step(batch)
         totals.append(float(logs["loss/g1/total"]) - train.l1_weight * float(logs["loss/g1/l1"]))
         moved.append(bool((_weights(stage1.d1) != before).any()))
-    assert totals[0] == pytest.approx(0.0, abs=1e-6) and totals[1] == pytest.approx(0.5 * float(logs["loss/g1/adversarial"]), rel=1e-5)
+    assert totals[0] == pytest.approx(0.0, abs=1e-6)
+    assert totals[1] == pytest.approx(0.5 * float(logs["loss/g1/adversarial"]), rel=1e-5)
     assert moved == [False, True]
 
 
