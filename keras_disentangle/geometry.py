@@ -237,7 +237,7 @@ _LOWER_LEGS = ((9, 10), (12, 13))
 _NOSE = 0
 
 
-def roi_boxes(keypoints, height: int, width: int, pad: int = 6, pad_single: int = 10, head_raise: int = 0,
+def roi_boxes(keypoints, height: int, width: int, pad: int, pad_single: int, head_raise: int = 0,
               close_up: tuple[int, int, int] | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """The 7 body ROIs (`ROI_NAMES`): padded bounding boxes of their present joints.
 

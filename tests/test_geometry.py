@@ -84,12 +84,12 @@ def test_gaussian_heatmaps():
 
 def test_mask_without_close_is_the_limb_capsules(rng):
     keypoints = np.concatenate([POSE[None], _random_poses(rng, 4)])
-    masks = geometry.body_mask(keypoints, H, W, radius=2, close_size=1).numpy()
+    masks = geometry.body_mask(keypoints, H, W, radius=3, close_size=1).numpy()  # at 2, radius**2 == radius*2
     assert masks.shape == (5, H, W, 1) and set(np.unique(masks)) <= {0.0, 1.0}
     for example, mask in enumerate(masks[..., 0]):
         distance = _limb_distance(keypoints[example], H, W)
-        undecided = np.abs(distance - 2) < 1e-4  # float32 vs float64 exactly on the boundary
-        np.testing.assert_array_equal(mask[~undecided], (distance <= 2)[~undecided], err_msg=f"pose {example}")
+        undecided = np.abs(distance - 3) < 1e-4  # float32 vs float64 exactly on the boundary
+        np.testing.assert_array_equal(mask[~undecided], (distance <= 3)[~undecided], err_msg=f"pose {example}")
 
 
 def test_mask_covers_limbs_and_nothing_far(rng):
@@ -186,6 +186,25 @@ def test_roi_head_raise_and_close_up_padding():
     np.testing.assert_allclose(plain.numpy()[0] * [H - 1, W - 1, H - 1, W - 1], [2, 4, 8, 12], atol=1e-4)
 
 
+@pytest.mark.parametrize("legs, whole_body", [((9, 12), True), ((10, 13), True), ((9, 10), False), ((12,), False)])
+def test_a_close_up_misses_every_knee_and_ankle_of_a_leg(legs, whole_body):
+    """Unbatched: the rule reads the joints' own axis. The hips (8, 11) are present and do not count."""
+    keypoints = POSE.copy()
+    keypoints[[9, 10, 12, 13]] = -1
+    keypoints[list(legs)] = POSE[list(legs)]
+    boxes, _ = geometry.roi_boxes(keypoints, H, W, pad=1, pad_single=2, close_up=(3, 4, 0))
+    expected, _ = geometry.roi_boxes(keypoints, H, W, pad=1, pad_single=2) if whole_body else geometry.roi_boxes(
+        keypoints, H, W, pad=3, pad_single=4)
+    np.testing.assert_array_equal(boxes.numpy(), expected.numpy())
+
+
+def test_the_nose_is_not_raised_by_default():
+    keypoints = POSE.copy()
+    keypoints[[14, 15, 16]] = -1  # no eyes or ear: the nose (y 4) tops the head
+    boxes, _ = geometry.roi_boxes(keypoints, H, W, pad=1, pad_single=2)
+    assert boxes.numpy()[0, 0] * (H - 1) == pytest.approx(3.0)
+
+
 def test_deepfashion_presets_carry_the_authors_roi_geometry():
     from keras_disentangle import configs
 
@@ -263,7 +282,7 @@ def test_batched_under_tf_function_matches_unbatched(rng):
     keypoints = _random_poses(rng, 6).reshape(2, 3, 18, 2)
 
     def features(points):
-        boxes, visibility = geometry.roi_boxes(points, H, W)
+        boxes, visibility = geometry.roi_boxes(points, H, W, pad=2, pad_single=3)
         return (geometry.pose_heatmaps(points, H, W, 2), geometry.body_mask(points, H, W, 3, 3), boxes,
                 visibility, geometry.pose_vector(points, H, W), geometry.flip_keypoints(points, W))
 
@@ -285,11 +304,11 @@ def test_rejects_bad_keypoint_shape():
 
 
 def test_sizes_below_two_pixels_are_refused_in_one_line():
-    geometry.roi_boxes(POSE, 2, 2)  # the smallest size
+    geometry.roi_boxes(POSE, 2, 2, pad=2, pad_single=3)  # the smallest size
     for height, width in ((1, 2), (2, 1)):
         message = f"height, width: expected integers >= 2, got {height} x {width}."
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-            geometry.roi_boxes(POSE, height, width)
+            geometry.roi_boxes(POSE, height, width, pad=2, pad_single=3)
 
 
 # Each ROI's joints by name: the head with the shoulders, the upper body from shoulders to hips (PG2's
@@ -310,7 +329,7 @@ def test_each_roi_box_follows_exactly_its_named_joints():
     poses = np.full((1 + 18, 18, 2), [H // 2, W // 2], np.float32)
     for joint in range(18):
         poses[1 + joint, joint] = [0, 0]
-    boxes = geometry.roi_boxes(poses, H, W)[0].numpy()
+    boxes = geometry.roi_boxes(poses, H, W, pad=2, pad_single=3)[0].numpy()
     for joint, joint_name in enumerate(geometry.KEYPOINT_NAMES):
         moved = {name for roi, name in enumerate(geometry.ROI_NAMES)
                  if not np.array_equal(boxes[1 + joint, roi], boxes[0, roi])}

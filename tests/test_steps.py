@@ -169,10 +169,13 @@ def test_the_adversarial_term_and_d1_wait_for_adversarial_start_step(world):
 
 
 def test_d1_every_and_d1_steps_set_how_often_d1_moves(world):
+    import tensorflow as tf
+
     stage1, batch, steps = world
     g_optimizer = _sgd(stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables)
     d_optimizer = _sgd(stage1.d1.trainable_variables)
-    step = steps.appearance_step(stage1, g_optimizer, d_optimizer, _train(d1_every=2), 2)
+    # Traced, as training runs it: both branches of D1's tf.cond are built.
+    step = tf.function(steps.appearance_step(stage1, g_optimizer, d_optimizer, _train(d1_every=2), 2))
     moved = []
     for _ in range(4):
         before = _weights(stage1.d1)
