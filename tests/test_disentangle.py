@@ -244,6 +244,16 @@ def test_render_target_and_garment_masks_are_the_render_resized(world):
         assert mask.any() and not mask.all()
 
 
+def test_a_garment_pixel_is_one_its_colour_sets_for_at_least_half(world, monkeypatch):
+    from keras_disentangle import synthetic
+    from keras_disentangle.metrics import disentangle
+
+    data_cfg, _, factors = world
+    monkeypatch.setattr(synthetic, "garment_coverage", lambda fg, pose, garment, size: np.full(size, 0.5, np.float32))
+    masks = disentangle.garment_masks(factors[0]["fg"], factors[0]["pose"], data_cfg)
+    assert all(mask.all() for mask in masks.values())
+
+
 def test_mean_garment_identity_sets_each_garment_colour_to_its_mean():
     from keras_disentangle.metrics import disentangle
 
