@@ -205,6 +205,11 @@ def test_the_nose_is_not_raised_by_default():
     assert boxes.numpy()[0, 0] * (H - 1) == pytest.approx(3.0)
 
 
+def test_a_nose_raised_above_the_image_stays_on_row_0():
+    boxes, _ = geometry.roi_boxes(POSE, H, W, pad=0, pad_single=0, head_raise=10)  # nose y 4 - 10
+    assert boxes.numpy()[0, 0] == 0.0
+
+
 def test_deepfashion_presets_carry_the_authors_roi_geometry():
     from keras_disentangle import configs
 
