@@ -210,6 +210,13 @@ def test_a_nose_raised_above_the_image_stays_on_row_0():
     assert boxes.numpy()[0, 0] == 0.0
 
 
+def test_an_unpadded_box_of_a_joint_in_the_corner_is_that_pixel():
+    keypoints = np.full((18, 2), -1, np.float32)
+    keypoints[0] = [0, 0]  # the nose alone
+    boxes, _ = geometry.roi_boxes(keypoints, H, W, pad=0, pad_single=0)
+    np.testing.assert_array_equal(boxes.numpy()[0], [0, 0, 0, 0])
+
+
 def test_deepfashion_presets_carry_the_authors_roi_geometry():
     from keras_disentangle import configs
 
@@ -270,9 +277,13 @@ def test_pose_vector_visibility_threshold():
     vector = geometry.pose_vector(POSE, H, W).numpy()
     vector[36 + 0] = 0.49
     vector[36 + 17] = 0.51  # a "present" joint decoded at (0 + 1) / 2 * size = the image centre
+    vector[36 + 1] = 0.5  # "< 0.5 are -1": 0.5 itself is visible
     keypoints = geometry.keypoints_from_pose_vector(vector, H, W).numpy()
     np.testing.assert_array_equal(keypoints[0], [-1, -1])
     np.testing.assert_allclose(keypoints[17], [H / 2, W / 2])
+    np.testing.assert_allclose(keypoints[1], POSE[1], atol=1e-5)
+    with pytest.raises(ValueError, match=r"^vector: expected shape \[\.\.\., 54\], got \(53,\)\.$"):
+        geometry.keypoints_from_pose_vector(vector[:53], H, W)
 
 
 def test_scale_keypoints_and_visibility():
