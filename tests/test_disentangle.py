@@ -194,6 +194,8 @@ def test_gt_swap_with_the_defaults_scores_the_four_tasks_only(world):
     assert result["n"] == 6  # fewer pairs exist than the default n: one per example
     assert tuple(result["tasks"]) == tuple(result["colour"]) == disentangle.TASKS == tuple(DOCSTRING_TASKS)
     assert all(result["tasks"][t]["model"]["region_l1"]["mean"] < 1e-6 for t in disentangle.TASKS)
+    assert disentangle.gt_swap(examples, generate, encode, data_cfg, n=200, seed=0, batch_size=32) == result
+    assert disentangle.gt_swap(examples, generate, encode, data_cfg, seed=1) != result  # the seed draws the pairs
 
 
 def test_gt_swap_without_factors_is_refused_in_one_line(world):
