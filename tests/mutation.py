@@ -103,15 +103,17 @@ def wait_child(pid: int, connection: socket.socket) -> int:
 
 def run_tests(address: str, pytest_args: list[str]) -> int:
     """The client mutmut runs per mutant: the server's child runs pytest on this process's terminal."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        try:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.connect(address)
-        except OSError:  # no server: the tests run in this process (slower, the same verdict), never a false kill
-            import pytest
+            socket.send_fds(connection, [json.dumps(pytest_args).encode()], [1, 2])
+            reply = connection.recv(16)
+    except OSError:
+        reply = b""
+    if not reply:  # no server, or it died: the tests run in this process (slower, the same verdict)
+        import pytest
 
-            return 0 if pytest.main(pytest_args) == 0 else 1
-        socket.send_fds(connection, [json.dumps(pytest_args).encode()], [1, 2])
-        reply = connection.recv(16)
+        return 0 if pytest.main(pytest_args) == 0 else 1
     # mutmut 2 counts exit code 1 only as a kill (`tests_pass`: `returncode != 1`), but pytest exits 2 when
     # a mutant breaks an import (an error during collection): any failure is a kill.
     return 0 if reply == b"0" else 1
