@@ -144,6 +144,7 @@ def test_mask_rejects_bad_close_size_and_radius_in_one_line():
     for radius in (0, -1):
         with pytest.raises(ValueError, match=rf"^radius: expected a positive number of pixels, got {radius}\.$"):
             geometry.body_mask(POSE, H, W, radius=radius)
+    assert geometry.body_mask(POSE, H, W, radius=1).numpy().any()  # the smallest radius
 
 
 def test_roi_boxes_of_a_hand_made_pose():
