@@ -150,7 +150,8 @@ test-all: system-deps venv weights pose-models
 
 # Mutation testing (docs/development.md): mutmut, pinned apart in requirements-mutation.txt, over the core
 # modules, each against the unit tests that cover it (tests/mutation.py); exit 1 if one scores below 85 %.
-MUTATION_MODULES ?= keras_disentangle/losses.py keras_disentangle/geometry.py
+MUTATION_MODULES ?= keras_disentangle/losses.py keras_disentangle/geometry.py keras_disentangle/metrics/disentangle.py \
+	keras_disentangle/metrics/image.py keras_disentangle/training/steps.py keras_disentangle/training/schedule.py
 mutation: venv
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
 	$(PY) tests/mutation.py $(MUTATION_MODULES)

@@ -128,7 +128,7 @@ def flip_keypoints(keypoints, width: int) -> tf.Tensor:
     return tf.gather(mirrored, FLIP_PERMUTATION, axis=-2)
 
 
-def pose_heatmaps(keypoints, height: int, width: int, radius: int = 4, gaussian: bool = False) -> tf.Tensor:
+def pose_heatmaps(keypoints, height: int, width: int, radius: int, gaussian: bool = False) -> tf.Tensor:
     """One channel per joint: a disk of `radius` pixels around it.
 
     A pixel (i, j) is inside the disk of joint (y, x) when (i - y)^2 + (j - x)^2 <= radius^2, as in
@@ -160,7 +160,7 @@ def pose_heatmaps(keypoints, height: int, width: int, radius: int = 4, gaussian:
     return tf.where(dist2 <= float(radius) ** 2, 1.0, -1.0)
 
 
-def heatmaps_from_pose_vector(vector, height: int, width: int, radius: int = 4) -> tf.Tensor:
+def heatmaps_from_pose_vector(vector, height: int, width: int, radius: int) -> tf.Tensor:
     """Binary heatmaps `(..., height, width, 18)` of a 54-d pose vector (see `pose_heatmaps`)."""
     return pose_heatmaps(keypoints_from_pose_vector(vector, height, width), height, width, radius)
 
@@ -237,7 +237,7 @@ _LOWER_LEGS = ((9, 10), (12, 13))
 _NOSE = 0
 
 
-def roi_boxes(keypoints, height: int, width: int, pad: int = 6, pad_single: int = 10, head_raise: int = 0,
+def roi_boxes(keypoints, height: int, width: int, pad: int, pad_single: int, head_raise: int = 0,
               close_up: tuple[int, int, int] | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """The 7 body ROIs (`ROI_NAMES`): padded bounding boxes of their present joints.
 

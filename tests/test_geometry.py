@@ -73,10 +73,10 @@ def test_heatmaps_are_exact_disks(rng, radius):
 
 
 def test_gaussian_heatmaps():
-    heatmaps = geometry.pose_heatmaps(POSE, H, W, radius=2, gaussian=True).numpy()
+    heatmaps = geometry.pose_heatmaps(POSE, H, W, radius=3, gaussian=True).numpy()
     rows, cols = np.mgrid[:H, :W]
     y, x = POSE[6]
-    expected = 2 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 8.0) - 1
+    expected = 2 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 18.0) - 1  # 2 sigma^2, sigma = radius
     np.testing.assert_allclose(heatmaps[..., 6], expected, atol=1e-6)
     assert heatmaps[int(y), int(x), 6] == 1.0
     assert (heatmaps[..., 17] == -1).all()
@@ -84,12 +84,12 @@ def test_gaussian_heatmaps():
 
 def test_mask_without_close_is_the_limb_capsules(rng):
     keypoints = np.concatenate([POSE[None], _random_poses(rng, 4)])
-    masks = geometry.body_mask(keypoints, H, W, radius=2, close_size=1).numpy()
+    masks = geometry.body_mask(keypoints, H, W, radius=3, close_size=1).numpy()  # at 2, radius**2 == radius*2
     assert masks.shape == (5, H, W, 1) and set(np.unique(masks)) <= {0.0, 1.0}
     for example, mask in enumerate(masks[..., 0]):
         distance = _limb_distance(keypoints[example], H, W)
-        undecided = np.abs(distance - 2) < 1e-4  # float32 vs float64 exactly on the boundary
-        np.testing.assert_array_equal(mask[~undecided], (distance <= 2)[~undecided], err_msg=f"pose {example}")
+        undecided = np.abs(distance - 3) < 1e-4  # float32 vs float64 exactly on the boundary
+        np.testing.assert_array_equal(mask[~undecided], (distance <= 3)[~undecided], err_msg=f"pose {example}")
 
 
 def test_mask_covers_limbs_and_nothing_far(rng):
@@ -130,9 +130,21 @@ def test_mask_needs_both_joints_of_a_limb():
     assert not geometry.body_mask(only_arm, H, W, radius=2).numpy().any()
 
 
-def test_mask_rejects_even_close_size():
-    with pytest.raises(ValueError, match="close_size"):
-        geometry.body_mask(POSE, H, W, radius=2, close_size=4)
+def test_mask_of_a_limb_shorter_than_a_pixel_is_its_capsule():
+    short = np.full((18, 2), -1, np.float32)
+    short[[2, 3]] = [[10.3, 7.2], [10.9, 7.6]]  # 0.72 px: 2 pixels are within 2 of it, not of its start
+    mask = geometry.body_mask(short, H, W, radius=2, close_size=1).numpy()[..., 0]
+    np.testing.assert_array_equal(mask, _segment_distance(H, W, short[2], short[3]) <= 2)
+
+
+def test_mask_rejects_bad_close_size_and_radius_in_one_line():
+    for close_size in (4, 0):
+        with pytest.raises(ValueError, match=rf"^close_size: expected a positive odd integer, got {close_size}\.$"):
+            geometry.body_mask(POSE, H, W, radius=2, close_size=close_size)
+    for radius in (0, -1):
+        with pytest.raises(ValueError, match=rf"^radius: expected a positive number of pixels, got {radius}\.$"):
+            geometry.body_mask(POSE, H, W, radius=radius)
+    assert geometry.body_mask(POSE, H, W, radius=1).numpy().any()  # the smallest radius
 
 
 def test_roi_boxes_of_a_hand_made_pose():
@@ -173,6 +185,37 @@ def test_roi_head_raise_and_close_up_padding():
     # Without a raise and a close-up rule the old boxes come back.
     plain, _ = geometry.roi_boxes(POSE, H, W, pad=1, pad_single=2)
     np.testing.assert_allclose(plain.numpy()[0] * [H - 1, W - 1, H - 1, W - 1], [2, 4, 8, 12], atol=1e-4)
+
+
+@pytest.mark.parametrize("legs, whole_body", [((9, 12), True), ((10, 13), True), ((9, 10), False), ((12,), False)])
+def test_a_close_up_misses_every_knee_and_ankle_of_a_leg(legs, whole_body):
+    """Unbatched: the rule reads the joints' own axis. The hips (8, 11) are present and do not count."""
+    keypoints = POSE.copy()
+    keypoints[[9, 10, 12, 13]] = -1
+    keypoints[list(legs)] = POSE[list(legs)]
+    boxes, _ = geometry.roi_boxes(keypoints, H, W, pad=1, pad_single=2, close_up=(3, 4, 0))
+    expected, _ = geometry.roi_boxes(keypoints, H, W, pad=1, pad_single=2) if whole_body else geometry.roi_boxes(
+        keypoints, H, W, pad=3, pad_single=4)
+    np.testing.assert_array_equal(boxes.numpy(), expected.numpy())
+
+
+def test_the_nose_is_not_raised_by_default():
+    keypoints = POSE.copy()
+    keypoints[[14, 15, 16]] = -1  # no eyes or ear: the nose (y 4) tops the head
+    boxes, _ = geometry.roi_boxes(keypoints, H, W, pad=1, pad_single=2)
+    assert boxes.numpy()[0, 0] * (H - 1) == pytest.approx(3.0)
+
+
+def test_a_nose_raised_above_the_image_stays_on_row_0():
+    boxes, _ = geometry.roi_boxes(POSE, H, W, pad=0, pad_single=0, head_raise=10)  # nose y 4 - 10
+    assert boxes.numpy()[0, 0] == 0.0
+
+
+def test_an_unpadded_box_of_a_joint_in_the_corner_is_that_pixel():
+    keypoints = np.full((18, 2), -1, np.float32)
+    keypoints[0] = [0, 0]  # the nose alone
+    boxes, _ = geometry.roi_boxes(keypoints, H, W, pad=0, pad_single=0)
+    np.testing.assert_array_equal(boxes.numpy()[0], [0, 0, 0, 0])
 
 
 def test_deepfashion_presets_carry_the_authors_roi_geometry():
@@ -235,9 +278,13 @@ def test_pose_vector_visibility_threshold():
     vector = geometry.pose_vector(POSE, H, W).numpy()
     vector[36 + 0] = 0.49
     vector[36 + 17] = 0.51  # a "present" joint decoded at (0 + 1) / 2 * size = the image centre
+    vector[36 + 1] = 0.5  # "< 0.5 are -1": 0.5 itself is visible
     keypoints = geometry.keypoints_from_pose_vector(vector, H, W).numpy()
     np.testing.assert_array_equal(keypoints[0], [-1, -1])
     np.testing.assert_allclose(keypoints[17], [H / 2, W / 2])
+    np.testing.assert_allclose(keypoints[1], POSE[1], atol=1e-5)
+    with pytest.raises(ValueError, match=r"^vector: expected shape \[\.\.\., 54\], got \(53,\)\.$"):
+        geometry.keypoints_from_pose_vector(vector[:53], H, W)
 
 
 def test_scale_keypoints_and_visibility():
@@ -252,7 +299,7 @@ def test_batched_under_tf_function_matches_unbatched(rng):
     keypoints = _random_poses(rng, 6).reshape(2, 3, 18, 2)
 
     def features(points):
-        boxes, visibility = geometry.roi_boxes(points, H, W)
+        boxes, visibility = geometry.roi_boxes(points, H, W, pad=2, pad_single=3)
         return (geometry.pose_heatmaps(points, H, W, 2), geometry.body_mask(points, H, W, 3, 3), boxes,
                 visibility, geometry.pose_vector(points, H, W), geometry.flip_keypoints(points, W))
 
@@ -267,15 +314,18 @@ def test_batched_under_tf_function_matches_unbatched(rng):
 
 def test_rejects_bad_keypoint_shape():
     with pytest.raises(ValueError, match=r"^keypoints: expected shape \[\.\.\., 18, 2\], got \(17, 2\)\.$"):
-        geometry.pose_heatmaps(np.zeros((17, 2)), H, W)
+        geometry.pose_heatmaps(np.zeros((17, 2)), H, W, 2)
+    for radius in (0, -1):
+        with pytest.raises(ValueError, match=rf"^radius: expected a positive number of pixels, got {radius}\.$"):
+            geometry.pose_heatmaps(POSE, H, W, radius)
 
 
 def test_sizes_below_two_pixels_are_refused_in_one_line():
-    geometry.roi_boxes(POSE, 2, 2)  # the smallest size
+    geometry.roi_boxes(POSE, 2, 2, pad=2, pad_single=3)  # the smallest size
     for height, width in ((1, 2), (2, 1)):
         message = f"height, width: expected integers >= 2, got {height} x {width}."
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-            geometry.roi_boxes(POSE, height, width)
+            geometry.roi_boxes(POSE, height, width, pad=2, pad_single=3)
 
 
 # Each ROI's joints by name: the head with the shoulders, the upper body from shoulders to hips (PG2's
@@ -296,7 +346,7 @@ def test_each_roi_box_follows_exactly_its_named_joints():
     poses = np.full((1 + 18, 18, 2), [H // 2, W // 2], np.float32)
     for joint in range(18):
         poses[1 + joint, joint] = [0, 0]
-    boxes = geometry.roi_boxes(poses, H, W)[0].numpy()
+    boxes = geometry.roi_boxes(poses, H, W, pad=2, pad_single=3)[0].numpy()
     for joint, joint_name in enumerate(geometry.KEYPOINT_NAMES):
         moved = {name for roi, name in enumerate(geometry.ROI_NAMES)
                  if not np.array_equal(boxes[1 + joint, roi], boxes[0, roi])}

@@ -39,6 +39,20 @@ def test_full_presets_halve_every_50k_steps_and_a_restored_optimizer_keeps_the_r
     assert schedule.halving(3e-4, configs.get_config("market", "tiny").train.lr_halving_steps) == 3e-4
 
 
+def test_halving_known_values():
+    """Halved every halving_steps steps, in steps (staircase), from halving_steps=1; the default one
+    update per step; `updates_per_step` multiplies the period; 0 is the constant rate."""
+    from keras_disentangle.training import schedule
+
+    rates = schedule.halving(8.0, 1)
+    assert [float(rates(step)) for step in (0, 1, 2)] == [8.0, 4.0, 2.0]
+    rates = schedule.halving(8.0, 4)
+    assert [float(rates(step)) for step in (0, 3, 4, 8)] == [8.0, 8.0, 4.0, 2.0]
+    rates = schedule.halving(8.0, 2, updates_per_step=3)
+    assert [float(rates(step)) for step in (5, 6, 12)] == [8.0, 4.0, 2.0]
+    assert schedule.halving(8.0, 0) == 8.0
+
+
 @pytest.mark.parametrize("dataset, factor, batch, steps", [
     ("market", "fg", 32, 30_000), ("market", "bg", 32, 30_000), ("market", "pose", 32, 60_000),
     ("deepfashion", "fg", 16, 60_000), ("deepfashion", "pose", 32, 60_000),
