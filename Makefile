@@ -61,7 +61,7 @@ demo: venv
 # The same, DeepFashion-shaped: synthetic people at 1:1 (256x256) on one studio backdrop, two factors
 # (appearance, pose), converted by the DeepFashion reader and trained at the deepfashion micro preset.
 # 600 people (300 to train on): with 75 the encoder learnt its training people's clothes rather than to
-# read colour, and held-out pose transfer missed the lower garment's hue (README, "Colour").
+# read colour, and held-out pose transfer missed the lower garment's hue (docs/experiments/colour.md).
 DF_DEMO_DIR := out/demo-deepfashion
 DF_TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DF_DEMO_DIR)/timings.tsv
 demo-deepfashion: venv
