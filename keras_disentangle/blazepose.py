@@ -20,8 +20,15 @@ The glue between the two networks follows MediaPipe's graphs (`pose_detection_cp
 32, scales 0.1484375 to 0.75, fixed size, one interpolated anchor per cell), box decoding scaled by
 224, sigmoid scores clipped at +-100, weighted non-maximum suppression at IoU 0.3; the region of
 interest is centred on the mid-hip keypoint, 2 x |kp1 - kp0| wide, turned so that kp0 -> kp1
-points up, scaled by 1.25 and made square on its long side; landmarks are thresholded on the
-pose presence score 0.5. The heatmap refinement step of MediaPipe is not applied.
+points up, scaled by 1.25 and made square on its long side; each landmark is refined on the 64x64
+heatmap (the sigmoid-weighted mean of a 7x7 window, when its peak is >= 0.5); landmarks are
+thresholded on the pose presence score 0.5.
+
+Not in MediaPipe: where the region leaves the photo, the crop repeats the photo's edge pixels (not
+black), and test-time augmentation: every region is also run on the mirrored photo (left and right
+swapped back) and at a few scales around it, and a photo taken to be framed on one person is also
+tried at a few vertical offsets. The views whose presence is within TTA_PRESENCE_MARGIN of the best
+are merged: the median position per landmark, the mean visibility and presence.
 """
 
 from __future__ import annotations
@@ -63,8 +70,18 @@ DETECTION_THRESHOLD = 0.5
 NMS_IOU = 0.3
 PRESENCE_THRESHOLD = 0.5
 ROI_SCALE = 1.25
-# A person filling a crop's height: the ROI MediaPipe would build spans about 1.25-1.5 x their height.
-WHOLE_FRAME_SCALE = 1.4
+HEATMAP_KERNEL = 7
+HEATMAP_MIN_CONFIDENCE = 0.5
+# A person filling a crop's height: the ROI MediaPipe would build spans about 1.25-1.5 x their height,
+# centred a little above or below the middle; the frame alone says neither, so all are tried.
+WHOLE_FRAME_SCALES = (1.3, 1.4, 1.5)
+WHOLE_FRAME_SHIFTS = (-0.05, 0.0, 0.05)  # of the long side, downwards
+# The detector's region of interest is also tried this much smaller and larger.
+DETECTION_SCALES = (0.9, 1.0, 1.1)
+# Views this far below the most confident one are left out of the merge (a view that lost the person).
+TTA_PRESENCE_MARGIN = 0.1
+# Landmark index in the mirrored photo of each landmark (the person's left and right swap).
+MIRRORED = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9] + [i + 1 - 2 * (i % 2 == 0) for i in range(11, 33)])
 
 
 def models_dir() -> pathlib.Path:
@@ -170,9 +187,10 @@ class Landmarks:
 
     Attributes:
       xy: float32 [33, 2] (x, y), continuous pixel coordinates (pixel k spans [k, k + 1)).
-      visibility, presence: float32 [33] in [0, 1].
+      visibility, presence: float32 [33] in [0, 1], the mean over the merged views.
       detection: the Detection the landmarks were found from.
       num_people: int. How many people the detector found (the largest was used).
+      views: int. How many views (regions, mirrored or not) were merged.
     """
 
     xy: np.ndarray
@@ -180,6 +198,7 @@ class Landmarks:
     presence: np.ndarray
     detection: Detection
     num_people: int
+    views: int = 1
 
 
 def _sigmoid(x):
@@ -280,41 +299,93 @@ class BlazePose:
         return np.array([[c * k, -s * k, cx - (c * offset - s * offset) * k],
                          [s * k, c * k, cy - (s * offset + c * offset) * k]], np.float64)
 
-    def landmarks(self, image: np.ndarray, detection: Detection) -> tuple[float, np.ndarray]:
-        """(presence score, [39, 5] raw landmarks with x, y in image pixels) inside the detection's ROI."""
-        matrix = self._roi_matrix(detection.roi)
-        crop = Image.fromarray(image).transform(
-            (LANDMARK_SIZE, LANDMARK_SIZE), Image.AFFINE, data=tuple(matrix.ravel()), resample=Image.BILINEAR)
+    def landmarks(self, image: np.ndarray, roi) -> tuple[float, np.ndarray]:
+        """(presence score, [39, 5] raw landmarks with x, y in image pixels) inside `roi`."""
+        matrix = self._roi_matrix(roi)
+        # Only the part of the photo under the region, its edge pixels repeated where the region leaves
+        # the photo: black borders, unlike anything the network saw around people, cost accuracy.
+        corners = np.array([[0, 0, 1], [LANDMARK_SIZE, 0, 1], [0, LANDMARK_SIZE, 1], [LANDMARK_SIZE] * 2 + [1]])
+        xy = corners @ matrix.T
+        left, top = np.floor(xy.min(0)).astype(int) - 1
+        right, bottom = np.ceil(xy.max(0)).astype(int) + 1
+        rows = np.clip(np.arange(top, bottom), 0, image.shape[0] - 1)
+        cols = np.clip(np.arange(left, right), 0, image.shape[1] - 1)
+        shifted = matrix - [[0, 0, left], [0, 0, top]]
+        crop = Image.fromarray(image[rows][:, cols]).transform(
+            (LANDMARK_SIZE, LANDMARK_SIZE), Image.AFFINE, data=tuple(shifted.ravel()), resample=Image.BILINEAR)
         # Sorted output names: Identity (landmarks), Identity_1 (presence), _2 mask, _3 heatmap, _4 world.
-        landmarks, presence = self._run(self._landmarker, np.asarray(crop, np.float32) / 255.0)[:2]
+        landmarks, presence, _, heatmap = self._run(self._landmarker, np.asarray(crop, np.float32) / 255.0)[:4]
         landmarks = landmarks.reshape(-1, 5).astype(np.float64)
-        xy = landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]
-        landmarks[:, :2] = xy
+        landmarks[:NUM_LANDMARKS, :2] = _refine(landmarks[:NUM_LANDMARKS, :2], heatmap)
+        landmarks[:, :2] = landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]
         return float(presence[0]), landmarks
+
+    def _views(self, image: np.ndarray, rois) -> list[tuple[float, np.ndarray]]:
+        """(presence, [33, 5] landmarks in image pixels) for each ROI, on the photo and mirrored."""
+        mirrored = image[:, ::-1]
+        width = image.shape[1]
+        views = []
+        for cx, cy, side, rotation in rois:
+            views.append(self.landmarks(image, (cx, cy, side, rotation)))
+            presence, raw = self.landmarks(mirrored, (width - cx, cy, side, -rotation))
+            raw = raw[MIRRORED]
+            raw[:, 0] = width - raw[:, 0]
+            views.append((presence, raw))
+        return [(presence, raw[:NUM_LANDMARKS]) for presence, raw in views]
 
     def __call__(self, image: np.ndarray, whole_frame: bool = False) -> Landmarks | None:
         """Landmarks of the largest person in `image` (uint8 [H, W, 3]); None if there is nobody.
 
         With `whole_frame`, or when the detector finds nobody, the photo is taken to be framed on one
-        person: the region of interest is centred on the photo, upright, WHOLE_FRAME_SCALE x its long
-        side. The landmark model's presence score still decides whether there is a person.
+        person: the regions of interest are centred on the photo (shifted by WHOLE_FRAME_SHIFTS),
+        upright, WHOLE_FRAME_SCALES x its long side; a detected person's region is tried at
+        DETECTION_SCALES. Each region is run on the photo and mirrored. The landmark model's presence score still decides whether there is a person: the most
+        confident view must reach PRESENCE_THRESHOLD.
         """
         detections = [] if whole_frame else self.detect(image)
-        if not detections:
+        candidates = [(detection, [(cx, cy, side * scale, rotation) for scale in DETECTION_SCALES])
+                      for detection in detections for cx, cy, side, rotation in [detection.roi]]
+        if not candidates:
             height, width = image.shape[:2]
-            roi = (width / 2, height / 2, WHOLE_FRAME_SCALE * max(height, width), 0.0)
-            detections = [Detection(0.0, np.full((4, 2), np.nan, np.float32), roi)]
+            long = max(height, width)
+            rois = [(width / 2, height / 2 + shift * long, scale * long, 0.0)
+                    for scale in WHOLE_FRAME_SCALES for shift in WHOLE_FRAME_SHIFTS]
+            roi = (width / 2, height / 2, float(np.median(WHOLE_FRAME_SCALES)) * long, 0.0)
+            candidates = [(Detection(0.0, np.full((4, 2), np.nan, np.float32), roi), rois)]
         people = []
-        for detection in detections:
-            presence, raw = self.landmarks(image, detection)
-            if presence >= PRESENCE_THRESHOLD:
-                people.append((detection, raw))
+        for detection, rois in candidates:
+            views = self._views(image, rois)
+            best = max(presence for presence, _ in views)
+            if best >= PRESENCE_THRESHOLD:
+                floor = max(PRESENCE_THRESHOLD, best - TTA_PRESENCE_MARGIN)
+                people.append((detection, np.stack([raw for presence, raw in views if presence >= floor])))
         if not people:
             return None
-        detection, raw = max(people, key=lambda item: item[0].size)
-        raw = raw[:NUM_LANDMARKS]
-        return Landmarks(raw[:, :2].astype(np.float32), _sigmoid(raw[:, 3]).astype(np.float32),
-                         _sigmoid(raw[:, 4]).astype(np.float32), detection, len(people))
+        detection, raws = max(people, key=lambda item: item[0].size)
+        return Landmarks(np.median(raws[:, :, :2], axis=0).astype(np.float32),
+                         _sigmoid(raws[:, :, 3]).mean(0).astype(np.float32),
+                         _sigmoid(raws[:, :, 4]).mean(0).astype(np.float32), detection, len(people), len(raws))
+
+
+def _refine(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """MediaPipe's RefineLandmarksFromHeatmap: each landmark ([N, 2] crop pixels) moves to the
+    sigmoid-weighted mean of the HEATMAP_KERNEL-wide window of its heatmap channel around it, when that
+    window's peak is >= HEATMAP_MIN_CONFIDENCE. `heatmap` [64, 64, >= N] logits."""
+    size = heatmap.shape[0]
+    cell = LANDMARK_SIZE / size
+    half = HEATMAP_KERNEL // 2
+    out = xy.copy()
+    for k, (col, row) in enumerate(np.floor(xy / cell).astype(int)):
+        if not (0 <= col < size and 0 <= row < size):
+            continue
+        r0, r1, c0, c1 = max(0, row - half), min(size, row + half + 1), max(0, col - half), min(size, col + half + 1)
+        window = _sigmoid(heatmap[r0:r1, c0:c1, k].astype(np.float64))
+        if window.max() < HEATMAP_MIN_CONFIDENCE:
+            continue
+        rows, cols = np.mgrid[r0:r1, c0:c1]
+        # MediaPipe's normalised coordinate is the cell index / size, as here.
+        out[k] = (np.sum(cols * window), np.sum(rows * window)) / window.sum() * cell
+    return out
 
 
 def define_flags() -> None:

@@ -5,10 +5,10 @@ files, framing a photo to the model's aspect ratio, and the `keypoints` command.
 
 writes one annotation row per photo in the Market/DeepFashion CSV syntax (`tfrecords/common.py`),
 keypoints in pixels of the photo upright (turned by its EXIF orientation, `read_image`), or one JSON
-file per photo ({"keypoints": [[y, x], ...]}), and with `--draw` the skeletons on the photos. Photos
-are read, estimated and written one at a time. In a batch, a photo that cannot be read or shows
-nobody gets a row of -1 joints and is counted by reason at the end; `--strict` (or a single photo)
-stops at it with its error instead. The conventions are in docs/CONTRACTS.md.
+file per photo ({"keypoints": [[y, x], ...], "confidence": [c, ...]}), and with `--draw` the
+skeletons on the photos. Photos are read, estimated and written one at a time. In a batch, a photo
+that cannot be read or shows nobody gets a row of -1 joints and is counted by reason at the end;
+`--strict` (or a single photo) stops at it with its error instead. The conventions are in docs/CONTRACTS.md.
 """
 
 from __future__ import annotations
@@ -125,12 +125,22 @@ def openpose_keypoints(landmarks: blazepose.Landmarks, height: int, width: int,
     return keypoints
 
 
+def openpose_confidence(landmarks: blazepose.Landmarks) -> np.ndarray:
+    """float32 [18]: each COCO-18 joint's min(visibility, presence), the value `openpose_keypoints`
+    thresholds (the neck's is its shoulders' lower one)."""
+    per_landmark = np.minimum(landmarks.visibility, landmarks.presence)
+    return np.array([per_landmark[list(SHOULDERS)].min() if landmark is None else per_landmark[landmark]
+                     for landmark in BLAZEPOSE_OF_OPENPOSE], np.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class Estimate:
     """Keypoints of one photo. `keypoints` int64 [18, 2] (y, x) in pixels of the photo, -1 missing;
+    `confidence` float32 [18] in [0, 1] (`openpose_confidence`; a joint below 0.5 is missing);
     `num_people` how many people the detector kept (the largest was used)."""
 
     keypoints: np.ndarray
+    confidence: np.ndarray
     num_people: int
 
 
@@ -162,7 +172,8 @@ class Estimator:
             raise ValueError(f"{name}: no person found")
         if factor != 1.0:
             landmarks = dataclasses.replace(landmarks, xy=landmarks.xy / factor)
-        return Estimate(openpose_keypoints(landmarks, height, width), landmarks.num_people)
+        return Estimate(openpose_keypoints(landmarks, height, width), openpose_confidence(landmarks),
+                        landmarks.num_people)
 
 
 def read_keypoints_json(path, height: int, width: int) -> np.ndarray:
@@ -333,7 +344,8 @@ def main(argv) -> None:
             skipped[reason] += 1
             keypoints = np.full((configs.NUM_KEYPOINTS, 2), -1, np.int64)
             if out and f.format == "json":
-                _write_json(out / f"{pathlib.Path(name).stem}.json", keypoints)
+                _write_json(out / f"{pathlib.Path(name).stem}.json", keypoints,
+                            np.zeros(configs.NUM_KEYPOINTS))
         rows.append(common.annotation_row(name, keypoints))
     if not out:
         sys.stdout.write(common.ANNOTATION_HEADER + "\n" + "".join(rows))
@@ -362,15 +374,16 @@ def _estimate(estimator: Estimator, image: np.ndarray, path: pathlib.Path, out, 
         if size:
             Image.fromarray(image).save(out / name)
         if f.format == "json":
-            _write_json(out / f"{stem}.json", keypoints)
+            _write_json(out / f"{stem}.json", keypoints, estimate.confidence)
         if f.draw:
             Image.fromarray(visualize.draw_keypoints(image, keypoints, radius=max(2, min(image.shape[:2]) // 64))
                             ).save(out / f"{stem}.skeleton.png")
     return keypoints
 
 
-def _write_json(path: pathlib.Path, keypoints: np.ndarray) -> None:
-    path.write_text(json.dumps({"keypoints": keypoints.tolist()}) + "\n")
+def _write_json(path: pathlib.Path, keypoints: np.ndarray, confidence: np.ndarray) -> None:
+    path.write_text(json.dumps({"keypoints": keypoints.tolist(),
+                                "confidence": np.round(confidence, 3).tolist()}) + "\n")
 
 
 if __name__ == "__main__":
