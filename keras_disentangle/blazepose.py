@@ -190,7 +190,6 @@ class Landmarks:
       visibility, presence: float32 [33] in [0, 1], the mean over the merged views.
       detection: the Detection the landmarks were found from.
       num_people: int. How many people the detector found (the largest was used).
-      views: int. How many views (regions, mirrored or not) were merged.
     """
 
     xy: np.ndarray
@@ -198,7 +197,6 @@ class Landmarks:
     presence: np.ndarray
     detection: Detection
     num_people: int
-    views: int = 1
 
 
 def _sigmoid(x):
@@ -339,8 +337,9 @@ class BlazePose:
         With `whole_frame`, or when the detector finds nobody, the photo is taken to be framed on one
         person: the regions of interest are centred on the photo (shifted by WHOLE_FRAME_SHIFTS),
         upright, WHOLE_FRAME_SCALES x its long side; a detected person's region is tried at
-        DETECTION_SCALES. Each region is run on the photo and mirrored. The landmark model's presence score still decides whether there is a person: the most
-        confident view must reach PRESENCE_THRESHOLD.
+        DETECTION_SCALES. Each region is run on the photo and mirrored. The landmark model's presence
+        score still decides whether there is a person: the most confident view must reach
+        PRESENCE_THRESHOLD.
         """
         detections = [] if whole_frame else self.detect(image)
         candidates = [(detection, [(cx, cy, side * scale, rotation) for scale in DETECTION_SCALES])
@@ -364,7 +363,7 @@ class BlazePose:
         detection, raws = max(people, key=lambda item: item[0].size)
         return Landmarks(np.median(raws[:, :, :2], axis=0).astype(np.float32),
                          _sigmoid(raws[:, :, 3]).mean(0).astype(np.float32),
-                         _sigmoid(raws[:, :, 4]).mean(0).astype(np.float32), detection, len(people), len(raws))
+                         _sigmoid(raws[:, :, 4]).mean(0).astype(np.float32), detection, len(people))
 
 
 def _refine(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
@@ -383,7 +382,8 @@ def _refine(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
         if window.max() < HEATMAP_MIN_CONFIDENCE:
             continue
         rows, cols = np.mgrid[r0:r1, c0:c1]
-        # MediaPipe's normalised coordinate is the cell index / size, as here.
+        # MediaPipe's normalised coordinate is the cell index / size, as here (the cell centre,
+        # index + 0.5, scored lower on the fixtures).
         out[k] = (np.sum(cols * window), np.sum(rows * window)) / window.sum() * cell
     return out
 
