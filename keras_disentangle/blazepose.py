@@ -72,14 +72,19 @@ PRESENCE_THRESHOLD = 0.5
 ROI_SCALE = 1.25
 HEATMAP_KERNEL = 7
 HEATMAP_MIN_CONFIDENCE = 0.5
-# A person filling a crop's height: the ROI MediaPipe would build spans about 1.25-1.5 x their height,
-# centred a little above or below the middle; the frame alone says neither, so all are tried.
+# A person filling a crop's height: the ROI MediaPipe would build spans about 1.25-1.5 x their height.
+# The middle one alone decides whether there is a person; all three refine the joints.
 WHOLE_FRAME_SCALES = (1.3, 1.4, 1.5)
-WHOLE_FRAME_SHIFTS = (-0.05, 0.0, 0.05)  # of the long side, downwards
 # The detector's region of interest is also tried this much smaller and larger.
 DETECTION_SCALES = (0.9, 1.0, 1.1)
 # Views this far below the most confident one are left out of the merge (a view that lost the person).
 TTA_PRESENCE_MARGIN = 0.1
+# A whole-frame region holds a person when the mean presence of it and its mirror reaches this, or
+# when the detector finds one in the photo set in a canvas CONTEXT_CANVAS x its long side (edge pixels
+# repeated): the detector, trained on people with context, misses people filling the frame. MediaPipe's
+# 0.5 on one view called 1 in 10 rendered empty backgrounds a person (their pair mean reached 0.88).
+FRAMED_PRESENCE = 0.9
+CONTEXT_CANVAS = 3.0
 # Landmark index in the mirrored photo of each landmark (the person's left and right swap).
 MIRRORED = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9] + [i + 1 - 2 * (i % 2 == 0) for i in range(11, 33)])
 
@@ -331,36 +336,50 @@ class BlazePose:
             views.append((presence, raw))
         return [(presence, raw[:NUM_LANDMARKS]) for presence, raw in views]
 
+    def in_context(self, image: np.ndarray) -> bool:
+        """Whether the detector finds a person in `image` set in a canvas CONTEXT_CANVAS x its long
+        side, the photo's edge pixels repeated around it."""
+        height, width = image.shape[:2]
+        side = round(CONTEXT_CANVAS * max(height, width))
+        rows = np.clip(np.arange(side) - (side - height) // 2, 0, height - 1)
+        cols = np.clip(np.arange(side) - (side - width) // 2, 0, width - 1)
+        return bool(self.detect(image[rows][:, cols]))
+
     def __call__(self, image: np.ndarray, whole_frame: bool = False) -> Landmarks | None:
         """Landmarks of the largest person in `image` (uint8 [H, W, 3]); None if there is nobody.
 
-        With `whole_frame`, or when the detector finds nobody, the photo is taken to be framed on one
-        person: the regions of interest are centred on the photo (shifted by WHOLE_FRAME_SHIFTS),
-        upright, WHOLE_FRAME_SCALES x its long side; a detected person's region is tried at
-        DETECTION_SCALES. Each region is run on the photo and mirrored. The landmark model's presence
-        score still decides whether there is a person: the most confident view must reach
-        PRESENCE_THRESHOLD.
+        A detected person's region is tried at DETECTION_SCALES, each on the photo and mirrored; the
+        person is kept when the most confident of these views reaches PRESENCE_THRESHOLD. With
+        `whole_frame`, or when the detector finds nobody, the photo is taken to be framed on one
+        person: the regions are centred on the photo, upright, WHOLE_FRAME_SCALES x its long side. Many
+        views make a high presence by chance likely, so there only the middle region and its mirror
+        decide (FRAMED_PRESENCE), or the detector on the photo in context (`in_context`); the other
+        views are run only for a person found, to refine the joints.
         """
         detections = [] if whole_frame else self.detect(image)
-        candidates = [(detection, [(cx, cy, side * scale, rotation) for scale in DETECTION_SCALES])
-                      for detection in detections for cx, cy, side, rotation in [detection.roi]]
-        if not candidates:
+        people = []
+        for detection in detections:
+            cx, cy, side, rotation = detection.roi
+            views = self._views(image, [(cx, cy, side * scale, rotation) for scale in DETECTION_SCALES])
+            if max(presence for presence, _ in views) >= PRESENCE_THRESHOLD:
+                people.append((detection, views))
+        if not detections:
             height, width = image.shape[:2]
             long = max(height, width)
-            rois = [(width / 2, height / 2 + shift * long, scale * long, 0.0)
-                    for scale in WHOLE_FRAME_SCALES for shift in WHOLE_FRAME_SHIFTS]
-            roi = (width / 2, height / 2, float(np.median(WHOLE_FRAME_SCALES)) * long, 0.0)
-            candidates = [(Detection(0.0, np.full((4, 2), np.nan, np.float32), roi), rois)]
-        people = []
-        for detection, rois in candidates:
-            views = self._views(image, rois)
-            best = max(presence for presence, _ in views)
-            if best >= PRESENCE_THRESHOLD:
-                floor = max(PRESENCE_THRESHOLD, best - TTA_PRESENCE_MARGIN)
-                people.append((detection, np.stack([raw for presence, raw in views if presence >= floor])))
+            middle = WHOLE_FRAME_SCALES[len(WHOLE_FRAME_SCALES) // 2]
+            roi = (width / 2, height / 2, middle * long, 0.0)
+            views = self._views(image, [roi])
+            if np.mean([presence for presence, _ in views]) >= FRAMED_PRESENCE or self.in_context(image):
+                views += self._views(image, [(width / 2, height / 2, scale * long, 0.0)
+                                             for scale in WHOLE_FRAME_SCALES if scale != middle])
+                people.append((Detection(0.0, np.full((4, 2), np.nan, np.float32), roi), views))
         if not people:
             return None
-        detection, raws = max(people, key=lambda item: item[0].size)
+        detection, views = max(people, key=lambda item: item[0].size)
+        best = max(presence for presence, _ in views)
+        # A person the detector found in context may have no view at PRESENCE_THRESHOLD: then the best.
+        floor = min(best, max(PRESENCE_THRESHOLD, best - TTA_PRESENCE_MARGIN))
+        raws = np.stack([raw for presence, raw in views if presence >= floor])
         return Landmarks(np.median(raws[:, :, :2], axis=0).astype(np.float32),
                          _sigmoid(raws[:, :, 3]).mean(0).astype(np.float32),
                          _sigmoid(raws[:, :, 4]).mean(0).astype(np.float32), detection, len(people))

@@ -112,12 +112,29 @@ def test_no_person_names_the_file(estimator, tmp_path):
     blank = np.full((200, 150, 3), 127, np.uint8)
     with pytest.raises(ValueError, match="blank.png: no person found"):
         estimator(blank, "blank.png")
-    # A rendered background at Market's size: every whole-frame view and its mirror is tried.
-    rng = np.random.default_rng(5)
-    background = synthetic.sample_background(rng, synthetic.sample_camera(rng, 6), 0)
-    empty = np.rint(synthetic.render_background(background, (128, 64))).astype(np.uint8)
-    with pytest.raises(ValueError, match="background.png: no person found"):
-        estimator(empty, "background.png")
+
+
+# Seeds of the rendered backgrounds: FRAMED_PRESENCE was chosen on seeds 0-47 and 1000-1047 (the README).
+BACKGROUND_SEEDS = range(24)
+
+
+@pytest.mark.parametrize("size", [(128, 64), (256, 256)])
+def test_an_empty_background_is_no_person(estimator, size):
+    # The synthetic renderer's backgrounds with nobody in them, at Market's crop size (the whole frame
+    # is the region) and at DeepFashion's (the detector finds nobody, then the same): with one view at
+    # presence 0.5 deciding (before the augmentation), 2 of these 48 were a person; with the best of
+    # 18 views deciding, 23.
+    people = []
+    for seed in BACKGROUND_SEEDS:
+        rng = np.random.default_rng(seed)
+        background = synthetic.sample_background(rng, synthetic.sample_camera(rng, 1 + seed % 9), 0)
+        empty = np.rint(synthetic.render_background(background, size)).astype(np.uint8)
+        try:
+            estimator(empty, f"seed {seed}")
+            people.append(seed)
+        except ValueError as error:
+            assert str(error) == f"seed {seed}: no person found"
+    assert not people, f"a person found in the empty backgrounds of seeds {people}"
 
 
 def test_read_image_converts_and_rejects(tmp_path):
