@@ -26,9 +26,10 @@ thresholded on the pose presence score 0.5.
 
 Not in MediaPipe: where the region leaves the photo, the crop repeats the photo's edge pixels (not
 black), and test-time augmentation: every region is also run on the mirrored photo (left and right
-swapped back) and at a few scales around it, and a photo taken to be framed on one person is also
-tried at a few vertical offsets. The views whose presence is within TTA_PRESENCE_MARGIN of the best
-are merged: the median position per landmark, the mean visibility and presence.
+swapped back) and at a few scales around it. The views whose presence is within TTA_PRESENCE_MARGIN
+of the best are merged: the median position per landmark, the mean visibility and presence. For a
+photo taken to be framed on one person, the middle region and its mirror, or the detector on the
+photo in context, decide whether there is one (`BlazePose.__call__`), never the best of the views.
 """
 
 from __future__ import annotations
