@@ -41,8 +41,8 @@ def test_pck_on_the_annotated_fixtures(fixtures_dir, estimator):
     scores = pose_pck.score_fixtures(fixtures_dir, estimator)
     assert scores["market"].photos == 54 and scores["deepfashion"].photos == 25
     assert scores["market"].cpu_seconds > 0 and scores["deepfashion"].cpu_seconds > 0
-    # 0.826 (597/723) and 0.930 when written (README; 0.772 with 2 crops lost and 0.906 before
-    # test-time augmentation); the aims of issue 25 are 0.82 with every crop found, and 0.92.
+    # 0.826 (597/723) and 0.930 when written (docs/keypoints.md; 0.772 with 2 crops lost and 0.906
+    # before test-time augmentation); the aims of issue 25 are 0.82 with every crop found, and 0.92.
     assert scores["market"].no_person == 0, pose_pck.table(scores)
     assert scores["market"].pck >= 0.82, pose_pck.table(scores)
     assert scores["deepfashion"].pck >= 0.92, pose_pck.table(scores)
@@ -114,7 +114,8 @@ def test_no_person_names_the_file(estimator, tmp_path):
         estimator(blank, "blank.png")
 
 
-# Seeds of the rendered backgrounds: FRAMED_PRESENCE was chosen on seeds 0-47 and 1000-1047 (the README).
+# Seeds of the rendered backgrounds; FRAMED_PRESENCE was chosen on seeds 0-47 and 1000-1047
+# (docs/keypoints.md).
 BACKGROUND_SEEDS = range(24)
 
 
