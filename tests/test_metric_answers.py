@@ -22,12 +22,15 @@ def test_mask_ssim_masks_with_the_targets_pose_not_the_sources(stage1_run, synth
     def mask(keypoints):
         return report.metrics_masks(cfg.data, keypoints)
 
-    np.testing.assert_array_equal(images.masks["target"], mask(target["keypoints"]))
+    np.testing.assert_array_equal(images.masks["target"], mask(target["keypoints"]),
+                                  err_msg="the target masks are not those of the target's pose")
     assert np.abs(mask(target["keypoints"]) - mask(source["keypoints"])).sum() > 10  # the poses differ
     scored = mask_ssim.compute(registry.Inputs(options, images))
     with_target = image.mask_ssim(images.generated, images.targets, mask(target["keypoints"]))
     with_source = image.mask_ssim(images.generated, images.targets, mask(source["keypoints"]))
-    assert scored["value"] == pytest.approx(float(np.mean(with_target)), abs=1e-9)
+    assert scored["value"] == pytest.approx(float(np.mean(with_target)), abs=1e-9), (
+        f"mask_ssim scored {scored['value']}, not mask-SSIM under the target's mask ({np.mean(with_target)}; under "
+        f"the source's: {np.mean(with_source)})")
     assert abs(float(np.mean(with_source)) - float(np.mean(with_target))) > 1e-3
     assert "target's pose" in scored["protocol"]
 
@@ -123,8 +126,9 @@ def test_is_and_mask_is_of_a_classifier_sure_by_one_pixel_outside_the_body(monke
     masks = {"target": target, "source": np.ones_like(target)}
     inputs = registry.Inputs(registry.EvalOptions(metrics=("is", "mask_is")),
                              images=report.ImageSet(images, None, masks, [], ""))
-    assert inception_score.compute(inputs)["value"] == pytest.approx(2.0)
-    assert mask_inception_score.compute(inputs)["value"] == pytest.approx(1.0)
+    assert inception_score.compute(inputs)["value"] == pytest.approx(2.0), "is of two confident, evenly spread classes"
+    assert mask_inception_score.compute(inputs)["value"] == pytest.approx(1.0), (
+        "mask_is did not classify the images times the target's body mask")
 
 
 def test_fid_compares_the_generated_features_with_the_real_sets(monkeypatch, rng):
