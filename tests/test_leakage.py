@@ -73,25 +73,26 @@ def test_code_regions_box_the_roi_joints_and_complement_the_mask():
 
 
 def test_leakage_averages_each_codes_share_over_the_images_and_the_measured_codes(monkeypatch):
-    """With every code's region the top half: a code moving only its region has share 1, one moving
-    every pixel alike the area 1/2, one moving only the bottom half 0; a code without influence is not
-    measured (n 0). mean_share averages the measured codes: 1/2."""
+    """With every code's region the top third: a code moving only its region has share 1, one moving
+    every pixel alike the area 1/3, one moving only the rest 0; a code without influence is not measured
+    (n 0). mean_share averages the measured codes' shares, (1 + 1/3 + 0) / 3, not their areas (1/3)."""
     cfg = configs.get_config("synthetic", "micro")
     blocks = leakage.code_blocks(cfg)
     region = np.zeros((H, W), np.float32)
-    region[:3] = 1.0
+    region[:2] = 1.0
     weights = np.zeros((blocks[-1][1].stop, H, W, 3), np.float32)
-    weights[blocks[0][1], :3] = 1.0
+    weights[blocks[0][1], :2] = 1.0
     weights[blocks[1][1]] = 1.0
-    weights[blocks[2][1], 3:] = 1.0
+    weights[blocks[2][1], 2:] = 1.0
     monkeypatch.setattr(leakage, "code_regions", lambda cfg, keypoints, body_mask: (
         np.stack([region] * len(blocks)), np.ones(len(blocks), bool)))
     summary, _ = leakage.measure_leakage(cfg, _linear_generator(weights), np.zeros((2, len(weights)), np.float32),
                                          np.zeros((2, H, W, 18)), np.zeros((2, 18, 2)), np.zeros((2, H, W, 1)))
     codes = [summary["codes"][name] for name, _ in blocks]
-    assert [c["share"] for c in codes[:3]] == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
+    assert [c["share"] for c in codes[:3]] == pytest.approx([1.0, 1 / 3, 0.0], abs=1e-6)
     assert [c["n"] for c in codes] == [2, 2, 2] + [0] * (len(blocks) - 3)
-    assert summary["mean_share"] == pytest.approx(0.5, abs=1e-6) and summary["mean_area"] == pytest.approx(0.5)
+    assert summary["mean_share"] == pytest.approx(4 / 9, abs=1e-6), "mean_share is not the measured codes' mean share"
+    assert summary["mean_area"] == pytest.approx(1 / 3)
 
 
 def test_saliency_body_share_is_each_maps_mass_inside_the_body_mask(monkeypatch):
