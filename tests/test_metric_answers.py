@@ -75,7 +75,8 @@ def test_probe_and_reid_on_codes_that_are_the_labels(stage1_run, synthetic_recor
     _labels_as_codes(monkeypatch)
     inputs = registry.Inputs(registry.EvalOptions(metrics=("probe",)), cfg=cfg, data_dir=synthetic_records)
     probes = probe.compute(inputs)
-    assert probes["value"] == probes["probes"]["identity"]["fg"]["accuracy"] == 1.0
+    assert probes["value"] == probes["probes"]["identity"]["fg"]["accuracy"] == 1.0, (
+        "probe's value is not the FG code's identity accuracy", probes["value"])
     assert probes["probes"]["background"]["bg"]["accuracy"] == 1.0
     for target, by_factor in probes["probes"].items():
         assert by_factor["pose"]["accuracy"] == pytest.approx(by_factor["pose"]["chance"]), target
@@ -98,7 +99,8 @@ def test_sample_checks_identity_reads_the_body_region_where_half_the_training_po
     poses = train["keypoints"][[0, 0, 5]]  # pose 0 in two of three: its body alone reaches half
     masks = report.metrics_masks(cfg.data, poses)[..., 0] > 0
     assert (masks[0] != masks[2]).any()
-    np.testing.assert_array_equal(sampling.body_region(poses, cfg.data), masks[0])
+    np.testing.assert_array_equal(sampling.body_region(poses, cfg.data), masks[0],
+                                  err_msg="the identity region is not where half the poses have the body")
 
     region = sampling.body_region(train["keypoints"], cfg.data)[None, ..., None]
     photos = to_uint8(train["image"])
@@ -173,7 +175,8 @@ def test_colour_probe_reads_a_code_that_holds_the_colour_and_not_noise(synthetic
     result = colour_probe.compute(inputs)
     upper = result["probes"]["upper"]["fg_code"]
     assert upper["a"] > 0.99 and upper["b"] > 0.99 and upper["L"] < 0.3, upper
-    assert result["value"] == pytest.approx((upper["a"] + upper["b"]) / 2) and result["n"] == upper["n"] == 7
+    assert result["value"] == pytest.approx((upper["a"] + upper["b"]) / 2), "the value is not upper/fg_code's a*, b* R²"
+    assert result["n"] == upper["n"] == 7
     for garment, stage in (("upper", "first_block"), ("lower", "fg_code"), ("lower", "first_block")):
         assert max(result["probes"][garment][stage][axis] for axis in colour_probe.AXES) < 0.3, (garment, stage)
 
@@ -199,5 +202,6 @@ def test_inversion_scores_the_walks_ends_against_the_reconstructions(synthetic_r
     models = SimpleNamespace(cfg=configs.get_config("synthetic", "micro"), reconstruct=reconstruct)
     options = registry.EvalOptions(metrics=("inversion",), params={"inversions": 2, "invert_steps": 0})
     result = inversion.compute(registry.Inputs(options, stage2=models, data_dir=synthetic_records))
-    assert result["n"] == 4 and result["value"] == pytest.approx(1.0) and result["relative_error_fg"] == 0.25
+    assert result["value"] == pytest.approx(1.0), "the walks' ends were not scored against the reconstructions"
+    assert result["n"] == 4 and result["relative_error_fg"] == 0.25
     assert result["ssim_reconstruction_vs_image"] < 0.9
