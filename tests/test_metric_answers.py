@@ -175,7 +175,7 @@ def test_colour_probe_reads_a_code_that_holds_the_colour_and_not_noise(synthetic
     result = colour_probe.compute(inputs)
     upper = result["probes"]["upper"]["fg_code"]
     assert upper["a"] > 0.99 and upper["b"] > 0.99 and upper["L"] < 0.3, upper
-    assert result["value"] == pytest.approx((upper["a"] + upper["b"]) / 2), "the value is not upper/fg_code's a*, b* R²"
+    assert result["value"] == pytest.approx((upper["a"] + upper["b"]) / 2), "value: not upper/fg_code's a*, b* R²"
     assert result["n"] == upper["n"] == 7
     for garment, stage in (("upper", "first_block"), ("lower", "fg_code"), ("lower", "first_block")):
         assert max(result["probes"][garment][stage][axis] for axis in colour_probe.AXES) < 0.3, (garment, stage)
@@ -187,7 +187,6 @@ def test_inversion_scores_the_walks_ends_against_the_reconstructions(synthetic_r
     from types import SimpleNamespace
 
     from keras_disentangle import apps, configs
-    from keras_disentangle.metrics import image
     from keras_disentangle.metrics.suite import inversion
 
     def reconstruct(images, keypoints):  # a picture other than the photo: darker and flipped
