@@ -71,6 +71,48 @@ def test_code_regions_box_the_roi_joints_and_complement_the_mask():
     assert [name for name, _ in leakage.code_blocks(cfg)][-1] == leakage.BACKGROUND
 
 
+
+def test_leakage_averages_each_codes_share_over_the_images_and_the_measured_codes(monkeypatch):
+    """With every code's region the top third: a code moving only its region has share 1, one moving
+    every pixel alike the area 1/3, one moving only the rest 0; a code without influence is not measured
+    (n 0). mean_share averages the measured codes' shares, (1 + 1/3 + 0) / 3, not their areas (1/3)."""
+    cfg = configs.get_config("synthetic", "micro")
+    blocks = leakage.code_blocks(cfg)
+    region = np.zeros((H, W), np.float32)
+    region[:2] = 1.0
+    weights = np.zeros((blocks[-1][1].stop, H, W, 3), np.float32)
+    weights[blocks[0][1], :2] = 1.0
+    weights[blocks[1][1]] = 1.0
+    weights[blocks[2][1], 2:] = 1.0
+    monkeypatch.setattr(leakage, "code_regions", lambda cfg, keypoints, body_mask: (
+        np.stack([region] * len(blocks)), np.ones(len(blocks), bool)))
+    summary, _ = leakage.measure_leakage(cfg, _linear_generator(weights), np.zeros((2, len(weights)), np.float32),
+                                         np.zeros((2, H, W, 18)), np.zeros((2, 18, 2)), np.zeros((2, H, W, 1)))
+    codes = [summary["codes"][name] for name, _ in blocks]
+    assert [c["share"] for c in codes[:3]] == pytest.approx([1.0, 1 / 3, 0.0], abs=1e-6)
+    assert [c["n"] for c in codes] == [2, 2, 2] + [0] * (len(blocks) - 3)
+    assert summary["mean_share"] == pytest.approx(4 / 9, abs=1e-6), "mean_share is not the measured codes' mean share"
+    assert summary["mean_area"] == pytest.approx(1 / 3)
+
+
+def test_saliency_body_share_is_each_maps_mass_inside_the_body_mask(monkeypatch):
+    """A map on one body pixel has share 1, a flat one the mask's area (1/2), one outside the body 0;
+    an empty map (an image where the block has no influence) is left out of the mean."""
+    from types import SimpleNamespace
+
+    body = np.zeros((2, H, W, 1), np.float32)
+    body[:, :3] = 1.0
+    on_body, flat, off_body = np.zeros((2, H, W)), np.ones((2, H, W)), np.zeros((2, H, W))
+    on_body[0, 1, 1] = 1.0  # image 1: no influence at all
+    off_body[:, 4:] = 0.5
+    monkeypatch.setattr(saliency, "d1_maps", lambda d1, images: {"saliency": flat, "grad_cam": flat})
+    monkeypatch.setattr(saliency, "encoder_maps", lambda cfg, stage1, batch, progress: {
+        "saliency": {"head": on_body, "background": off_body}, "grad_cam": {"head": flat, "background": off_body}})
+    batch = {"image": np.zeros((2, H, W, 3), np.float32), "body_mask": body}
+    summary, _, _ = saliency.saliency_report(configs.get_config("synthetic", "micro"), SimpleNamespace(d1=None), batch)
+    assert summary["body_share"] == {"saliency": {"head": 1.0, "background": 0.0},
+                                     "grad_cam": {"head": 0.5, "background": 0.0}}
+
 @pytest.fixture(scope="module")
 def tiny_stage1():
     from keras_disentangle.models.stage1 import build_stage1

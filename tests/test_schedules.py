@@ -5,6 +5,7 @@ import importlib.util
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 from absl import flags
 
@@ -135,6 +136,32 @@ def test_each_stage1_optimizer_runs_its_own_rate_on_the_halving_schedule():
             optimizer.iterations.assign(iterations)
             assert float(optimizer.learning_rate.numpy()) == pytest.approx(rates[name] * factor), (name, iterations)
 
+
+
+def test_each_stage1_rate_moves_the_weights_of_the_networks_it_is_meant_for(synthetic_records, tmp_path):
+    """Through the trainer's own state and step (--model=both): Adam's first update moves every weight
+    that has a gradient by its optimizer's rate (m / sqrt(v) = +-1), so G1's weights move by at most
+    g1's rate, D1's by d1's and the pose auto-encoder's by pose's: each rate reaches its networks."""
+    import tensorflow as tf
+
+    from keras_disentangle import data
+    from keras_disentangle.training import stage1, steps
+
+    rates = {"g1": 1e-3, "d1": 3e-4, "pose": 5e-3}
+    cfg = configs.override(configs.get_config("synthetic", "micro"), learning_rate=rates["g1"],
+                           d1_learning_rate=rates["d1"], pose_learning_rate=rates["pose"], adversarial_weight=1.0,
+                           adversarial_start_step=0, batch_size=2, pose_batch_size=2)
+    networks, optimizers, _ = stage1.training_state(cfg, str(tmp_path), tf.distribute.get_strategy())
+    groups = {"g1": networks.appearance_encoder.trainable_variables + networks.generator.trainable_variables,
+              "d1": networks.d1.trainable_variables,
+              "pose": networks.pose_encoder.trainable_variables + networks.pose_decoder.trainable_variables}
+    before = {name: [v.numpy() for v in variables] for name, variables in groups.items()}
+    batch = {"appearance": next(iter(data.train_dataset(synthetic_records, cfg, batch_size=2))),
+             "pose": next(iter(data.pose_dataset(synthetic_records, cfg, batch_size=2)))}
+    steps.stage1_step(steps.Stage1Part.BOTH, networks, optimizers, cfg.train, 2)(batch)
+    for name, variables in groups.items():
+        moved = max(np.abs(v.numpy() - b).max() for v, b in zip(variables, before[name]))
+        assert moved == pytest.approx(rates[name], rel=1e-2), f"{name}'s weights moved by {moved}, not its rate"
 
 def _scalars(logdir: pathlib.Path, prefix: str) -> dict[str, dict[int, float]]:
     """Every scalar summary of a run whose tag starts with `prefix`: tag -> step -> value."""
