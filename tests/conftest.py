@@ -21,20 +21,26 @@ HANG_GUARD_SECONDS = 30 * 60
 
 def pytest_collection_modifyitems(config, items):
     """bf16 tests (marked `bf16` or using `mixed_bfloat16`) are skipped, and counted with their reason
-    (`-rs`, pytest.ini), under an ONEDNN_MAX_CPU_ISA cap below bf16: how an AVX2 machine is emulated on a
-    newer one, where oneDNN finds no bf16 kernel and they fail or crash (docs/performance.md, footnote 3 of the CPU
-    kinds). A real CPU without bf16 units runs them, slowly."""
+    (`-rs`, pytest.ini), where `--precision=auto` would not pick bf16 (`precision.decide`, one predicate):
+    under an ONEDNN_MAX_CPU_ISA cap below bf16, how an AVX2 machine is emulated on a newer one, where oneDNN
+    finds no bf16 kernel and they fail or crash (docs/performance.md, footnote 3 of the CPU kinds); and on a
+    CPU without bf16 units (no avx512_bf16 / amx_bf16), where oneDNN emulates bf16 ~12x slower than float32
+    and they cost the suite minutes for a precision no run there uses."""
     bf16 = [item for item in items if item.get_closest_marker("bf16") or "mixed_bfloat16" in item.fixturenames]
     if not bf16:
         return
     from keras_disentangle import precision
 
-    cap = precision.isa_cap_below_bf16(precision.detect())
-    if cap:
-        skip = pytest.mark.skip(reason=f"bf16 not native under ONEDNN_MAX_CPU_ISA={cap}: oneDNN has no bf16 "
-                                       "kernel below AVX512_CORE_BF16 (an emulation artefact)")
-        for item in bf16:
-            item.add_marker(skip)
+    hardware = precision.detect()
+    choice = precision.decide("auto", hardware)
+    if choice.policy == "mixed_bfloat16":
+        return
+    cap = precision.isa_cap_below_bf16(hardware)
+    reason = (f"bf16 not native under ONEDNN_MAX_CPU_ISA={cap}: oneDNN has no bf16 kernel below AVX512_CORE_BF16 "
+              "(an emulation artefact)") if cap else (f"bf16 not native: {choice.reason} (--precision=auto "
+                                                      "picks float32; emulated bf16 runs ~12x slower)")
+    for item in bf16:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """pytest plugin: each test's CPU seconds (pytest's process and the children it waited for), setup and
-teardown included, the 40 largest listed at the end. On a shared machine CPU time still compares
-tests where wall-clock time does not:
+teardown included; the 15 largest files and the 40 largest tests are listed at the end. On a shared
+machine CPU time still compares tests where wall-clock time does not:
 
   PYTHONPATH=tests .venv/bin/python -m pytest -q -p cputime tests/test_training.py
   PYTHONPATH=tests .venv/bin/python -m pytest -q -n 2 -p cputime tests    # as make test runs
@@ -46,5 +46,11 @@ def pytest_terminal_summary(terminalreporter):
         mine = [row for row in _rows if row[3] == worker]
         terminalreporter.write_line(f"  {worker}: CPU {sum(r[0] for r in mine):.1f} s, wall {sum(r[1] for r in mine):.1f} s, "
                                     f"{len(mine)} tests")
+    files = {}
+    for cpu, _, node, _ in _rows:
+        path = node.split("::")[0]
+        files[path] = files.get(path, 0.0) + cpu
+    for path, cpu in sorted(files.items(), key=lambda item: -item[1])[:15]:
+        terminalreporter.write_line(f"cpu {cpu:7.1f}  file {path}")
     for cpu, wall, node, _ in sorted(_rows, reverse=True)[:40]:
         terminalreporter.write_line(f"cpu {cpu:7.1f}  wall {wall:7.1f}  {node}")

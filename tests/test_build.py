@@ -1,12 +1,9 @@
 """Tests of `tfrecords.build` and its readers on the shared real-photo fixtures and a fake synthetic root."""
 
 import json
-import os
 import pathlib
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,9 +15,7 @@ from tfrecords import common, deepfashion
 from tfrecords import synthetic as writer
 from tfrecords.build import BadInput, Reason, build
 
-from conftest import HANG_GUARD_SECONDS
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MARKET_TEST_CSV = "market-annotation-test.csv"
 # Row 2 of the test CSV (the first data row); this image is in no test pair.
 VICTIM = "0025_c2s1_001776_02.jpg"
@@ -250,28 +245,26 @@ def test_skipped_image_drops_its_pairs(market_copy, tmp_path):
     assert summary.skipped == {"train": {}, "test": {Reason.CORRUPT_IMAGE: 1, Reason.PAIR_WITHOUT_RECORD: 2}}
 
 
-def test_cli_reports_file_and_row_then_skips(market_copy, tmp_path):
-    _edit_row(VICTIM, _drop_last_y)(market_copy)
-    command = [sys.executable, "-m", "tfrecords.build", "--dataset=market", f"--root={market_copy}",
-               f"--out={tmp_path / 'out'}"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    failed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                            timeout=HANG_GUARD_SECONDS)
-    assert failed.returncode == 1
-    assert "Traceback" not in failed.stderr
-    assert failed.stderr.strip().splitlines()[-1] == (
-        f"{market_copy / MARKET_TEST_CSV}:2: keypoints_y has 17 values, expected 18")
+def test_cli_reports_file_and_row_then_skips(market_copy, tmp_path, capsys):
+    # In this process through the same cli.run as `python -m tfrecords.build` (tests/test_cli.py).
+    from test_cli import run_tool
 
-    skipped = subprocess.run(command + ["--skip_bad", "--shards=2"], cwd=REPO_ROOT, env=env,
-                             capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
-    assert skipped.returncode == 0, skipped.stderr
-    assert skipped.stdout.splitlines() == [
+    _edit_row(VICTIM, _drop_last_y)(market_copy)
+    command = ["--dataset=market", f"--root={market_copy}", f"--out={tmp_path / 'out'}"]
+    code, _, lines = run_tool("tfrecords.build", command, capsys)
+    assert code == 1
+    assert "Traceback" not in "\n".join(lines)
+    assert lines[-1] == f"{market_copy / MARKET_TEST_CSV}:2: keypoints_y has 17 values, expected 18"
+
+    code, stdout, lines = run_tool("tfrecords.build", command + ["--skip_bad", "--shards=2"], capsys)
+    assert code == 0, lines
+    assert stdout.splitlines() == [
         "train: 32 records in 2 shard(s), 0 skipped",
         "test: 21 records in 2 shard(s), 2 pairs, 1 skipped",
         "skipped by reason:",
         "  bad row: 1 (test 1)",
     ]
-    assert f"skipped: {market_copy / MARKET_TEST_CSV}:2: keypoints_y has 17 values" in skipped.stderr
+    assert f"skipped: {market_copy / MARKET_TEST_CSV}:2: keypoints_y has 17 values" in "\n".join(lines)
 
 
 def test_unannotated_images_are_counted_not_fatal(market_copy, tmp_path):

@@ -2,8 +2,7 @@
 framing and the `keypoints` command. The models come from `make pose-models`."""
 
 import json
-import subprocess
-import sys
+import types
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from PIL import Image
 
 from keras_disentangle import blazepose, keypoints, synthetic
 from keras_disentangle.metrics import pose_pck
-from conftest import REPO_ROOT
 from tfrecords import common
 
 DF = "deepfashion_mini"
@@ -178,15 +176,19 @@ def test_keypoint_files(tmp_path):
         keypoints.read_keypoints_json(short, 128, 64)
 
 
-def _command(*argv):
-    return subprocess.run([sys.executable, "-m", "keras_disentangle.keypoints", *argv], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
+def _command(capsys, *argv):
+    """`python -m keras_disentangle.keypoints ARGV`, run in this process through the same cli.run
+    (tests/test_cli.py): no TensorFlow import and no model load per command."""
+    from test_cli import run_tool
+
+    code, stdout, lines = run_tool("keras_disentangle.keypoints", list(argv), capsys)
+    return types.SimpleNamespace(returncode=code, stdout=stdout, stderr="\n".join(lines))
 
 
-def test_command_writes_rows_the_converters_read(fixtures_dir, tmp_path):
+def test_command_writes_rows_the_converters_read(fixtures_dir, tmp_path, capsys):
     photos = [fixtures_dir / DF / "test" / FRONT, fixtures_dir / "market1501_mini" / "bounding_box_test" /
               "0004_c1s6_016996_02.jpg"]
-    result = _command(*map(str, photos), f"--out={tmp_path}", "--draw")
+    result = _command(capsys, *map(str, photos), f"--out={tmp_path}", "--draw")
     assert result.returncode == 0, result.stderr
     entries = common.read_annotation_csv(tmp_path / "keypoints.csv").entries
     assert [e.name for e in entries] == [p.name for p in photos]
@@ -203,9 +205,9 @@ def test_missing_model_names_the_set_up_command(tmp_path):
         blazepose.BlazePose(tmp_path)
 
 
-def test_command_frames_to_the_model_size(fixtures_dir, tmp_path):
+def test_command_frames_to_the_model_size(fixtures_dir, tmp_path, capsys):
     photo = fixtures_dir / DF / "test" / FULL
-    result = _command(str(photo), f"--out={tmp_path}", "--size=128x64", "--format=json")
+    result = _command(capsys, str(photo), f"--out={tmp_path}", "--size=128x64", "--format=json")
     assert result.returncode == 0, result.stderr
     crop = np.asarray(Image.open(tmp_path / f"{photo.stem}.png"))
     written = json.loads((tmp_path / f"{photo.stem}.json").read_text())
@@ -219,7 +221,7 @@ def test_command_frames_to_the_model_size(fixtures_dir, tmp_path):
     assert np.ptp(points[present, 0]) > 0.6 * 128
 
 
-def test_batch_goes_on_past_bad_photos_and_reads_phone_photos_upright(fixtures_dir, tmp_path):
+def test_batch_goes_on_past_bad_photos_and_reads_phone_photos_upright(fixtures_dir, tmp_path, capsys):
     """Many photos: an unreadable, huge or empty one gets a row of -1 joints and is counted; a phone
     photo stored turned with its EXIF tag gives the upright photo's keypoints. --strict and a single
     photo stop at the first bad one with its one-line error."""
@@ -237,7 +239,7 @@ def test_batch_goes_on_past_bad_photos_and_reads_phone_photos_upright(fixtures_d
     for name, data in files.items():
         paths.append(folder / name)
         paths[-1].write_bytes(data)
-    result = _command(*map(str, paths), f"--out={tmp_path / 'out'}")
+    result = _command(capsys, *map(str, paths), f"--out={tmp_path / 'out'}")
     assert result.returncode == 0, result.stderr
     assert "-1 joints for 3: 2 corrupt image, 1 no person" in result.stdout, result.stdout
     rows = {e.name: np.array(e.keypoints) for e in common.read_annotation_csv(tmp_path / "out" / "keypoints.csv").entries}
@@ -247,8 +249,8 @@ def test_batch_goes_on_past_bad_photos_and_reads_phone_photos_upright(fixtures_d
     assert (rows["upright.png"] >= 0).all(1).sum() >= 12
     np.testing.assert_array_equal(rows["phone.jpg"], rows["upright.png"])
 
-    strict = _command(*map(str, paths), f"--out={tmp_path / 'strict'}", "--strict")
-    single = _command(str(paths[3]))
+    strict = _command(capsys, *map(str, paths), f"--out={tmp_path / 'strict'}", "--strict")
+    single = _command(capsys, str(paths[3]))
     for stopped, name in ((strict, "truncated.jpg"), (single, "huge.png")):
         assert stopped.returncode == 1
         errors = [line for line in stopped.stderr.splitlines() if "error:" in line or name in line]

@@ -5,8 +5,6 @@ import itertools
 import json
 import math
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -261,18 +259,23 @@ def test_generate_rejects_bad_arguments_and_foreign_folders(tmp_path):
     assert (tmp_path / "market" / "query" / "0001_c1s1_000001_00.jpg").exists()
 
 
-def test_cli_refuses_an_out_of_range_size_naming_the_flag(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tfrecords.synthetic", f"--out={tmp_path / 'x'}", "--ids=0"],
-                            capture_output=True, text=True)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("synthetic.py: error: flag --ids=0:"), result.stderr
+# The tool runs in this process through the same cli.run as `python -m tfrecords.synthetic` (tests/test_cli.py):
+# no TensorFlow import per case.
+def test_cli_refuses_an_out_of_range_size_naming_the_flag(tmp_path, capsys):
+    from test_cli import run_tool
+
+    code, _, lines = run_tool("tfrecords.synthetic", [f"--out={tmp_path / 'x'}", "--ids=0"], capsys)
+    assert code == 2, lines
+    assert lines[-1].startswith("tfrecords.synthetic: error: flag --ids=0:"), lines
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_prints_counts_and_speed(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "tfrecords.synthetic", f"--out={tmp_path}", "--ids=2", "--images_per_id=2",
-         "--cameras=2", "--seed=5"], capture_output=True, text=True, check=True)
-    assert "rendered: image 4/4 (100%)" in result.stdout
-    assert "bounding_box_train: 2 images" in result.stdout and "images/s" in result.stdout
+def test_cli_prints_counts_and_speed(tmp_path, capsys):
+    from test_cli import run_tool
+
+    code, stdout, lines = run_tool("tfrecords.synthetic", [f"--out={tmp_path}", "--ids=2", "--images_per_id=2",
+                                                           "--cameras=2", "--seed=5"], capsys)
+    assert code == 0, lines
+    assert "rendered: image 4/4 (100%)" in stdout
+    assert "bounding_box_train: 2 images" in stdout and "images/s" in stdout
     assert (tmp_path / "factors.json").exists()
