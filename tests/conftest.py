@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,6 +18,18 @@ SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
 # process exiting); a loaded 2-vCPU machine may take many times as long as a quiet one, and only a run
 # that hangs should ever reach this.
 HANG_GUARD_SECONDS = 30 * 60
+
+
+def communicate_within_hang_guard(process) -> tuple[str, str]:
+    """`process.communicate()` under the hang guard. A process still running then is killed: TimeoutExpired
+    leaves it running (a 100,000-step control run of test_resume trained on after its test had failed)."""
+    try:
+        return process.communicate(timeout=HANG_GUARD_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"hang guard: {' '.join(map(str, process.args))[:300]} still ran after "
+                             f"{HANG_GUARD_SECONDS} s; its last output: {(stdout or '')[-500:]} {(stderr or '')[-500:]}") from None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import HANG_GUARD_SECONDS
+from conftest import communicate_within_hang_guard
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 2000
@@ -80,7 +80,7 @@ def reports(micro_run, tmp_path_factory):
     }
     written = {}
     for task, process in runs.items():
-        stdout, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
+        stdout, stderr = communicate_within_hang_guard(process)
         assert process.returncode == 0, stderr[-3000:]
         written[task] = json.loads((out / task / "report.json").read_text())
         written[task]["stdout"] = stdout

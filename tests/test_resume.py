@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import HANG_GUARD_SECONDS
+from conftest import HANG_GUARD_SECONDS, communicate_within_hang_guard
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
@@ -267,7 +267,7 @@ def test_sigterm_saves_a_checkpoint_and_a_nan_loss_stops_at_the_last_good_one(sy
     proc = _start_training(synthetic_records, logdir, "--steps=100000", "--checkpoint_every=100000")
     _wait_for_training_steps(logdir, proc)
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=HANG_GUARD_SECONDS)
+    stdout, stderr = communicate_within_hang_guard(proc)
     assert proc.returncode == 130, stderr[-2000:]
     saved = _checkpoint_steps(logdir)
     assert len(saved) == 1 and saved[0] >= 1, saved
@@ -416,7 +416,7 @@ def test_sigkill_rerun_restores_every_variable_and_continues_deterministically_a
         _wait_until(lambda: _committed_step(control) >= last + 10, uninterrupted)  # an early exit fails below
     finally:
         uninterrupted.send_signal(signal.SIGINT)
-        stdout, stderr = uninterrupted.communicate(timeout=HANG_GUARD_SECONDS)
+        stdout, stderr = communicate_within_hang_guard(uninterrupted)
     assert uninterrupted.returncode == 130, stderr[-2000:]
     assert f"Resuming from step {last}" in stdout and "interrupted" in _own_lines(stderr)[-1]
     interrupted_at = _checkpoint_steps(control)[-1]
@@ -493,7 +493,7 @@ def test_sigterm_to_one_worker_saves_one_consistent_checkpoint_and_the_rerun_res
     procs = _start_workers(synthetic_records, logdir, "--steps=100000", "--checkpoint_every=100000")
     _wait_for_training_steps(logdir, *procs)
     procs[1].send_signal(signal.SIGTERM)
-    outputs = [proc.communicate(timeout=HANG_GUARD_SECONDS) for proc in procs]
+    outputs = [communicate_within_hang_guard(proc) for proc in procs]
     assert [proc.returncode for proc in procs] == [130, 130], _worker_errors(outputs)
     saved = _checkpoint_steps(logdir)
     assert len(saved) == 1 and saved[0] >= 1, saved
@@ -502,7 +502,7 @@ def test_sigterm_to_one_worker_saves_one_consistent_checkpoint_and_the_rerun_res
     assert not list(logdir.glob(".worker-*-scratch"))
 
     procs = _start_workers(synthetic_records, logdir, str(saved[0] + 2), script=RESUMING_WORKER)
-    outputs = [proc.communicate(timeout=HANG_GUARD_SECONDS) for proc in procs]
+    outputs = [communicate_within_hang_guard(proc) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], _worker_errors(outputs)
     digests = []
     for stdout, _ in outputs:
@@ -510,3 +510,15 @@ def test_sigterm_to_one_worker_saves_one_consistent_checkpoint_and_the_rerun_res
         digests.append([line for line in stdout.splitlines() if line.startswith("WEIGHTS")])
     assert digests[0] and digests[0] == digests[1]
     assert _checkpoint_steps(logdir)[-1] == saved[0] + 2
+
+
+def test_the_hang_guard_kills_what_it_gave_up_on(monkeypatch):
+    """A run that outlives the hang guard fails its test and does not outlive it."""
+    import conftest
+
+    monkeypatch.setattr(conftest, "HANG_GUARD_SECONDS", 1)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    with pytest.raises(AssertionError, match="hang guard: .* still ran after 1 s"):
+        communicate_within_hang_guard(sleeper)
+    assert sleeper.poll() is not None
