@@ -10,6 +10,10 @@ DEMO_RUNS := $(DEMO_DIR)/runs
 # cap, which fast CPUs reach first), so it fits 10 minutes on every CPU kind (docs/experiments/demo-cpu-kinds.md).
 DEMO_STAGE1_MINUTES ?= 3.5
 DEMO_STAGE1_STEPS ?= 6000
+# DeepFashion-shaped people need more steps than Market's for the lower garment's colour (dE76 <= 15 from
+# ~5,500 steps, 15.7 at 3,500: docs/experiments/deepfashion-demo.md); its own budget keeps the whole run
+# under 10 minutes here, and `make demo`'s is unchanged.
+DF_DEMO_STAGE1_MINUTES ?= 6
 DEMO_STAGE2_MINUTES ?= 0.25
 DEMO_STAGE2_STEPS ?= 1000
 DEMO_PRECISION ?= auto
@@ -74,7 +78,7 @@ demo-deepfashion: venv
 		--dataset=deepfashion --out=$(DF_DEMO_DIR)
 	$(DF_TIMER) run stage1 -- $(PY) train.py --stage=1 --dataset=deepfashion --scale=micro \
 		--data_dir=$(DF_DEMO_DIR)/records --logdir=$(DF_DEMO_DIR)/runs/stage1 --steps=$(DEMO_STAGE1_STEPS) \
-		--max_minutes=$(DEMO_STAGE1_MINUTES) --precision=$(DEMO_PRECISION)
+		--max_minutes=$(DF_DEMO_STAGE1_MINUTES) --precision=$(DEMO_PRECISION)
 	$(DF_TIMER) run stage1-pictures -- $(PY) -m keras_disentangle.demo stage1 \
 		--stage1_dir=$(DF_DEMO_DIR)/runs/stage1 --data_dir=$(DF_DEMO_DIR)/records --out=$(DF_DEMO_DIR)
 	for factor in fg pose; do \
