@@ -312,10 +312,8 @@ class BlazePose:
         xy = corners @ matrix.T
         left, top = np.floor(xy.min(0)).astype(int) - 1
         right, bottom = np.ceil(xy.max(0)).astype(int) + 1
-        rows = np.clip(np.arange(top, bottom), 0, image.shape[0] - 1)
-        cols = np.clip(np.arange(left, right), 0, image.shape[1] - 1)
         shifted = matrix - [[0, 0, left], [0, 0, top]]
-        crop = Image.fromarray(image[rows][:, cols]).transform(
+        crop = Image.fromarray(_edge_padded(image, top, left, bottom - top, right - left)).transform(
             (LANDMARK_SIZE, LANDMARK_SIZE), Image.AFFINE, data=tuple(shifted.ravel()), resample=Image.BILINEAR)
         # Sorted output names: Identity (landmarks), Identity_1 (presence), _2 mask, _3 heatmap, _4 world.
         landmarks, presence, _, heatmap = self._run(self._landmarker, np.asarray(crop, np.float32) / 255.0)[:4]
@@ -342,9 +340,7 @@ class BlazePose:
         side, the photo's edge pixels repeated around it."""
         height, width = image.shape[:2]
         side = round(CONTEXT_CANVAS * max(height, width))
-        rows = np.clip(np.arange(side) - (side - height) // 2, 0, height - 1)
-        cols = np.clip(np.arange(side) - (side - width) // 2, 0, width - 1)
-        return bool(self.detect(image[rows][:, cols]))
+        return bool(self.detect(_edge_padded(image, -((side - height) // 2), -((side - width) // 2), side, side)))
 
     def __call__(self, image: np.ndarray, whole_frame: bool = False) -> Landmarks | None:
         """Landmarks of the largest person in `image` (uint8 [H, W, 3]); None if there is nobody.
@@ -384,6 +380,14 @@ class BlazePose:
         return Landmarks(np.median(raws[:, :, :2], axis=0).astype(np.float32),
                          _sigmoid(raws[:, :, 3]).mean(0).astype(np.float32),
                          _sigmoid(raws[:, :, 4]).mean(0).astype(np.float32), detection, len(people))
+
+
+def _edge_padded(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """The `height` x `width` window of `image` at (`top`, `left`), the photo's edge pixels repeated
+    where it leaves the photo."""
+    rows = np.clip(np.arange(top, top + height), 0, image.shape[0] - 1)
+    cols = np.clip(np.arange(left, left + width), 0, image.shape[1] - 1)
+    return image[rows][:, cols]
 
 
 def _refine(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
