@@ -34,7 +34,9 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 20
@@ -79,17 +81,13 @@ def checkpoint_entries(prefix: str, run: str) -> dict[str, str]:
 
 
 def latest_checkpoint(logdir: pathlib.Path) -> str:
-    found = [tf_prefix for tf_prefix in (_latest(d) for d in sorted({p.parent for p in logdir.rglob("checkpoint")}))
-             if tf_prefix]
-    if len(found) != 1:
-        raise RuntimeError(f"{logdir}: expected one checkpoint directory, found {len(found)}")
-    return found[0]
-
-
-def _latest(directory: pathlib.Path) -> str | None:
+    """The newest checkpoint of the one checkpoint directory under the run directory `logdir`."""
     import tensorflow as tf
 
-    return tf.train.latest_checkpoint(str(directory))
+    found = [tf.train.latest_checkpoint(str(d)) for d in sorted({p.parent for p in logdir.rglob("checkpoint")})]
+    if len(found) != 1 or not found[0]:
+        raise RuntimeError(f"{logdir}: expected one checkpoint directory with a checkpoint, found {found}")
+    return found[0]
 
 
 def loss_entries(logdir: pathlib.Path, run: str) -> dict[str, str]:
