@@ -280,8 +280,8 @@ def test_the_interpolate_tab_and_its_http_api_equal_the_in_process_walks(server,
         client.predict(mode, 3 + a, 3 + b, handle_file(paths[a]), handle_file(paths[b]), api_name="/walk")
         return image_array(pathlib.Path(client.predict(method[mode], t, api_name="/frame")).read_bytes())
 
-    # The untrained decoder barely reads the codes yet: two gallery photos' reconstructions differ by
-    # 36-54 grey levels at most, and frames a quarter and three quarters along their walk by ~36.
+    # The untrained model's reconstructions of two gallery photos differ by only 36-54 grey levels at
+    # most, and the frames a quarter and three quarters along their walk by 36: a smaller guard there.
     margin = {app.WALKS[0]: 50, app.WALKS[1]: 20}
     for mode in method:
         right, wrong = expected(mode, 0, 1, 0.25), expected(mode, 1, 0, 0.25)
