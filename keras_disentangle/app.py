@@ -43,8 +43,7 @@ import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from keras_disentangle import apps, cli, geometry, keypoints, visualize  # noqa: E402
-from tfrecords import common  # noqa: E402
+from keras_disentangle import annotations, apps, cli, geometry, keypoints, visualize  # noqa: E402
 
 FACTOR_LABELS = {"fg": "foreground (clothes, body)", "bg": "background", "pose": "pose"}
 WALKS = ("two seeds", "two photos", "two photos, inverse (through z)")
@@ -281,8 +280,8 @@ def read_gallery(directory: str, annotation_csv: str | None = None) -> tuple[lis
         raise ValueError(f"--gallery: {folder} holds no photo ({', '.join(PHOTO_SUFFIXES)}).")
     points = {}
     if annotation_csv:
-        rows = common.read_annotation_csv(pathlib.Path(annotation_csv)).entries
-        points = {row.name: row.keypoints for row in rows if isinstance(row, common.Annotation)}
+        rows = annotations.read_annotation_csv(pathlib.Path(annotation_csv)).entries
+        points = {row.name: row.keypoints for row in rows if isinstance(row, annotations.Annotation)}
         # Annotated photos first: they need no estimator (the synthetic people are no photos for BlazePose).
         photos.sort(key=lambda p: p.name not in points)
     return [str(p) for p in photos[:GALLERY_SIZE]], points

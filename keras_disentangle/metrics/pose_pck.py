@@ -20,8 +20,7 @@ import time
 import numpy as np
 from absl import flags
 
-from keras_disentangle import cli, configs, geometry, keypoints
-from tfrecords import common
+from keras_disentangle import annotations, cli, configs, geometry, keypoints
 
 PCK_FACTOR = 0.5
 HEAD_FALLBACK = 1.0 / 8.0
@@ -75,8 +74,8 @@ def score_fixtures(root, estimator: keypoints.Estimator) -> dict[str, Score]:
     for dataset, sets in FIXTURE_SETS.items():
         score = Score()
         for csv, folder in sets:
-            for entry in common.read_annotation_csv(root / csv).entries:
-                if isinstance(entry, common.BadInput):
+            for entry in annotations.read_annotation_csv(root / csv).entries:
+                if isinstance(entry, annotations.BadInput):
                     raise entry
                 annotation = np.asarray(entry.keypoints)
                 image = keypoints.read_image(root / folder / entry.name)
