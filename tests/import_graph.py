@@ -23,7 +23,7 @@ FLOORS = (
     ("foundation", "configs and the helpers every tool uses",
      ("keras_disentangle", _K + "configs.*", _K + "cli", _K + "progress", _K + "precision")),
     ("data", "the data contract on disk and in memory, and its pictures",
-     tuple(_K + m for m in ("records", "annotations", "layouts", "geometry", "examples", "shards", "data",
+     tuple(_K + m for m in ("records", "annotations", "layouts", "geometry", "examples", "data",
                             "synthetic.*", "rundir", "visualize"))),
     ("models", "the networks", (_K + "models.*",)),
     ("losses", "pure loss functions", (_K + "losses",)),
