@@ -182,5 +182,11 @@ docs: venv
 docs-serve: venv
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr=127.0.0.1:$(DOCS_PORT)
 
+# The import graph's floors, printed top first (tests/import_graph.py, standard library only): fails on an import
+# that runs back up a floor, on a cycle, or on a module no floor names. tests/test_import_graph.py runs it too.
+.PHONY: graph
+graph:
+	$(PYTHON) tests/import_graph.py
+
 clean:
 	rm -rf out .pytest_cache

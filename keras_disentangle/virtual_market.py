@@ -30,9 +30,8 @@ import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from keras_disentangle import cli, configs, data, geometry, progress, records, runtime
-from tfrecords import market
-from tfrecords.common import annotation_row, write_annotation_csv, write_pairs_csv
+from keras_disentangle import cli, configs, data, geometry, layouts, progress, records, runtime
+from keras_disentangle.annotations import annotation_row, write_annotation_csv, write_pairs_csv
 
 INFO_FILE = "virtual_market.json"
 # Pose draws and BG codes come from streams of their own so that changing one never changes another.
@@ -62,7 +61,7 @@ def training_keypoints(data_dir: str) -> np.ndarray:
 
 def _prepare_out_dir(out: pathlib.Path) -> None:
     """Creates the layout; replaces an earlier Virtual Market but never a foreign dataset."""
-    folder = market.image_dir(out, "train")
+    folder = layouts.market_image_dir(out, "train")
     if folder.is_dir() and any(folder.iterdir()) and not (out / INFO_FILE).is_file():
         raise ValueError(f"--out={out}: {folder} already holds images but no {INFO_FILE}; expected an empty "
                          "directory or an earlier Virtual Market.")
@@ -113,17 +112,17 @@ def write(models: runtime.Stage2Serving, keypoints: np.ndarray, stored_hw: tuple
         pixels = tf.cast(tf.round(tf.clip_by_value(images * 127.5 + 127.5, 0, 255)), tf.uint8).numpy()
         for i, pixel in zip(index, pixels):
             person, k = divmod(int(i), vm.images_per_id)
-            name = market.image_name(person + 1, k % vm.cameras + 1, 1, k, 1)
-            Image.fromarray(pixel).save(market.image_dir(out, "train") / name, format="JPEG", quality=95,
+            name = layouts.market_image_name(person + 1, k % vm.cameras + 1, 1, k, 1)
+            Image.fromarray(pixel).save(layouts.market_image_dir(out, "train") / name, format="JPEG", quality=95,
                                         subsampling=0)
             names.append(name)
             rows.append(annotation_row(name, keypoints[poses[i]]))
         if report is not None:
             report(int(index[-1]) + 1, total)
-    write_annotation_csv(market.annotation_csv(out, "train"), rows)
+    write_annotation_csv(layouts.market_annotation_csv(out, "train"), rows)
     pairs = [(names[i], names[i - i % vm.images_per_id + (i + 1) % vm.images_per_id])
              for i in range(total) if vm.images_per_id > 1]
-    write_pairs_csv(market.pairs_csv(out, "train"), pairs)
+    write_pairs_csv(layouts.market_pairs_csv(out, "train"), pairs)
     return {"images": total, "ids": vm.ids, "pairs": len(pairs)}
 
 
@@ -161,7 +160,7 @@ def main(argv: Sequence[str]) -> None:
             "data_dir": str(pathlib.Path(FLAGS.data_dir).resolve()), "poses_from": len(keypoints),
             "seed": vm.seed, **summary}
     (pathlib.Path(FLAGS.out) / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    print(f"{summary['images']} images of {summary['ids']} identities in {market.image_dir(FLAGS.out, 'train')}, "
+    print(f"{summary['images']} images of {summary['ids']} identities in {layouts.market_image_dir(FLAGS.out, 'train')}, "
           f"{summary['pairs']} pairs; convert with python -m tfrecords.build --dataset=market --root={FLAGS.out}")
 
 

@@ -1,15 +1,9 @@
-"""Market-1501 reader, and the Market-1501 layout the synthetic set is written in.
+"""Market-1501 reader (the synthetic set is written in its layout too).
 
-Layout under the root:
-
-| split | images | annotations | pairs |
-|---|---|---|---|
-| train | `bounding_box_train/` | `market-annotation-train.csv` | `market-pairs-train.csv` (optional) |
-| test | `bounding_box_test/` | `market-annotation-test.csv` | `market-pairs-test.csv` (optional) |
-| query | `query/` | `market-annotation-query.csv` (optional) | none |
-
-A split is converted when its annotation CSV exists. The re-ID evaluation (`metrics/suite/reid.py`)
-matches the query split against the test split (the gallery). The public pose-transfer annotations
+The layout's folder and file names are `keras_disentangle.layouts`' (`bounding_box_{train,test}/`,
+`query/`, `market-annotation-{split}.csv`, `market-pairs-{split}.csv`). A split is converted when
+its annotation CSV exists. The re-ID evaluation (`metrics/suite/reid.py`) matches the query split
+against the test split (the gallery). The public pose-transfer annotations
 cover `bounding_box_train/` and `bounding_box_test/` only; the encoders need keypoints of the queries
 too, so for real Market-1501 write the query CSV with our estimator and rename it:
 `python -m keras_disentangle.keypoints Market-1501/query/*.jpg --out=DIR` then move `DIR/keypoints.csv`
@@ -17,8 +11,8 @@ to `market-annotation-query.csv` (the synthetic writer annotates its queries fro
 
 Person id = the first 4 characters of the file name (`-1` for Market's junk images, `0000` for its
 distractors, kept as such for the re-ID protocol), camera = the digit after `_c`
-(`0002_c1s1_069056_02.jpg` -> person 2, camera 1). The CSV formats and the reader machinery are in
-`common.py`.
+(`0002_c1s1_069056_02.jpg` -> person 2, camera 1). The CSV formats are
+`keras_disentangle.annotations`', the reader machinery is in `common.py`.
 """
 
 from __future__ import annotations
@@ -27,37 +21,19 @@ import pathlib
 import re
 from typing import Callable
 
-from keras_disentangle import configs
+from keras_disentangle import configs, layouts
 from tfrecords.common import Annotation, Reason, Split, open_split, read_annotation_csv
 
-QUERY_DIR = "query"
-# The splits of the layout: the pose-transfer splits, then the re-ID queries.
-SPLITS = ("train", "test", "query")
-# The image folders of the layout: the two splits', then the query folder.
-IMAGE_DIRS = ("bounding_box_train", "bounding_box_test", QUERY_DIR)
+# The layout's names are the package's (`layouts`); these are the readers' and writers' short names.
+QUERY_DIR = layouts.MARKET_QUERY_DIR
+SPLITS = layouts.MARKET_SPLITS
+IMAGE_DIRS = layouts.MARKET_IMAGE_DIRS
+image_dir = layouts.market_image_dir
+annotation_csv = layouts.market_annotation_csv
+pairs_csv = layouts.market_pairs_csv
+image_name = layouts.market_image_name
+available_splits = layouts.market_splits
 _MARKET_NAME = re.compile(r"(\d{4}|-1)_c(\d)")
-
-
-def image_dir(root: pathlib.Path, split: str) -> pathlib.Path:
-    return pathlib.Path(root) / (QUERY_DIR if split == "query" else f"bounding_box_{split}")
-
-
-def annotation_csv(root: pathlib.Path, split: str) -> pathlib.Path:
-    return pathlib.Path(root) / f"market-annotation-{split}.csv"
-
-
-def pairs_csv(root: pathlib.Path, split: str) -> pathlib.Path:
-    return pathlib.Path(root) / f"market-pairs-{split}.csv"
-
-
-def image_name(person_id: int, camera: int, sequence: int, frame: int, box: int) -> str:
-    """The Market-1501 file name `PPPP_cCsS_FFFFFF_NN.jpg`."""
-    return f"{person_id:04d}_c{camera}s{sequence}_{frame:06d}_{box:02d}.jpg"
-
-
-def available_splits(root: pathlib.Path) -> tuple[str, ...]:
-    """The splits of `root` that have an annotation CSV, in `SPLITS` order."""
-    return tuple(split for split in SPLITS if annotation_csv(pathlib.Path(root), split).exists())
 
 
 def market_labels(annotation: Annotation) -> dict:

@@ -21,8 +21,8 @@ from absl import flags
 from PIL import Image
 
 from keras_disentangle import cli, progress, synthetic
+from keras_disentangle.annotations import annotation_row, write_annotation_csv, write_pairs_csv
 from tfrecords import market, synthetic_reader
-from tfrecords.common import annotation_row, write_annotation_csv, write_pairs_csv
 
 # Joints the pair recipe (Ma et al.'s and PG2's `check_valid`) requires: Rsho, Lsho, Rhip, Lhip.
 PAIR_JOINTS = (2, 5, 8, 11)

@@ -20,16 +20,15 @@ import time
 import numpy as np
 from absl import flags
 
-from keras_disentangle import cli, configs, geometry, keypoints
-from tfrecords import common
+from keras_disentangle import annotations, cli, configs, geometry, keypoints, layouts
 
 PCK_FACTOR = 0.5
 HEAD_FALLBACK = 1.0 / 8.0
-# dataset -> (annotation CSV, image folder) pairs, relative to the fixtures root.
+# dataset -> (its folder under the fixtures root, its layout's annotation CSV and image folder of a split, the
+# splits scored).
 FIXTURE_SETS = {
-    "market": (("market1501_mini/market-annotation-train.csv", "market1501_mini/bounding_box_train"),
-               ("market1501_mini/market-annotation-test.csv", "market1501_mini/bounding_box_test")),
-    "deepfashion": (("deepfashion_mini/fasion-annotation-test.csv", "deepfashion_mini/test"),),
+    "market": ("market1501_mini", layouts.market_annotation_csv, layouts.market_image_dir, ("train", "test")),
+    "deepfashion": ("deepfashion_mini", layouts.deepfashion_annotation_csv, layouts.deepfashion_image_dir, ("test",)),
 }
 
 
@@ -72,14 +71,14 @@ def score_fixtures(root, estimator: keypoints.Estimator) -> dict[str, Score]:
     """Runs `estimator` on every annotated fixture photo; returns a Score per dataset."""
     root = pathlib.Path(root)
     scores = {}
-    for dataset, sets in FIXTURE_SETS.items():
+    for dataset, (folder, annotation_csv, image_dir, splits) in FIXTURE_SETS.items():
         score = Score()
-        for csv, folder in sets:
-            for entry in common.read_annotation_csv(root / csv).entries:
-                if isinstance(entry, common.BadInput):
+        for split in splits:
+            for entry in annotations.read_annotation_csv(annotation_csv(root / folder, split)).entries:
+                if isinstance(entry, annotations.BadInput):
                     raise entry
                 annotation = np.asarray(entry.keypoints)
-                image = keypoints.read_image(root / folder / entry.name)
+                image = keypoints.read_image(image_dir(root / folder, split) / entry.name)
                 start = time.process_time()
                 try:
                     estimate = estimator(image, entry.name).keypoints

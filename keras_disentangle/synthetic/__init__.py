@@ -31,9 +31,9 @@ right), `view` (`front`, `back`, `left` or `right`, the nearest of the four, nam
 person faces), `occluded` (18 bools: self-occluded joints, which `annotate` marks missing),
 `action` (`stand`, `walk`, `crouch`) and `phase` (gait phase in radians).
 
-Modules: `factors` samples the three factors and annotates poses, `painting` draws them, `body`
-holds the proportions both share. `python -m tfrecords.synthetic` writes a dataset of them in the
-Market-1501 layout.
+Modules: `factors` samples the three factors and annotates poses, `painting` draws the people over
+`backgrounds`' scenes, `body` holds the proportions both share. `python -m tfrecords.synthetic`
+writes a dataset of them in the Market-1501 layout.
 
 Reference: the factor decomposition of Ma et al., "Disentangled Person Image Generation", CVPR
 2018, Sec. 3 (foreground, background, pose).
@@ -41,5 +41,5 @@ Reference: the factor decomposition of Ma et al., "Disentangled Person Image Gen
 
 from keras_disentangle.synthetic.factors import (VIEWS, annotate, sample_background, sample_camera,  # noqa: F401
                                                  sample_identity, sample_pose)
-from keras_disentangle.synthetic.painting import (GARMENTS, garment_coverage, person_mask,  # noqa: F401
-                                                  render, render_background)
+from keras_disentangle.synthetic.backgrounds import render_background  # noqa: F401
+from keras_disentangle.synthetic.painting import GARMENTS, garment_coverage, person_mask, render  # noqa: F401
