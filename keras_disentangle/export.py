@@ -137,14 +137,12 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     cli.renamed(logdir="--stage1_dir", stage="--stage1_dir or --stage2_dir (the runs say their stage)")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage II: default from the stage-II runs).")
-    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor. Without it the "
-                              "stage-I SavedModel is written.")
-    flags.DEFINE_string("out", None, "Base directory: the SavedModel goes to OUT/<name>/<version>/, the LiteRT "
-                        "file to OUT/<name>-<version>-transfer|sample[-int8].tflite.")
-    flags.mark_flag_as_required("out")
-    flags.DEFINE_enum("precision", "auto", list(precision.POLICIES), "Dtype policy the SavedModel computes in: auto "
-                      "(mixed_bfloat16 where this machine has bf16 arithmetic, else float32), float32 or mixed_bfloat16.")
+    cli.define_shared("stage1_dir", note="Stage II: default from the stage-II runs.")
+    cli.define_shared("stage2_dir", default=[], note="Without it the stage-I SavedModel is written.")
+    cli.define_shared("out", note="The base: the SavedModel goes to OUT/<name>/<version>/, the LiteRT file to "
+                      "OUT/<name>-<version>-transfer|sample[-int8].tflite.", required=True)
+    cli.define_shared("precision", default="auto", note="The SavedModel computes in it; float32 or "
+                      "mixed_bfloat16.")
     flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_model: TF Serving's layout; "
                       "tflite: a LiteRT flatbuffer of stage-I transfer, or with --stage2_dir of sampling (litert.py).")
     flags.DEFINE_string("name", None, "Model name (the folder TF Serving's --model_base_path points at); default "

@@ -294,17 +294,16 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("out", None, "Folder to write to; without it the CSV rows go to stdout.")
+    cli.define_shared("out", note="Without it the CSV rows go to stdout.")
     flags.DEFINE_enum("format", "csv", ["csv", "json"],
                       "csv: one annotation CSV `keypoints.csv` (name:keypoints_y:keypoints_x); json: one "
                       "NAME.json {\"keypoints\": [[y, x], ...18]} per photo.")
     flags.DEFINE_boolean("draw", False, "Also write NAME.skeleton.png with the skeleton on the photo (needs --out).")
-    flags.DEFINE_string("size", None, "HxW (e.g. 128x64): frame each person to this aspect ratio (padded, "
-                        "never squashed), resize to HxW and write the crop; keypoints then refer to the crop.")
+    cli.define_shared("size", note="Each person is framed to this aspect ratio (padded, never squashed), resized "
+                      "to HxW and the crop written; keypoints then refer to the crop.")
     flags.DEFINE_boolean("strict", False, "Stop at the first photo that cannot be read or shows nobody, instead of "
                          "giving it a row of -1 joints and counting it (a single photo always stops).")
-    flags.DEFINE_string("models_dir", None, "Folder of the BlazePose .tflite files (default: weights/blazepose "
-                        "or $KERAS_DISENTANGLE_POSE_MODELS).")
+    cli.define_shared("models_dir", note="$KERAS_DISENTANGLE_POSE_MODELS overrides the default.")
 
 
 def main(argv) -> None:

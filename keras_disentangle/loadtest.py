@@ -197,12 +197,9 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     defaults = LoadConfig()
-    flags.DEFINE_string("stage1", None, "Stage-I SavedModel: export's OUT/<name> or OUT/<name>/<version>.")
-    flags.mark_flag_as_required("stage1")
-    flags.DEFINE_string("gallery", None, "Folder of photos the clients send.")
-    flags.mark_flag_as_required("gallery")
-    flags.DEFINE_string("gallery_keypoints", None, "Annotation CSV of the gallery photos (the SavedModel target "
-                        "needs keypoints for two of them).")
+    cli.define_shared("stage1", required=True)
+    cli.define_shared("gallery", note="The clients send them.", required=True)
+    cli.define_shared("gallery_keypoints", note="The SavedModel target needs keypoints for two of them.")
     flags.DEFINE_integer("clients", defaults.clients, "Concurrent clients.", lower_bound=1)
     flags.DEFINE_float("seconds", defaults.seconds, "Measured seconds per target.", lower_bound=0.1)
     flags.DEFINE_float("warmup_seconds", defaults.warmup_seconds, "Warm-up seconds per target.", lower_bound=0.0)

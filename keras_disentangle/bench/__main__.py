@@ -21,19 +21,18 @@ def define_flags() -> None:
     # Defined only when run as a program, so that importing this module next to other command-line
     # modules (visualize, train) cannot clash on shared flag names.
     flags.DEFINE_list("what", list(MEASUREMENTS), f"Measurements to run, from: {', '.join(MEASUREMENTS)}.")
-    flags.DEFINE_enum("dataset", "market", list(configs.DATASETS), "Preset dataset.")
-    flags.DEFINE_enum("scale", "full", list(configs.SCALES), "Preset scale.")
-    flags.DEFINE_integer("batch_size", None, "Batch size; defaults to the preset's.")
+    cli.define_shared("dataset", default="market")
+    cli.define_shared("scale", default="full")
+    cli.define_shared("batch_size", note="Default: the preset's.")
     flags.DEFINE_list("precision", ["auto"], "Keras dtype policies to measure the models under: auto "
                       "(this machine's choice, see keras_disentangle.precision), float32, mixed_bfloat16.")
     flags.DEFINE_enum("xla", "both", ["on", "off", "both"], "Compile the steps with XLA.")
-    flags.DEFINE_string("data_dir", None, "TFRecord shards; random records are written to a temporary "
-                        "directory when unset.")
-    flags.DEFINE_integer("num_records", 1024, "Records written when --data_dir is unset.")
-    flags.DEFINE_integer("warmup", None, "Calls after the first before timing (default: 1 full, 10 tiny).")
+    cli.define_shared("data_dir", note="Unset: random records are written to a temporary directory.")
+    cli.define_shared("num_records", default=1024, note="When --data_dir is unset.")
+    cli.define_shared("warmup", note="Calls after the first (default: 1 full, 10 tiny).")
     flags.DEFINE_integer("windows", None, "Timed windows, the median is reported (default: 3 full, 5 tiny).")
     flags.DEFINE_integer("window_batches", None, "Calls per window at least (default: 1 full, 5 tiny).")
-    flags.DEFINE_float("min_window_seconds", 2.0, "Seconds per window (and of warm-up) at least.")
+    cli.define_shared("min_window_seconds", default=2.0, note="The warm-up too.")
     flags.DEFINE_integer("memory_steps", 0, "Step on to this many calls and report the resident memory "
                          "there against call 10 (0: off).")
     flags.DEFINE_integer("intra_op_threads", 0, "tf.config.threading intra-op threads (0: TensorFlow's choice).")

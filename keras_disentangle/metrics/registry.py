@@ -1,9 +1,9 @@
-"""The metrics `evaluate.py` can run: one module per metric in `metrics/suite/`, listed in `MODULES`.
+"""The metrics `evaluate.py` can run: one module per metric in `metrics/suite/`, listed in `modules()`.
 
 A metric module declares `METRIC = Metric(...)`: its name, what it needs (`Needs`), its own flags
 (`Flag`, defined by `evaluate.py` for every registered metric), a check of the settings that runs
 before anything heavy, and its computation `compute(inputs) -> dict` (`value`, `n`, `protocol`, and
-whatever else it reports). Adding a metric is one module in `suite/` and its name in `MODULES`.
+whatever else it reports). Adding a metric is one module in `suite/` and its import in `modules()`.
 
 This module and the metric modules load no TensorFlow at import: `evaluate.py` reads the registry to
 define its flags before it parses them. The computations import what they use.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -23,14 +22,9 @@ from keras_disentangle import configs
 
 # The protocol's defaults live in configs.EvalConfig; flags and options take them from here.
 DEFAULTS = configs.EvalConfig()
-# Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
-MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "sharpness", "gt_swap",
-           "colour_probe", "leakage", "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
-TASKS = ("reconstruct", "transfer", "sample")
-
-
-PAIRS = ("csv", "random")
-PROTOCOLS = ("custom", "paper")
+TASKS = tuple(task.value for task in configs.Task)
+PAIRS = tuple(pairs.value for pairs in configs.Pairs)
+PROTOCOLS = tuple(protocol.value for protocol in configs.Protocol)
 # Settings of `--protocol=paper` that only a model's images have: a folder brings its own pairs and masks.
 _MODEL_ONLY_SETTINGS = ("pairs", "mask_from")
 
@@ -92,7 +86,7 @@ class EvalOptions:
 
     Attributes:
       metrics: tuple of str. Registered metric names.
-      task: str. `reconstruct`, `transfer` or `sample` (see `metrics.report`).
+      task: configs.Task. `reconstruct`, `transfer` or `sample` (see `metrics.report`).
       n: int. Images (or pairs) to score.
       seed: int. Seed of every random draw.
       split: str. Records split.
@@ -100,16 +94,16 @@ class EvalOptions:
       cache_dir: str or None. Where FID real statistics are cached (None: not cached).
       out_dir: str. Where PNG grids are written.
       params: the metrics' own flags by name (`Flag.default` for those not given).
-      pairs: str. `csv` (the pairs file in order) or `random` (seeded same-identity pairs).
+      pairs: configs.Pairs. `csv` (the pairs file in order) or `random` (seeded same-identity pairs).
       allow_fewer: bool. Score what exists when fewer than `n` pairs/images do.
       crop: str. Folders: `i/k`, the i-th of k equal-width panels of each generated file.
-      sample_pose: str. `--task=sample` with stage II: `sampled` or `real` (training poses).
-      protocol: str. `custom` or `paper` (`EvalConfig.protocol`); `paper` also sets the metrics masks'
+      sample_pose: configs.SamplePose. `--task=sample` with stage II: `sampled` or `real` (training poses).
+      protocol: configs.Protocol. `custom` or `paper` (`EvalConfig.protocol`); `paper` also sets the metrics masks'
         radius (`report.metrics_mask_radius`).
     """
 
     metrics: tuple[str, ...]
-    task: str = DEFAULTS.task
+    task: configs.Task = DEFAULTS.task
     n: int = DEFAULTS.n
     seed: int = DEFAULTS.seed
     split: str = DEFAULTS.split
@@ -117,11 +111,11 @@ class EvalOptions:
     cache_dir: str | None = None
     out_dir: str = "."
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    pairs: str = DEFAULTS.pairs
+    pairs: configs.Pairs = DEFAULTS.pairs
     allow_fewer: bool = DEFAULTS.allow_fewer
     crop: str = DEFAULTS.crop
-    sample_pose: str = DEFAULTS.sample_pose
-    protocol: str = DEFAULTS.protocol
+    sample_pose: configs.SamplePose = DEFAULTS.sample_pose
+    protocol: configs.Protocol = DEFAULTS.protocol
 
     def __getattr__(self, name: str) -> Any:
         # A metric's flag reads like a field: options.ssim_protocol.
@@ -244,10 +238,34 @@ class Metric:
     table: Callable[[dict], list[str]] | None = None
 
 
+def modules() -> tuple:
+    """The metric modules of `keras_disentangle.metrics.suite`, in the order `--help` and the report list them."""
+    # Imported here: each of them imports this module for `Metric`.
+    from keras_disentangle.metrics.suite import (  # noqa: PLC0415
+        colour_probe,
+        fid,
+        gt_swap,
+        inception_score,
+        inversion,
+        leakage,
+        mask_inception_score,
+        mask_ssim,
+        probe,
+        reid,
+        saliency,
+        sample_check,
+        sampling,
+        sharpness,
+        ssim,
+    )
+
+    return (ssim, mask_ssim, inception_score, mask_inception_score, fid, sharpness, gt_swap, colour_probe, leakage,
+            saliency, sampling, inversion, reid, probe, sample_check)
+
+
 def metrics() -> dict[str, Metric]:
-    """Every registered metric by name, in `MODULES` order."""
-    found = [importlib.import_module(f"keras_disentangle.metrics.suite.{module}").METRIC for module in MODULES]
-    return {metric.name: metric for metric in found}
+    """Every registered metric by name, in `modules()` order."""
+    return {module.METRIC.name: module.METRIC for module in modules()}
 
 
 def metric_flags() -> dict[str, Flag]:
