@@ -29,8 +29,6 @@ from test_cli import REPO_ROOT, _load
 
 from keras_disentangle import cli, configs
 
-# Tools that parse their own argv (no absl flags): their flags are not checked, the commands they wrap are.
-OWN_ARGV = {"keras_disentangle.demo_timer"}
 # Tokens that end a command on a shell line (`demo_timer run NAME -- COMMAND` wraps a command after `--`).
 ENDS = {"|", "||", "&&", ";", "&", "--", ">", ">>", "2>&1", "<", "then", "do", "done"}
 # Values that stand for "any value" rather than one the reader types (`...`, `$f`, `RUN`, `F`).
@@ -210,7 +208,7 @@ def test_every_documented_command_names_a_tool():
     assert not missing and not unloadable, f"documented tools that do not exist: {missing + unloadable}"
 
 
-@pytest.mark.parametrize("tool", sorted({c.tool for c in COMMANDS} - OWN_ARGV))
+@pytest.mark.parametrize("tool", sorted({c.tool for c in COMMANDS}))
 def test_documented_flags_are_defined_by_their_tool(tool):
     defined, renamed = _flags_of(tool)
     problems = [f"{c.where}: {tool.removesuffix('.__main__')}: {message}"
