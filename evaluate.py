@@ -47,8 +47,8 @@ def define_flags() -> None:
     flags.DEFINE_string("baseline_dir", None, "A VAE / DCGAN baseline run (train.py --stage=baseline), sampled "
                         "with --task=sample instead of a stage-II model.")
     cli.define_enum("sample_pose", defaults.sample_pose, configs.SamplePose, "--task=sample with --stage2_dir: "
-                      "sampled (every factor from noise) or real (FG/BG from noise, poses of random training "
-                      "images: the paper's 'BodyROI7 + real pose').")
+                    "sampled (every factor from noise) or real (FG/BG from noise, poses of random training "
+                    "images: the paper's 'BodyROI7 + real pose').")
     cli.define_shared("data_dir")
     cli.define_shared("dataset", note="Optional check: the run must have been trained on it.")
     flags.DEFINE_string("generated_dir", None, "Score this folder of images instead of a model's output.")
@@ -59,17 +59,17 @@ def define_flags() -> None:
     flags.register_validator("metrics", lambda names: bool(names) and set(names) <= set(metrics),
                              message=f"--metrics takes a comma-separated subset of {','.join(metrics)}")
     cli.define_enum("task", defaults.task, configs.Task, "reconstruct, transfer (pose transfer on the "
-                      "pairs file) or sample (every factor from stage II's mappers; needs --stage2_dir).")
+                    "pairs file) or sample (every factor from stage II's mappers; needs --stage2_dir).")
     cli.define_shared("split", default=defaults.split)
     cli.define_enum("protocol", defaults.protocol, configs.Protocol, "custom: every setting from its "
-                      "flag; paper: the published tables' (Market: 12,800 seeded same-identity test pairs, radius-7 "
-                      "masks of the source pose, the original SSIM; DeepFashion: the same with radius-4 masks), "
-                      "--n strict. A flag that contradicts it is an error.")
+                    "flag; paper: the published tables' (Market: 12,800 seeded same-identity test pairs, radius-7 "
+                    "masks of the source pose, the original SSIM; DeepFashion: the same with radius-4 masks), "
+                    "--n strict. A flag that contradicts it is an error.")
     cli.define_shared("n", default=defaults.n, note="(Or pairs) to score. Given explicitly (or under "
-                         "--protocol=paper), fewer existing is an error unless --allow_fewer; otherwise what exists "
-                         "is scored (a folder: every file) and the count printed.", lower_bound=1)
+                      "--protocol=paper), fewer existing is an error unless --allow_fewer; otherwise what exists "
+                      "is scored (a folder: every file) and the count printed.", lower_bound=1)
     cli.define_enum("pairs", defaults.pairs, configs.Pairs, "--task=transfer: csv (the split's pairs file, "
-                      "in file order) or random (n same-identity pairs of the split's images drawn with --seed).")
+                    "in file order) or random (n same-identity pairs of the split's images drawn with --seed).")
     flags.DEFINE_bool("allow_fewer", defaults.allow_fewer, "Score what exists when fewer than --n images or pairs do.")
     flags.DEFINE_string("crop", defaults.crop or None, "With --generated_dir: i/k scores the i-th of k equal-width "
                         "panels of each file (PATN's 5-panel strips: 5/5).")
@@ -101,7 +101,7 @@ def _options(folders: bool):
         return fixed.get(name, FLAGS[name].value)
 
     # Only an --n someone asked for (or the paper's) is a promise; the default scores what exists.
-    strict = FLAGS.protocol == "paper" or FLAGS["n"].present
+    strict = FLAGS.protocol == configs.Protocol.PAPER or FLAGS["n"].present
     options = registry.EvalOptions(
         metrics=tuple(FLAGS.metrics), task=setting("task"), n=setting("n"), seed=FLAGS.seed, split=FLAGS.split,
         batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=out_dir,
@@ -166,11 +166,12 @@ def main(argv):
             raise cli.UsageError(f"--dataset={FLAGS.dataset}: the run in {FLAGS.stage1_dir or FLAGS.baseline_dir} "
                                  "was trained on "
                                  f"{cfg.data.name!r}.")
+        sampling = options.task == configs.Task.SAMPLE
         header.update(stage1_dir=FLAGS.stage1_dir, data_dir=FLAGS.data_dir, dataset=cfg.data.name, scale=cfg.scale,
-                      sample_pose=options.sample_pose if options.task == "sample" and FLAGS.stage2_dir else None)
+                      sample_pose=options.sample_pose if sampling and FLAGS.stage2_dir else None)
         images = None
         if needs_images:
-            images = (report.sample_images(baseline or stage2, options, FLAGS.data_dir) if options.task == "sample"
+            images = (report.sample_images(baseline or stage2, options, FLAGS.data_dir) if sampling
                       else report.model_images(cfg, stage1, FLAGS.data_dir, options))
         real_key = {"dataset": cfg.data.name, "split": options.split, "n": options.n,
                     "size": [cfg.data.height, cfg.data.width], "data_dir": os.path.abspath(FLAGS.data_dir)}

@@ -44,7 +44,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("model", None, [*STAGE1_MODELS, *BASELINE_MODELS],
                       "Stage I: which networks to train (appearance, pose, both; default both); "
                       "--stage=baseline: vae or dcgan (required).")
-    cli.define_enum("fg_encoder", None, configs.FgEncoderKind, "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
+    cli.define_enum("fg_encoder", None, configs.FgEncoderKind,
+                    "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
     cli.define_shared("factor", note="Stage II: the factor to sample.")
     cli.define_shared("stage1_dir", note="Stage II: the run to load, frozen.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
@@ -123,14 +124,14 @@ def _stage1_config() -> configs.Config:
         if FLAGS[flag].present and FLAGS[flag].value != value:
             raise cli.UsageError(f"--{flag}={FLAGS[flag].value}: the stage-I run {stage1_dir} is {flag} {value!r}; "
                                  f"omit --{flag} (stage II reads it from {stage1_dir}/config.json).")
-    train = dataclasses.replace(configs.stage2_train(cfg.train, factor), precision="auto")
+    train = dataclasses.replace(configs.stage2_train(cfg.train, factor), precision=configs.Precision.AUTO)
     return dataclasses.replace(cfg, train=train)
 
 
 def warn_full_on_cpu(cfg: configs.Config, device_types: list[str]) -> None:
     """One line on stderr when the full preset (the paper's sizes, a GPU job) is about to train on a
     machine with neither GPU nor TPU: a forgotten --scale would otherwise just seem to hang."""
-    if cfg.scale == "full" and not {"GPU", "TPU"} & set(device_types):
+    if cfg.scale == configs.Scale.FULL and not {"GPU", "TPU"} & set(device_types):
         print("train.py: warning: the full preset (the paper's sizes, a GPU job) runs on a CPU; --scale=tiny or "
               "micro trains in minutes.", file=sys.stderr)
 

@@ -57,7 +57,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_disentangle import cli, precision, rundir  # noqa: E402
+from keras_disentangle import cli, configs, precision, rundir  # noqa: E402
 from keras_disentangle.photo_graph import PhotoServing  # noqa: E402
 from keras_disentangle.runtime import Stage1Serving, load_stage1, load_stage2, stage1_trackables  # noqa: E402
 
@@ -156,10 +156,10 @@ def main(argv):
     cli.no_positional(argv)
     if not (FLAGS.stage1_dir or FLAGS.stage2_dir):
         raise cli.UsageError("--stage1_dir (stage I) or --stage2_dir once per factor (stage II) is required.")
-    if FLAGS.format == "tflite" and FLAGS.precision not in ("auto", "float32"):
+    if FLAGS.format == "tflite" and FLAGS.precision not in (configs.Precision.AUTO, configs.Precision.FLOAT32):
         raise cli.UsageError("--format=tflite converts float32 models (--quantize=dynamic_int8 for int8).")
     # LiteRT's builtin kernels are float32 (or int8): bf16 stays a SavedModel choice.
-    precision.apply("float32" if FLAGS.format == "tflite" else FLAGS.precision)
+    precision.apply(configs.Precision.FLOAT32 if FLAGS.format == "tflite" else FLAGS.precision)
     if FLAGS.quantize != "none" and FLAGS.format != "tflite":
         raise cli.UsageError("--quantize needs --format=tflite.")
     stage1_dir, dirs = run_dirs(FLAGS.stage1_dir, FLAGS.stage2_dir)

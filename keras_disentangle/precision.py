@@ -100,10 +100,10 @@ def decide(requested: str, hardware: Hardware) -> Choice:
     """
     requested = validate(requested)
     gpus = hardware.gpu_compute_capabilities
-    if requested == "mixed_float16" and not gpus:
+    if requested == configs.Precision.MIXED_FLOAT16 and not gpus:
         raise ValueError("--precision=mixed_float16 needs a GPU (float16 on a CPU is emulated and slow); "
                          "use auto, float32 or mixed_bfloat16.")
-    if requested != "auto":
+    if requested != configs.Precision.AUTO:
         return Choice(requested, "as requested")
     if hardware.tpu:
         return Choice("mixed_bfloat16", "TPU present")
@@ -174,7 +174,7 @@ def resolve(requested: str, hardware: Hardware | None = None, log=print) -> str:
     choice = decide(requested, hardware)
     log(f"Precision: {choice.policy} ({'--precision=auto: ' if requested == 'auto' else ''}{choice.reason}).")
     accelerated = hardware.tpu or hardware.gpu_compute_capabilities
-    if requested == "mixed_bfloat16" and not accelerated:
+    if requested == configs.Precision.MIXED_BFLOAT16 and not accelerated:
         has_bf16, why = cpu_bf16(hardware)
         if not has_bf16:
             slowdown = bf16_slowdown()

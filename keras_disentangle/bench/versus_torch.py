@@ -123,7 +123,7 @@ def main(argv: list[str]) -> None:
     cli.no_positional(argv)
     values = flags.FLAGS
     tf.get_logger().setLevel("ERROR")
-    bfloat16 = values.precision == "mixed_bfloat16"
+    bfloat16 = values.precision == configs.Precision.MIXED_BFLOAT16
     cfg = configs.override(configs.get_config(values.dataset, values.scale), batch_size=values.batch_size,
                            adversarial_weight=values.adversarial_weight)
     batch_size = cfg.train.batch_size

@@ -37,7 +37,7 @@ def protocol_settings(protocol: str, folders: bool) -> dict[str, Any]:
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"--protocol={protocol}: expected one of {', '.join(PROTOCOLS)}.")
-    if protocol == "custom":
+    if protocol == configs.Protocol.CUSTOM:
         return {}
     return {name: value for name, value in DEFAULTS.paper_settings
             if not (folders and name in _MODEL_ONLY_SETTINGS)}
@@ -148,7 +148,7 @@ class EvalOptions:
                 raise ValueError(f"--{name}={getattr(self, name)}: expected a positive integer.")
         if self.pairs not in PAIRS:
             raise ValueError(f"--pairs={self.pairs}: expected one of {', '.join(PAIRS)}.")
-        if self.pairs == "random" and (folders or self.task != "transfer"):
+        if self.pairs == configs.Pairs.RANDOM and (folders or self.task != configs.Task.TRANSFER):
             raise ValueError("--pairs=random draws pose-transfer pairs of a model's split: it needs --task=transfer "
                              "and --stage1_dir.")
         if self.crop:
@@ -166,24 +166,24 @@ class EvalOptions:
         if folders and model_only:
             raise ValueError(f"--metrics={','.join(model_only)} need a model (--stage1_dir); with "
                              "--generated_dir/--target_dir only image metrics run.")
-        if baseline and (stage2 or self.task != "sample"):
+        if baseline and (stage2 or self.task != configs.Task.SAMPLE):
             raise ValueError("--baseline_dir: a VAE / DCGAN baseline only samples; use it with --task=sample and "
                              "without --stage2_dir.")
         if baseline and model_only:
             raise ValueError(f"--metrics={','.join(model_only)} need the disentangled model; a --baseline_dir "
                              "has no stage-I or stage-II networks.")
-        if self.task == "sample" and (folders or not (stage2 or baseline)):
+        if self.task == configs.Task.SAMPLE and (folders or not (stage2 or baseline)):
             raise ValueError("--task=sample: stage-II sampling evaluation needs --stage1_dir and --stage2_dir "
                              "(one stage-II run per factor), or a --baseline_dir.")
-        if self.sample_pose not in ("sampled", "real"):
+        if self.sample_pose not in tuple(configs.SamplePose):
             raise ValueError(f"--sample_pose={self.sample_pose}: expected sampled or real.")
-        if self.sample_pose == "real" and not (stage2 and self.task == "sample"):
+        if self.sample_pose == configs.SamplePose.REAL and not (stage2 and self.task == configs.Task.SAMPLE):
             raise ValueError("--sample_pose=real: training poses replace sampled ones only with --task=sample "
                              "and --stage2_dir.")
         for metric in chosen:
             if Needs.STAGE2 in metric.needs and not stage2:
                 raise ValueError(f"--metrics={metric.name} scores stage II: pass --stage2_dir once per factor.")
-            if Needs.TARGETS in metric.needs and self.task == "sample":
+            if Needs.TARGETS in metric.needs and self.task == configs.Task.SAMPLE:
                 raise ValueError(f"--metrics={metric.name}: sampled images have no target photo; with "
                                  "--task=sample use metrics without a target.")
             if metric.check is not None:

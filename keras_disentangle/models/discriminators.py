@@ -11,7 +11,7 @@ import math
 import keras
 
 from keras_disentangle.configs import Config, Factor
-from keras_disentangle.configs.fields import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1_NORMALIZATIONS
+from keras_disentangle.configs.fields import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1_NORMALIZATIONS, D1Normalization
 
 # tflib's `set_weights_stdev(0.02)`, under which the authors' `DCGANDiscriminator` builds D1: uniform
 # weights of standard deviation 0.02, i.e. on +-0.02 * sqrt(3).
@@ -90,13 +90,13 @@ def build_d1(cfg: Config) -> keras.Model:
     return keras.Model(image, logit, name="d1")
 
 
-def _spectral(layer: keras.layers.Layer, normalization: str) -> keras.layers.Layer:
-    if normalization != "spectral":
+def _spectral(layer: keras.layers.Layer, normalization: D1Normalization | str) -> keras.layers.Layer:
+    if normalization != D1Normalization.SPECTRAL:
         return layer
     return keras.layers.SpectralNormalization(layer, dtype=layer.dtype_policy, name=f"sn_{layer.name}")
 
 
-def dcgan_features(image, channels: tuple[int, ...], normalization: str = "batch",
+def dcgan_features(image, channels: tuple[int, ...], normalization: D1Normalization | str = D1Normalization.BATCH,
                    initializer: str = "glorot_uniform"):
     """D1's conv stack on an image tensor, flattened (also the VAE baseline's encoder).
 
@@ -107,7 +107,7 @@ def dcgan_features(image, channels: tuple[int, ...], normalization: str = "batch
     kernel = _initializers(initializer, "d1_initializer", D1_INITIALIZERS)
     x = image
     for index, width in enumerate(channels):
-        normalize = index > 0 and normalization == "batch"
+        normalize = index > 0 and normalization == D1Normalization.BATCH
         # A bias before batch normalization is cancelled by its mean subtraction.
         x = _spectral(keras.layers.Conv2D(width, 5, strides=2, padding="same", use_bias=not normalize,
                                           kernel_initializer=kernel(), name=f"conv{index}"), normalization)(x)
