@@ -20,7 +20,6 @@ Scales:
 
 from keras_disentangle.configs.fields import (
     D1_LOSSES,
-    D1_NORMALIZATIONS,
     NUM_KEYPOINTS,
     NUM_ROIS,
     POSE_VECTOR_DIM,

@@ -36,7 +36,7 @@ def coerce_choices(config) -> None:
         value = getattr(config, name)
         if value is not None and not isinstance(value, kind):
             if value not in {member.value for member in kind}:
-                raise ValueError(f"Unknown {name} {value!r}; expected one of {', '.join(m.value for m in kind)}.")
+                raise ValueError(f"{name}={value!r}; expected one of {', '.join(m.value for m in kind)}.")
             object.__setattr__(config, name, kind(value))
 
 
@@ -103,7 +103,7 @@ class Baseline(StrEnum):
     DCGAN = "dcgan"  # Radford et al. 2016: the generator below against D1 (`build_d1`) as discriminator.
 
 
-D1_NORMALIZATIONS = tuple(kind.value for kind in D1Normalization)
+# training/steps.py checks d1_loss against it (TrainConfig now refuses other values itself).
 D1_LOSSES = tuple(kind.value for kind in D1Loss)
 # Kernel initializers of D1 (`ModelConfig.d1_initializer`) and D2 (`critic_initializer`): Keras' default,
 # or the authors' (docs/differences.md): `dcgan_uniform` is uniform with stddev 0.02, `he_uniform` Keras'.

@@ -11,7 +11,7 @@ import math
 import keras
 
 from keras_disentangle.configs import Config, Factor
-from keras_disentangle.configs.fields import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1_NORMALIZATIONS, D1Normalization
+from keras_disentangle.configs.fields import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1Normalization
 
 # tflib's `set_weights_stdev(0.02)`, under which the authors' `DCGANDiscriminator` builds D1: uniform
 # weights of standard deviation 0.02, i.e. on +-0.02 * sqrt(3).
@@ -79,9 +79,7 @@ def build_d1(cfg: Config) -> keras.Model:
       Radford et al., "Unsupervised representation learning with deep convolutional GANs", 2016;
       Ma et al., CVPR 2018, Sec. 3.5 (D1); Miyato et al., "Spectral normalization for GANs", 2018.
     """
-    normalization = cfg.model.d1_normalization
-    if normalization not in D1_NORMALIZATIONS:
-        raise ValueError(f"d1_normalization={normalization!r}; expected one of {', '.join(D1_NORMALIZATIONS)}.")
+    normalization = cfg.model.d1_normalization  # a D1Normalization: ModelConfig refuses other values
     kernel = _initializers(cfg.model.d1_initializer, "d1_initializer", D1_INITIALIZERS)
     image = keras.Input((cfg.data.height, cfg.data.width, 3), name="image")
     logit = _spectral(keras.layers.Dense(1, dtype="float32", kernel_initializer=kernel(), name="logit"),
@@ -100,7 +98,7 @@ def dcgan_features(image, channels: tuple[int, ...], normalization: D1Normalizat
                    initializer: str = "glorot_uniform"):
     """D1's conv stack on an image tensor, flattened (also the VAE baseline's encoder).
 
-    5x5 stride-2 convs of `channels` widths, LeakyReLU 0.2; `normalization` (`D1_NORMALIZATIONS`):
+    5x5 stride-2 convs of `channels` widths, LeakyReLU 0.2; `normalization` (`D1Normalization`):
     batch normalization on all but the first conv, none, or spectral normalization of every conv;
     kernels from `initializer` (`D1_INITIALIZERS`).
     """
