@@ -50,7 +50,8 @@ def define_flags() -> None:
     cli.define_shared("stage1_dir", note="Stage II: the run to load, frozen.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy (multi_worker reads TF_CONFIG).")
-    cli.define_shared("precision", note="Default: the preset's (auto); mixed_float16: GPUs, loss scaling.")
+    cli.define_shared("precision", note="Default: the preset's, auto (mixed_bfloat16 where the CPU/GPU/TPU has bf16 "
+                      "arithmetic, else float32); mixed_float16: GPUs, loss scaling.")
     flags.DEFINE_integer("steps_per_execution", None, "Override: training steps per tf.function call (losses are "
                          "fetched only at log steps).", lower_bound=1)
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")

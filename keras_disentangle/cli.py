@@ -64,9 +64,9 @@ class _ValueParser(flags.EnumClassParser):
     """absl's enum-class parser, spelled by the members' values (`fg`, `1`) rather than their names
     (`FOREGROUND`, which `DEFINE_enum_class` would ask for): the command lines stay as they were."""
 
-    def __init__(self, enum_class: type[enum.Enum]) -> None:
+    def __init__(self, enum_class: type[enum.Enum], members: Sequence[enum.Enum]) -> None:
         super().__init__(enum_class, case_sensitive=True)
-        self._member_names = tuple(member.value for member in enum_class)
+        self._member_names = tuple(member.value for member in members)
 
     def parse(self, argument):
         # EnumParser's message for a bad value: "value should be one of <a|b|c>", as DEFINE_enum's.
@@ -78,14 +78,14 @@ class _ValueSerializer(flags.ArgumentSerializer):
         return value.value
 
 
-def define_enum(name: str, default: Any, enum_class: type[enum.Enum], help: str, **args: Any) -> None:  # noqa: A002
-    """Defines `--name`, one of `enum_class`'s values (a `configs.StrEnum`); the flag holds the member.
-
-    `--help` shows `<a|b|c>: help`, as for `flags.DEFINE_enum`.
+def define_enum(name: str, default: Any, enum_class: type[enum.Enum], help: str,  # noqa: A002
+                choices: Sequence[enum.Enum] | None = None, **args: Any) -> None:
+    """Defines `--name`, one of `enum_class`'s values (a `configs.StrEnum`), or of `choices` where the tool
+    takes only some; the flag holds the member. `--help` shows `<a|b|c>: help`, as for `flags.DEFINE_enum`.
     """
-    values = "|".join(member.value for member in enum_class)
-    flags.DEFINE_flag(flags.Flag(_ValueParser(enum_class), _ValueSerializer(), name, default, f"<{values}>: {help}",
-                                 **args))
+    parser = _ValueParser(enum_class, list(choices or enum_class))
+    flags.DEFINE_flag(flags.Flag(parser, _ValueSerializer(), name, default,
+                                 f"<{'|'.join(parser.member_names)}>: {help}", **args))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +111,7 @@ SHARED = {
     "dataset": Shared(configs.Dataset, "The dataset preset."),
     "scale": Shared(configs.Scale, "The preset scale: full (the paper's sizes), tiny (CPU minutes) or micro "
                                    "(the demo, CI)."),
-    "precision": Shared(configs.Precision, "Keras dtype policy (keras_disentangle.precision): auto is "
-                                           "mixed_bfloat16 where the CPU/GPU/TPU has bf16 arithmetic, else float32."),
+    "precision": Shared(configs.Precision, "Keras dtype policy (keras_disentangle.precision)."),
     "factor": Shared(configs.Factor, "The factor."),
     "seed": Shared("integer", "Random seed."),
     "n": Shared("integer", "How many images."),
@@ -129,16 +128,18 @@ SHARED = {
 }
 
 
-def define_shared(*names: str, default: Any = None, note: str = "", required: bool = False, **args: Any) -> None:
+def define_shared(*names: str, default: Any = None, note: str = "", required: bool = False, multi: bool = False,
+                  **args: Any) -> None:
     """Defines the `SHARED` flags `names` for the running tool, with `default` (one name only) and its
-    help followed by `note`, what the flag means in this tool; `args` go to absl (`lower_bound`)."""
+    help followed by `note`, what the flag means in this tool. `multi` makes a string flag repeatable;
+    `args` go to absl (`lower_bound`) or, for a choice, to `define_enum` (`choices`)."""
     if len(names) > 1 and (default is not None or note):
         raise TypeError("define_shared: a default or a note goes with one flag.")
     for name in names:
         shared = SHARED[name]
         help_text = f"{shared.help} {note}".strip()
         if isinstance(shared.kind, str):
-            getattr(flags, f"DEFINE_{shared.kind}")(name, default, help_text, **args)
+            getattr(flags, f"DEFINE_{'multi_' if multi else ''}{shared.kind}")(name, default, help_text, **args)
         else:
             define_enum(name, default, shared.kind, help_text, **args)
         if required:

@@ -141,8 +141,8 @@ def define_flags() -> None:
     cli.define_shared("stage2_dir", default=[], note="Without it the stage-I SavedModel is written.")
     cli.define_shared("out", note="The base: the SavedModel goes to OUT/<name>/<version>/, the LiteRT file to "
                       "OUT/<name>-<version>-transfer|sample[-int8].tflite.", required=True)
-    cli.define_shared("precision", default="auto", note="The SavedModel computes in it; float32 or "
-                      "mixed_bfloat16.")
+    cli.define_shared("precision", default="auto", note="The SavedModel computes in it: auto (mixed_bfloat16 where "
+                      "this machine has bf16 arithmetic, else float32), float32 or mixed_bfloat16.")
     flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_model: TF Serving's layout; "
                       "tflite: a LiteRT flatbuffer of stage-I transfer, or with --stage2_dir of sampling (litert.py).")
     flags.DEFINE_string("name", None, "Model name (the folder TF Serving's --model_base_path points at); default "

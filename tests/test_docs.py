@@ -148,10 +148,13 @@ def _declared_flags(tool: str) -> dict[str, _Declared]:
                 and call.args and isinstance(call.args[0], ast.Constant)):
             continue
         if kind.attr == "define_shared":
+            # `choices=[configs.Kind.MEMBER, ...]` narrows a shared choice flag.
+            narrowed = next(([getattr(getattr(configs, e.value.attr), e.attr).value for e in k.value.elts]
+                             for k in call.keywords if k.arg == "choices"), None)
             for name in (arg.value for arg in call.args if isinstance(arg, ast.Constant)):
                 shared = cli.SHARED[name].kind
                 found[name] = declared(shared, None) if isinstance(shared, str) else declared(
-                    "enum", [member.value for member in shared])
+                    "enum", narrowed or [member.value for member in shared])
         elif kind.attr == "define_enum" and isinstance(call.args[2], ast.Attribute):
             found[call.args[0].value] = declared("enum", [m.value for m in getattr(configs, call.args[2].attr)])
         elif kind.attr.startswith("DEFINE_"):

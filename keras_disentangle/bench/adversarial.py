@@ -108,7 +108,7 @@ def picture(names: list[str], images_by_run: list[dict], scale: int) -> np.ndarr
 
 
 def define_flags() -> None:
-    flags.DEFINE_multi_string("stage1_dir", None, "A stage-I run (repeat: one row each).")
+    cli.define_shared("stage1_dir", note="Repeat: one row each.", multi=True)
     cli.define_shared("data_dir", note="A synthetic set's.")
     flags.DEFINE_string("fid_weights", os.environ.get("KD_FID_WEIGHTS"), "FID Inception weights (.npz).")
     flags.DEFINE_bool("fid", True, "Score FID (most of the time: --nofid screens on region L1 and sharpness).")

@@ -106,11 +106,12 @@ def check_same_network(stage1, step: torch_reference.Stage1Step) -> dict[str, in
 
 
 def define_flags() -> None:
-    flags.DEFINE_enum("dataset", "market", ["market"], "Preset dataset (the reference has BodyROI7 + background).")
+    cli.define_shared("dataset", default="market", note="The reference has BodyROI7 + background.",
+                      choices=[configs.Dataset.MARKET])
     cli.define_shared("scale", default="full")
     cli.define_shared("batch_size", note="Default: the preset's.")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
-                      "Keras policy of the TF step; mixed_bfloat16 runs PyTorch under bf16 autocast.")
+    cli.define_shared("precision", default="float32", note="Of the TF step; mixed_bfloat16 runs PyTorch under bf16 "
+                      "autocast.", choices=[configs.Precision.FLOAT32, configs.Precision.MIXED_BFLOAT16])
     cli.define_shared("adversarial_weight", default=1.0, note="1: the paper's loss (D1 trained).")
     flags.DEFINE_list("torch", list(_TORCH_VARIANTS), f"PyTorch memory layouts: {', '.join(_TORCH_VARIANTS)}.")
     flags.DEFINE_integer("rounds", 3, "Timed rounds (one window of every variant each).")
