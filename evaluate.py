@@ -79,7 +79,7 @@ def define_flags() -> None:
     cli.define_shared("out", note=f"{rundir.REPORT_FILE} and the PNG grids (default: STAGE1_DIR, or GENERATED_DIR).")
     for flag in registry.metric_flags().values():
         if flag.choices:
-            flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help)
+            cli.define_enum(flag.name, flag.default, flag.choices, flag.help)
         else:
             getattr(flags, f"DEFINE_{flag.kind}")(flag.name, flag.default, flag.help,
                                                   **({"lower_bound": flag.lower_bound} if flag.lower_bound is not None

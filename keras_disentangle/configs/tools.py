@@ -35,6 +35,16 @@ class SamplePose(StrEnum):
     REAL = "real"
 
 
+class SsimProtocol(StrEnum):
+    ORIGINAL = "original"  # the paper's: gray, 7x7 uniform window
+    GAUSSIAN = "gaussian"  # the Pose-Transfer toolkit's
+
+
+class MaskFrom(StrEnum):
+    TARGET = "target"
+    SOURCE = "source"  # the original code's bug, to reproduce its numbers
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """The evaluation protocol: `evaluate.py`'s defaults (its report records every value used).
@@ -46,8 +56,8 @@ class EvalConfig:
       seed: int. Seed of every random draw (gt_swap pairs, leakage tangents, ...).
       split: str. Records split.
       batch_size: int. Images per model call.
-      ssim_protocol: str. `original` (the paper's: gray, 7x7 uniform window) or `gaussian`.
-      mask_from: str. Whose body mask mask_ssim / mask_is use: `target`, or `source` (the original
+      ssim_protocol: SsimProtocol. `original` (the paper's: gray, 7x7 uniform window) or `gaussian`.
+      mask_from: MaskFrom. Whose body mask mask_ssim / mask_is use: `target`, or `source` (the original
         code's bug, to reproduce its numbers).
       leakage_n: int. Images the leakage maps are computed on.
       leakage_projections: int. 0: exact Jacobian norms; K: Hutchinson estimate with K tangents.
@@ -83,8 +93,8 @@ class EvalConfig:
     seed: int = 0
     split: str = "test"
     batch_size: int = 32
-    ssim_protocol: str = "original"
-    mask_from: str = "target"
+    ssim_protocol: SsimProtocol = SsimProtocol.ORIGINAL
+    mask_from: MaskFrom = MaskFrom.TARGET
     leakage_n: int = 8
     leakage_projections: int = 0
     saliency_n: int = 8

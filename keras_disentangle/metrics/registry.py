@@ -70,13 +70,14 @@ class Needs(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
-    """A metric's own command-line flag (absl `DEFINE_<kind>`); `choices` makes it an enum."""
+    """A metric's own command-line flag (absl `DEFINE_<kind>`); `choices`, a `configs.StrEnum` class, makes
+    it a choice (`cli.define_enum`)."""
 
     name: str
     kind: str  # "string", "integer" or "enum"
     default: Any
     help: str
-    choices: tuple[str, ...] = ()
+    choices: type[configs.StrEnum] | None = None
     lower_bound: int | None = None
 
 
@@ -158,7 +159,7 @@ class EvalOptions:
         chosen = [registered[m] for m in self.metrics]
         for flag in {f.name: f for metric in chosen for f in metric.flags}.values():
             value = getattr(self, flag.name)
-            if flag.choices and value not in flag.choices:
+            if flag.choices and value not in tuple(flag.choices):
                 raise ValueError(f"--{flag.name}={value}: expected one of {', '.join(flag.choices)}.")
             if flag.lower_bound is not None and value < flag.lower_bound:
                 raise ValueError(f"--{flag.name}={value}: expected at least {flag.lower_bound}.")
@@ -292,8 +293,8 @@ def existing_file(flag: str, path: str | None, how: str) -> None:
 # Flags that several metrics read.
 SSIM_PROTOCOL = Flag("ssim_protocol", "enum", DEFAULTS.ssim_protocol,
                      "original (the paper's: gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit).",
-                     choices=("original", "gaussian"))
+                     choices=configs.SsimProtocol)
 MASK_FROM = Flag("mask_from", "enum", DEFAULTS.mask_from, "Whose body mask mask_ssim/mask_is use: target, or "
-                 "source (the original code's bug, to reproduce its numbers).", choices=("target", "source"))
+                 "source (the original code's bug, to reproduce its numbers).", choices=configs.MaskFrom)
 INCEPTION_WEIGHTS = Flag("inception_weights", "string", None,
                          "Keras InceptionV3 ImageNet weights (.h5), for is/mask_is.")
