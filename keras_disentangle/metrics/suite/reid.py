@@ -96,8 +96,8 @@ def table(result: dict) -> list[str]:
 METRIC = Metric(
     name="reid", help="person re-ID (CMC rank-1/5/10, mAP) on an embedding, Market-1501 protocol",
     needs=(Needs.STAGE1,), compute=compute, table=table,
-    flags=(Flag("reid_features", "enum", ReidFeatures.FG, "Embedding matched by reid: fg, fg_pca (PCA fitted on train), "
-                "fg_kissme (PCA + KISSME fitted on train), bg or pose.",
+    flags=(Flag("reid_features", "enum", ReidFeatures.FG, "Embedding matched by reid: fg, fg_pca (PCA fitted on "
+                "train), fg_kissme (PCA + KISSME fitted on train), bg or pose.",
                 choices=ReidFeatures),
            Flag("pca_dims", "integer", 256, "PCA dimensions of --reid_features=fg_pca / fg_kissme (capped at the train "
                 "split's rank).", lower_bound=1)))
