@@ -12,6 +12,12 @@ from keras_disentangle.bench.measurements import MEASUREMENTS, run
 from keras_disentangle.bench.random_records import write_random_records
 from keras_disentangle.bench.timing import Settings
 
+class Xla(configs.StrEnum):
+    ON = "on"
+    OFF = "off"
+    BOTH = "both"
+
+
 # Per-scale defaults of --warmup/--windows/--window_batches: a full-scale stage-I step takes
 # tens of seconds on a 2-core CPU, a tiny one tens of milliseconds.
 _DEFAULT_COUNTS = {"full": (1, 3, 1), "tiny": (10, 5, 5), "micro": (10, 5, 5)}
@@ -26,7 +32,7 @@ def define_flags() -> None:
     cli.define_shared("batch_size", note="Default: the preset's.")
     flags.DEFINE_list("precision", ["auto"], "Keras dtype policies to measure the models under: auto "
                       "(this machine's choice, see keras_disentangle.precision), float32, mixed_bfloat16.")
-    flags.DEFINE_enum("xla", "both", ["on", "off", "both"], "Compile the steps with XLA.")
+    cli.define_enum("xla", Xla.BOTH, Xla, "Compile the steps with XLA.")
     cli.define_shared("data_dir", note="Unset: random records are written to a temporary directory.")
     cli.define_shared("num_records", default=1024, note="When --data_dir is unset.")
     cli.define_shared("warmup", note="Calls after the first (default: 1 full, 10 tiny).")
@@ -61,7 +67,7 @@ def main(argv: list[str]) -> None:
         default if value is None else value
         for value, default in zip((values.warmup, values.windows, values.window_batches),
                                   _DEFAULT_COUNTS[values.scale]))
-    xla = {"on": (True,), "off": (False,), "both": (False, True)}[values.xla]
+    xla = {Xla.ON: (True,), Xla.OFF: (False,), Xla.BOTH: (False, True)}[values.xla]
 
     def settings(data_dir: str) -> Settings:
         return Settings(cfg=cfg, data_dir=data_dir, batch_size=cfg.train.batch_size, warmup=warmup,
