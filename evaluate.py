@@ -41,17 +41,16 @@ def define_flags() -> None:
 
     metrics = registry.metrics()
     defaults = registry.DEFAULTS  # configs.EvalConfig
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.")
-    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory (repeat per factor): --task=sample, the "
-                              "stage-II metrics and the sampled-factor checks of gt_swap.")
+    cli.define_shared("stage1_dir")
+    cli.define_shared("stage2_dir", default=[], note="For --task=sample, the stage-II metrics and the sampled-factor "
+                      "checks of gt_swap.")
     flags.DEFINE_string("baseline_dir", None, "A VAE / DCGAN baseline run (train.py --stage=baseline), sampled "
                         "with --task=sample instead of a stage-II model.")
-    flags.DEFINE_enum("sample_pose", defaults.sample_pose, ["sampled", "real"], "--task=sample with --stage2_dir: "
-                      "sampled (every factor from noise) or real (FG/BG from noise, poses of random training "
-                      "images: the paper's 'BodyROI7 + real pose').")
-    flags.DEFINE_string("data_dir", None, "TFRecords written by `python -m tfrecords.build`.")
-    flags.DEFINE_enum("dataset", None, list(configs.DATASETS),
-                      "Optional check: the dataset the run must have been trained on.")
+    cli.define_enum("sample_pose", defaults.sample_pose, configs.SamplePose, "--task=sample with --stage2_dir: "
+                    "sampled (every factor from noise) or real (FG/BG from noise, poses of random training "
+                    "images: the paper's 'BodyROI7 + real pose').")
+    cli.define_shared("data_dir")
+    cli.define_shared("dataset", note="Optional check: the run must have been trained on it.")
     flags.DEFINE_string("generated_dir", None, "Score this folder of images instead of a model's output.")
     flags.DEFINE_string("target_dir", None, "With --generated_dir: the targets, matched by file name.")
     flags.DEFINE_string("mask_dir", None, "With --generated_dir: body masks (nonzero = body), by file name.")
@@ -59,29 +58,28 @@ def define_flags() -> None:
         f"{name} ({metric.help})" for name, metric in metrics.items()) + ".")
     flags.register_validator("metrics", lambda names: bool(names) and set(names) <= set(metrics),
                              message=f"--metrics takes a comma-separated subset of {','.join(metrics)}")
-    flags.DEFINE_enum("task", defaults.task, list(registry.TASKS), "reconstruct, transfer (pose transfer on the "
-                      "pairs file) or sample (every factor from stage II's mappers; needs --stage2_dir).")
-    flags.DEFINE_string("split", defaults.split, "Which split's records to evaluate on.")
-    flags.DEFINE_enum("protocol", defaults.protocol, list(registry.PROTOCOLS), "custom: every setting from its "
-                      "flag; paper: the published tables' (Market: 12,800 seeded same-identity test pairs, radius-7 "
-                      "masks of the source pose, the original SSIM; DeepFashion: the same with radius-4 masks), "
-                      "--n strict. A flag that contradicts it is an error.")
-    flags.DEFINE_integer("n", defaults.n, "How many images (or pairs) to score. Given explicitly (or under "
-                         "--protocol=paper), fewer existing is an error unless --allow_fewer; otherwise what exists "
-                         "is scored (a folder: every file) and the count printed.", lower_bound=1)
-    flags.DEFINE_enum("pairs", defaults.pairs, list(registry.PAIRS), "--task=transfer: csv (the split's pairs file, "
-                      "in file order) or random (n same-identity pairs of the split's images drawn with --seed).")
+    cli.define_enum("task", defaults.task, configs.Task, "reconstruct, transfer (pose transfer on the "
+                    "pairs file) or sample (every factor from stage II's mappers; needs --stage2_dir).")
+    cli.define_shared("split", default=defaults.split)
+    cli.define_enum("protocol", defaults.protocol, configs.Protocol, "custom: every setting from its "
+                    "flag; paper: the published tables' (Market: 12,800 seeded same-identity test pairs, radius-7 "
+                    "masks of the source pose, the original SSIM; DeepFashion: the same with radius-4 masks), "
+                    "--n strict. A flag that contradicts it is an error.")
+    cli.define_shared("n", default=defaults.n, note="(Or pairs) to score. Given explicitly (or under "
+                      "--protocol=paper), fewer existing is an error unless --allow_fewer; otherwise what exists "
+                      "is scored (a folder: every file) and the count printed.", lower_bound=1)
+    cli.define_enum("pairs", defaults.pairs, configs.Pairs, "--task=transfer: csv (the split's pairs file, "
+                    "in file order) or random (n same-identity pairs of the split's images drawn with --seed).")
     flags.DEFINE_bool("allow_fewer", defaults.allow_fewer, "Score what exists when fewer than --n images or pairs do.")
     flags.DEFINE_string("crop", defaults.crop or None, "With --generated_dir: i/k scores the i-th of k equal-width "
                         "panels of each file (PATN's 5-panel strips: 5/5).")
-    flags.DEFINE_integer("seed", defaults.seed, "Seed of every random draw (gt_swap pairs, leakage tangents, ...).")
-    flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per model call.", lower_bound=1)
+    cli.define_shared("seed", default=defaults.seed, note="Of every draw (gt_swap pairs, leakage tangents, ...).")
+    cli.define_shared("batch_size", default=defaults.batch_size, note="Images per model call.", lower_bound=1)
     flags.DEFINE_string("cache_dir", None, "Where FID real statistics are cached (default: STAGE1_DIR/fid_stats).")
-    flags.DEFINE_string("out", None, f"Directory to write {rundir.REPORT_FILE} and the PNG grids to (default: "
-                        "STAGE1_DIR, or GENERATED_DIR).")
+    cli.define_shared("out", note=f"{rundir.REPORT_FILE} and the PNG grids (default: STAGE1_DIR, or GENERATED_DIR).")
     for flag in registry.metric_flags().values():
         if flag.choices:
-            flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help)
+            cli.define_enum(flag.name, flag.default, flag.choices, flag.help)
         else:
             getattr(flags, f"DEFINE_{flag.kind}")(flag.name, flag.default, flag.help,
                                                   **({"lower_bound": flag.lower_bound} if flag.lower_bound is not None
@@ -103,7 +101,7 @@ def _options(folders: bool):
         return fixed.get(name, FLAGS[name].value)
 
     # Only an --n someone asked for (or the paper's) is a promise; the default scores what exists.
-    strict = FLAGS.protocol == "paper" or FLAGS["n"].present
+    strict = FLAGS.protocol == configs.Protocol.PAPER or FLAGS["n"].present
     options = registry.EvalOptions(
         metrics=tuple(FLAGS.metrics), task=setting("task"), n=setting("n"), seed=FLAGS.seed, split=FLAGS.split,
         batch_size=FLAGS.batch_size, cache_dir=cache_dir, out_dir=out_dir,
@@ -168,11 +166,12 @@ def main(argv):
             raise cli.UsageError(f"--dataset={FLAGS.dataset}: the run in {FLAGS.stage1_dir or FLAGS.baseline_dir} "
                                  "was trained on "
                                  f"{cfg.data.name!r}.")
+        sampling = options.task == configs.Task.SAMPLE
         header.update(stage1_dir=FLAGS.stage1_dir, data_dir=FLAGS.data_dir, dataset=cfg.data.name, scale=cfg.scale,
-                      sample_pose=options.sample_pose if options.task == "sample" and FLAGS.stage2_dir else None)
+                      sample_pose=options.sample_pose if sampling and FLAGS.stage2_dir else None)
         images = None
         if needs_images:
-            images = (report.sample_images(baseline or stage2, options, FLAGS.data_dir) if options.task == "sample"
+            images = (report.sample_images(baseline or stage2, options, FLAGS.data_dir) if sampling
                       else report.model_images(cfg, stage1, FLAGS.data_dir, options))
         real_key = {"dataset": cfg.data.name, "split": options.split, "n": options.n,
                     "size": [cfg.data.height, cfg.data.width], "data_dir": os.path.abspath(FLAGS.data_dir)}

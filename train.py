@@ -36,36 +36,32 @@ BASELINE_MODELS = tuple(b.value for b in configs.Baseline)
 def define_flags() -> None:
     flags.DEFINE_enum("stage", "1", ["1", "2", "baseline"],
                       "1: reconstruction network; 2: a stage-II mapper; baseline: the VAE or DCGAN of Fig. 7.")
-    flags.DEFINE_enum("dataset", configs.DEFAULT_DATASET, list(configs.DATASETS), "The dataset preset.")
-    flags.DEFINE_string("data_dir", None, "Directory of TFRecords written by `python -m tfrecords.build`.")
-    flags.mark_flag_as_required("data_dir")
-    flags.DEFINE_string("logdir", None, "Run directory: config, checkpoints, TensorBoard events.")
-    flags.mark_flag_as_required("logdir")
-    flags.DEFINE_enum("scale", configs.DEFAULT_SCALE, list(configs.SCALES),
-                      "full (the paper's sizes), tiny (CPU minutes) or micro (the demo, CI). Stage II takes it, "
-                      "and every data and training setting, from the stage-I run's config.json.")
+    cli.define_shared("dataset", default=configs.DEFAULT_DATASET)
+    cli.define_shared("data_dir", required=True)
+    cli.define_shared("logdir", note="Config, checkpoints, TensorBoard events.", required=True)
+    cli.define_shared("scale", default=configs.DEFAULT_SCALE, note="Stage II takes it, and every data and training "
+                      "setting, from the stage-I run's config.json.")
     flags.DEFINE_enum("model", None, [*STAGE1_MODELS, *BASELINE_MODELS],
                       "Stage I: which networks to train (appearance, pose, both; default both); "
                       "--stage=baseline: vae or dcgan (required).")
-    flags.DEFINE_enum("fg_encoder", None, [k.value for k in configs.FgEncoderKind],
-                      "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
-    flags.DEFINE_enum("factor", None, [f.value for f in configs.Factor], "Stage II: the factor to sample.")
-    flags.DEFINE_string("stage1_dir", None, "Stage II: the stage-I run directory to load, frozen.")
+    cli.define_enum("fg_encoder", None, configs.FgEncoderKind,
+                    "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
+    cli.define_shared("factor", note="Stage II: the factor to sample.")
+    cli.define_shared("stage1_dir", note="Stage II: the run to load, frozen.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy (multi_worker reads TF_CONFIG).")
-    flags.DEFINE_enum("precision", None, list(precision.POLICIES),
-                      "auto (the preset's default: mixed_bfloat16 where the CPU/GPU/TPU has bf16 arithmetic, else "
-                      "float32), float32, mixed_bfloat16 or mixed_float16 (GPUs; loss scaling).")
+    cli.define_shared("precision", note="Default: the preset's, auto (mixed_bfloat16 where the CPU/GPU/TPU has bf16 "
+                      "arithmetic, else float32); mixed_float16: GPUs, loss scaling.")
     flags.DEFINE_integer("steps_per_execution", None, "Override: training steps per tf.function call (losses are "
                          "fetched only at log steps).", lower_bound=1)
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-    flags.DEFINE_float("max_minutes", None, "Stop after this much training time (checkpointed; rerun continues).")
-    flags.DEFINE_integer("steps", None, "Override: total training steps.")
-    flags.DEFINE_integer("batch_size", None, "Override: global batch size.")
-    flags.DEFINE_float("learning_rate", None, "Override: stage-I Adam learning rate.")
+    cli.define_shared("max_minutes")
+    cli.define_shared("steps", note="Override: total training steps.")
+    cli.define_shared("batch_size", note="Override: global batch size.")
+    cli.define_shared("learning_rate", note="Override: stage I's.")
     flags.DEFINE_float("baseline_learning_rate", None, "Override: the VAE / DCGAN baselines' Adam learning rate.")
     flags.DEFINE_float("l1_weight", None, "Override: lambda, the L1 weight of the stage-I loss.")
-    flags.DEFINE_float("adversarial_weight", None, "Override: weight of the stage-I adversarial loss.")
+    cli.define_shared("adversarial_weight", note="Override.")
     flags.DEFINE_integer("lr_halving_steps", None, "Override: halve every learning rate every this many steps "
                          "(0: constant).", lower_bound=0)
     flags.DEFINE_integer("mapper_batch_size", None, "Override: stage-II batch.", lower_bound=1)
@@ -79,16 +75,16 @@ def define_flags() -> None:
     flags.DEFINE_integer("d1_every", None, "Override: update D1 on every k-th step only (k:1 G1:D1); needs "
                          "--strategy=default.", lower_bound=1)
     flags.DEFINE_integer("d1_steps", None, "Override: D1 updates per step (1:n G1:D1).", lower_bound=1)
-    flags.DEFINE_enum("d1_normalization", None, list(configs.D1_NORMALIZATIONS),
-                      "Override: D1's normalization: batch (the paper), none, spectral (not in the paper).")
-    flags.DEFINE_enum("d1_loss", None, list(configs.D1_LOSSES), "Override: bce (the paper) or hinge (not in the paper).")
+    cli.define_enum("d1_normalization", None, configs.D1Normalization,
+                    "Override: D1's normalization: batch (the paper), none, spectral (not in the paper).")
+    cli.define_enum("d1_loss", None, configs.D1Loss, "Override: bce (the paper) or hinge (not in the paper).")
     flags.DEFINE_float("d1_r1_weight", None, "Override: R1 penalty weight on D1 (not in the paper; 0: none).")
     flags.DEFINE_bool("appearance_in_up_path", None, "Override: every up-path level of the U-Net also reads the "
                       "tiled appearance embedding (not in the paper; the micro presets' default).")
     flags.DEFINE_integer("checkpoint_every", None, "Override: steps between checkpoints.")
     flags.DEFINE_integer("log_every", None, "Override: steps between TensorBoard scalars.")
     flags.DEFINE_integer("image_every", None, "Override: steps between TensorBoard image grids.")
-    flags.DEFINE_integer("seed", None, "Override: random seed.")
+    cli.define_shared("seed", note="Override.")
     flags.DEFINE_float("progress_seconds", None, "When stdout is not a terminal: seconds between progress lines "
                        "(default 30).")
 
@@ -129,14 +125,14 @@ def _stage1_config() -> configs.Config:
         if FLAGS[flag].present and FLAGS[flag].value != value:
             raise cli.UsageError(f"--{flag}={FLAGS[flag].value}: the stage-I run {stage1_dir} is {flag} {value!r}; "
                                  f"omit --{flag} (stage II reads it from {stage1_dir}/config.json).")
-    train = dataclasses.replace(configs.stage2_train(cfg.train, factor), precision="auto")
+    train = dataclasses.replace(configs.stage2_train(cfg.train, factor), precision=configs.Precision.AUTO)
     return dataclasses.replace(cfg, train=train)
 
 
 def warn_full_on_cpu(cfg: configs.Config, device_types: list[str]) -> None:
     """One line on stderr when the full preset (the paper's sizes, a GPU job) is about to train on a
     machine with neither GPU nor TPU: a forgotten --scale would otherwise just seem to hang."""
-    if cfg.scale == "full" and not {"GPU", "TPU"} & set(device_types):
+    if cfg.scale == configs.Scale.FULL and not {"GPU", "TPU"} & set(device_types):
         print("train.py: warning: the full preset (the paper's sizes, a GPU job) runs on a CPU; --scale=tiny or "
               "micro trains in minutes.", file=sys.stderr)
 

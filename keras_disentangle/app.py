@@ -92,13 +92,11 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("stage1", None, "Stage-I SavedModel: export's OUT/<name> (the newest version is served) or "
-                        "OUT/<name>/<version>; a stage-II one works too.")
-    flags.mark_flag_as_required("stage1")
+    cli.define_shared("stage1", note="The newest version of OUT/<name> is served; a stage-II one works too.",
+                      required=True)
     flags.DEFINE_string("stage2", None, "Stage-II SavedModel (base or version folder): the Sample and Interpolate tabs.")
-    flags.DEFINE_string("gallery", None, "Folder of test photos offered in the page (the first 10).")
-    flags.DEFINE_string("gallery_keypoints", None, "Annotation CSV of the gallery photos (Market/DeepFashion syntax); "
-                        "photos without a row get BlazePose keypoints.")
+    cli.define_shared("gallery", note="Test photos offered in the page (the first 10).")
+    cli.define_shared("gallery_keypoints", note="Photos without a row get BlazePose keypoints.")
     flags.DEFINE_string("host", "127.0.0.1", "Address to bind; the default serves this machine only.")
     flags.DEFINE_integer("port", 7860, "Port.", lower_bound=1, upper_bound=65535)
     flags.DEFINE_float("max_upload_mb", MAX_UPLOAD_MB, "Largest upload accepted, in megabytes.", lower_bound=0.01)

@@ -366,8 +366,8 @@ def _refine(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("out", str(DEFAULT_MODELS_DIR),
-                        f"Folder to write the two .tflite files to (from {WHEEL_REQUIREMENT}, fetched with pip).")
+    cli.define_shared("out", default=str(DEFAULT_MODELS_DIR),
+                      note=f"The two .tflite files (from {WHEEL_REQUIREMENT}, fetched with pip).")
 
 
 def main(argv) -> None:

@@ -129,12 +129,12 @@ MODES = ("stage1", "stage2")
 
 def define_flags() -> None:
     cli.renamed(out_dir="--out")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage2: default from the stage-II runs).")
-    flags.DEFINE_multi_string("stage2_dir", [], "stage2: a stage-II run directory; repeat once per factor.")
-    flags.DEFINE_string("data_dir", None, "TFRecords of the synthetic set.")
-    flags.mark_flag_as_required("data_dir")
-    flags.DEFINE_string("out", "out/demo", "Directory to write the PNGs to.")
-    flags.DEFINE_integer("n", 8, "Columns (image pairs; stage2: images and interpolation steps).", lower_bound=1)
+    cli.define_shared("stage1_dir", note="stage2: default from the stage-II runs.")
+    cli.define_shared("stage2_dir", default=[], note="stage2.")
+    cli.define_shared("data_dir", note="The synthetic set's.", required=True)
+    cli.define_shared("out", default="out/demo", note="The PNGs.")
+    cli.define_shared("n", default=8, note="Columns (image pairs; stage2: images and interpolation steps).",
+                      lower_bound=1)
 
 
 def main(argv):

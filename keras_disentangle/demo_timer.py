@@ -7,16 +7,21 @@
 Makefile can time each phase without shell features that differ between `sh` and `bash`. `table`
 prints every phase, the total, and the CPU flags that decide the speed (avx2, avx512f,
 avx512_bf16, amx_bf16). No TensorFlow import: the timer costs milliseconds per phase.
+The command line follows `keras_disentangle.cli`; `--` ends the timer's flags, so COMMAND's own
+flags pass through untouched.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
-from keras_disentangle import precision
+from absl import flags
+
+from keras_disentangle import cli, precision
+
+FLAGS = flags.FLAGS
 
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
@@ -69,26 +74,21 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
-USAGE = ("usage: python -m keras_disentangle.demo_timer --log=FILE run NAME -- COMMAND [ARGS...]\n"
-         "       python -m keras_disentangle.demo_timer --log=FILE table")
+def define_flags() -> None:
+    flags.DEFINE_string("log", None, "The timings file: one line per phase (name, seconds, exit code).")
+    flags.mark_flag_as_required("log")
 
 
 def main(argv: list[str]) -> int:
-    if not argv or not argv[0].startswith("--log="):
-        print(USAGE, file=sys.stderr)
-        return 2
-    log, rest = argv[0][len("--log="):], argv[1:]
-    if len(rest) >= 3 and rest[0] == "run" and rest[2] == "--" and len(rest) > 3:
-        return run_phase(log, rest[1], rest[3:])
-    if rest == ["table"]:
-        if not os.path.exists(log):
-            print(f"demo_timer: error: {log} does not exist; no phase was timed.", file=sys.stderr)
-            return 1
-        print(format_table(read_log(log), cpu_description()))
+    if len(argv) > 3 and argv[1] == "run":
+        return run_phase(FLAGS.log, argv[2], argv[3:])
+    if argv[1:] == ["table"]:
+        if not os.path.exists(FLAGS.log):
+            raise OSError(f"{FLAGS.log} does not exist; no phase was timed.")
+        print(format_table(read_log(FLAGS.log), cpu_description()))
         return 0
-    print(USAGE, file=sys.stderr)
-    return 2
+    raise cli.UsageError(f"expected `run NAME -- COMMAND [ARGS...]` or `table`, got {' '.join(argv[1:]) or 'none'}.")
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.run(main, define_flags)

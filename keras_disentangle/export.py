@@ -57,7 +57,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_disentangle import cli, precision, rundir  # noqa: E402
+from keras_disentangle import cli, configs, precision, rundir  # noqa: E402
 from keras_disentangle.photo_graph import PhotoServing  # noqa: E402
 from keras_disentangle.runtime import Stage1Serving, load_stage1, load_stage2, stage1_trackables  # noqa: E402
 
@@ -135,42 +135,50 @@ def write_versioned(base: str, name: str, version: int, write) -> str:
 FLAGS = flags.FLAGS
 
 
+class Format(configs.StrEnum):
+    SAVED_MODEL = "saved_model"  # TF Serving's layout
+    TFLITE = "tflite"  # a LiteRT flatbuffer (litert.py)
+
+
+class Quantize(configs.StrEnum):
+    NONE = "none"
+    DYNAMIC_INT8 = "dynamic_int8"  # dynamic-range int8 weights
+
+
 def define_flags() -> None:
     cli.renamed(logdir="--stage1_dir", stage="--stage1_dir or --stage2_dir (the runs say their stage)")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory (stage II: default from the stage-II runs).")
-    flags.DEFINE_multi_string("stage2_dir", [], "A stage-II run directory; repeat once per factor. Without it the "
-                              "stage-I SavedModel is written.")
-    flags.DEFINE_string("out", None, "Base directory: the SavedModel goes to OUT/<name>/<version>/, the LiteRT "
-                        "file to OUT/<name>-<version>-transfer|sample[-int8].tflite.")
-    flags.mark_flag_as_required("out")
-    flags.DEFINE_enum("precision", "auto", list(precision.POLICIES), "Dtype policy the SavedModel computes in: auto "
-                      "(mixed_bfloat16 where this machine has bf16 arithmetic, else float32), float32 or mixed_bfloat16.")
-    flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_model: TF Serving's layout; "
-                      "tflite: a LiteRT flatbuffer of stage-I transfer, or with --stage2_dir of sampling (litert.py).")
+    cli.define_shared("stage1_dir", note="Stage II: default from the stage-II runs.")
+    cli.define_shared("stage2_dir", default=[], note="Without it the stage-I SavedModel is written.")
+    cli.define_shared("out", note="The base: the SavedModel goes to OUT/<name>/<version>/, the LiteRT file to "
+                      "OUT/<name>-<version>-transfer|sample[-int8].tflite.", required=True)
+    cli.define_shared("precision", default="auto", note="The SavedModel computes in it: auto (mixed_bfloat16 where "
+                      "this machine has bf16 arithmetic, else float32), float32 or mixed_bfloat16.")
+    cli.define_enum("format", Format.SAVED_MODEL, Format, "saved_model: TF Serving's layout; "
+                    "tflite: a LiteRT flatbuffer of stage-I transfer, or with --stage2_dir of sampling (litert.py).")
     flags.DEFINE_string("name", None, "Model name (the folder TF Serving's --model_base_path points at); default "
                         "dpig-<dataset>-<scale>.")
     flags.DEFINE_integer("version", None, "Numeric version folder; default the newest checkpoint step of the runs.",
                          lower_bound=1)
-    flags.DEFINE_enum("quantize", "none", ["none", "dynamic_int8"], "--format=tflite: dynamic-range int8 weights.")
+    cli.define_enum("quantize", Quantize.NONE, Quantize, "--format=tflite: dynamic-range int8 weights.")
 
 
 def main(argv):
     cli.no_positional(argv)
     if not (FLAGS.stage1_dir or FLAGS.stage2_dir):
         raise cli.UsageError("--stage1_dir (stage I) or --stage2_dir once per factor (stage II) is required.")
-    if FLAGS.format == "tflite" and FLAGS.precision not in ("auto", "float32"):
+    if FLAGS.format == Format.TFLITE and FLAGS.precision not in (configs.Precision.AUTO, configs.Precision.FLOAT32):
         raise cli.UsageError("--format=tflite converts float32 models (--quantize=dynamic_int8 for int8).")
     # LiteRT's builtin kernels are float32 (or int8): bf16 stays a SavedModel choice.
-    precision.apply("float32" if FLAGS.format == "tflite" else FLAGS.precision)
-    if FLAGS.quantize != "none" and FLAGS.format != "tflite":
+    precision.apply(configs.Precision.FLOAT32 if FLAGS.format == Format.TFLITE else FLAGS.precision)
+    if FLAGS.quantize != Quantize.NONE and FLAGS.format != Format.TFLITE:
         raise cli.UsageError("--quantize needs --format=tflite.")
     stage1_dir, dirs = run_dirs(FLAGS.stage1_dir, FLAGS.stage2_dir)
     name = FLAGS.name or default_name(stage1_dir)
     version = FLAGS.version or default_version(dirs)
-    if FLAGS.format == "tflite":
+    if FLAGS.format == Format.TFLITE:
         from keras_disentangle import litert  # noqa: PLC0415 (the converter loads only when asked)
 
-        suffix = "-int8" if FLAGS.quantize == "dynamic_int8" else ""
+        suffix = "-int8" if FLAGS.quantize == Quantize.DYNAMIC_INT8 else ""
         what = "sample" if FLAGS.stage2_dir else "transfer"
         path = str(pathlib.Path(FLAGS.out) / f"{name}-{version}-{what}{suffix}.tflite")
         if FLAGS.stage2_dir:

@@ -272,23 +272,20 @@ MODE_IMAGES = {"swap": ("source", "target"), "transfer": ("source",), "invert_in
 def define_flags() -> None:
     cli.renamed(steps="--frames")
     factors = [f.value for f in configs.Factor]
-    flags.DEFINE_multi_string("stage2_dir", None, "A stage-II run directory; repeat once per factor "
-                              "(transfer and swap: optional, --stage1_dir is enough).")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name; "
-                        "transfer and swap run on it alone).")
-    flags.DEFINE_string("out", None, "Output directory.")
-    flags.mark_flag_as_required("out")
-    flags.DEFINE_string("data_dir", None, "TFRecords: real test images, keypoints by file name.")
+    cli.define_shared("stage2_dir", note="Transfer and swap: optional, --stage1_dir is enough.")
+    cli.define_shared("stage1_dir", note="Default: the one the stage-II runs name; transfer and swap run on it alone.")
+    cli.define_shared("out", required=True)
+    cli.define_shared("data_dir", note="Real test images, keypoints by file name.")
     # The defaults are Request's, which are configs.GenerateConfig's.
-    flags.DEFINE_integer("n", Request.n, "Images (sample) or rows (interpolate).", lower_bound=1)
-    flags.DEFINE_integer("seed", Request.seed, "Random seed.")
+    cli.define_shared("n", default=Request.n, note="Sample: images; interpolate: rows.", lower_bound=1)
+    cli.define_shared("seed", default=Request.seed)
     flags.DEFINE_list("factors", list(Request.factors), "sample: factors from noise; swap: factors to swap.")
     flags.register_validator("factors", lambda names: bool(names) and set(names) <= set(factors),
                              message=f"--factors takes a comma-separated subset of {','.join(factors)}")
     flags.DEFINE_list("parts", [], "swap: FG body ROIs to swap (" + ", ".join(geometry.ROI_NAMES) + ").")
     flags.register_validator("parts", lambda names: set(names) <= set(geometry.ROI_NAMES),
                              message=f"--parts takes a comma-separated subset of {','.join(geometry.ROI_NAMES)}")
-    flags.DEFINE_enum("factor", Request.factor, factors, "interpolate: the factor to walk.")
+    cli.define_shared("factor", default=Request.factor, note="interpolate: the one to walk.")
     for name in IMAGE_FLAGS:
         flags.DEFINE_string(name, None, f"Image file or file name ({name}).")
         alone = "; transfer: without --pose, the target pose itself" if name == "pose" else ""

@@ -292,18 +292,22 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+class Format(configs.StrEnum):
+    CSV = "csv"
+    JSON = "json"
+
+
 def define_flags() -> None:
-    flags.DEFINE_string("out", None, "Folder to write to; without it the CSV rows go to stdout.")
-    flags.DEFINE_enum("format", "csv", ["csv", "json"],
-                      "csv: one annotation CSV `keypoints.csv` (name:keypoints_y:keypoints_x); json: one "
-                      "NAME.json {\"keypoints\": [[y, x], ...18]} per photo.")
+    cli.define_shared("out", note="Without it the CSV rows go to stdout.")
+    cli.define_enum("format", Format.CSV, Format,
+                    "csv: one annotation CSV `keypoints.csv` (name:keypoints_y:keypoints_x); json: one "
+                    "NAME.json {\"keypoints\": [[y, x], ...18]} per photo.")
     flags.DEFINE_boolean("draw", False, "Also write NAME.skeleton.png with the skeleton on the photo (needs --out).")
-    flags.DEFINE_string("size", None, "HxW (e.g. 128x64): frame each person to this aspect ratio (padded, "
-                        "never squashed), resize to HxW and write the crop; keypoints then refer to the crop.")
+    cli.define_shared("size", note="Each person is framed to this aspect ratio (padded, never squashed), resized "
+                      "to HxW and the crop written; keypoints then refer to the crop.")
     flags.DEFINE_boolean("strict", False, "Stop at the first photo that cannot be read or shows nobody, instead of "
                          "giving it a row of -1 joints and counting it (a single photo always stops).")
-    flags.DEFINE_string("models_dir", None, "Folder of the BlazePose .tflite files (default: weights/blazepose "
-                        "or $KERAS_DISENTANGLE_POSE_MODELS).")
+    cli.define_shared("models_dir", note="$KERAS_DISENTANGLE_POSE_MODELS overrides the default.")
 
 
 def main(argv) -> None:
@@ -316,7 +320,7 @@ def main(argv) -> None:
     for path in paths:
         if path.suffix.lower() not in PHOTO_SUFFIXES:
             raise cli.UsageError(f"unexpected argument {str(path)!r}: expected image files ({', '.join(PHOTO_SUFFIXES)})")
-    if (f.draw or f.size or f.format == "json") and not f.out:
+    if (f.draw or f.size or f.format == Format.JSON) and not f.out:
         raise cli.UsageError("--draw, --size and --format=json write files: give --out=DIR")
     size = parse_size(f.size) if f.size else None
     names = [p.name if not size else p.stem + ".png" for p in paths]
@@ -342,13 +346,13 @@ def main(argv) -> None:
             print(f"{error}; its row has -1 joints", file=sys.stderr)
             skipped[reason] += 1
             keypoints = np.full((configs.NUM_KEYPOINTS, 2), -1, np.int64)
-            if out and f.format == "json":
+            if out and f.format == Format.JSON:
                 _write_json(out / f"{pathlib.Path(name).stem}.json", keypoints,
                             np.zeros(configs.NUM_KEYPOINTS))
         rows.append(annotations.annotation_row(name, keypoints))
     if not out:
         sys.stdout.write(annotations.ANNOTATION_HEADER + "\n" + "".join(rows))
-    elif f.format == "csv":
+    elif f.format == Format.CSV:
         (out / "keypoints.csv").write_text(annotations.ANNOTATION_HEADER + "\n" + "".join(rows))
     counts = ", ".join(f"{count} {reason.value}" for reason, count in sorted(skipped.items()))
     summary = f"wrote {len(rows)} photo(s) to {out}" if out else f"{len(rows)} row(s)"
@@ -372,7 +376,7 @@ def _estimate(estimator: Estimator, image: np.ndarray, path: pathlib.Path, out, 
         stem = pathlib.Path(name).stem
         if size:
             Image.fromarray(image).save(out / name)
-        if f.format == "json":
+        if f.format == Format.JSON:
             _write_json(out / f"{stem}.json", keypoints, estimate.confidence)
         if f.draw:
             Image.fromarray(visualize.draw_keypoints(image, keypoints, radius=max(2, min(image.shape[:2]) // 64))

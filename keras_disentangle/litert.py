@@ -161,9 +161,8 @@ def benchmark(stage1_dir: str, data_dir: str, images: int = 16, repeats: int = 3
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run directory.")
-    flags.DEFINE_string("data_dir", None, "TFRecords whose test images are transferred.")
-    flags.mark_flags_as_required(["stage1_dir", "data_dir"])
+    cli.define_shared("stage1_dir", required=True)
+    cli.define_shared("data_dir", note="Its test images are transferred.", required=True)
     flags.DEFINE_integer("images", 16, "Test images (each into the next one's pose).", lower_bound=1)
     flags.DEFINE_integer("repeats", 3, "Timed passes over the images.", lower_bound=1)
 

@@ -30,7 +30,7 @@ import time
 import numpy as np
 from absl import flags
 
-from keras_disentangle import app, cli
+from keras_disentangle import app, cli, configs
 
 
 
@@ -195,19 +195,22 @@ def savedmodel_target(cfg: LoadConfig, stage1: str, gallery: str, gallery_keypoi
 FLAGS = flags.FLAGS
 
 
+class Targets(configs.StrEnum):
+    BOTH = "both"
+    APP = "app"
+    SAVEDMODEL = "savedmodel"
+
+
 def define_flags() -> None:
     defaults = LoadConfig()
-    flags.DEFINE_string("stage1", None, "Stage-I SavedModel: export's OUT/<name> or OUT/<name>/<version>.")
-    flags.mark_flag_as_required("stage1")
-    flags.DEFINE_string("gallery", None, "Folder of photos the clients send.")
-    flags.mark_flag_as_required("gallery")
-    flags.DEFINE_string("gallery_keypoints", None, "Annotation CSV of the gallery photos (the SavedModel target "
-                        "needs keypoints for two of them).")
+    cli.define_shared("stage1", required=True)
+    cli.define_shared("gallery", note="The clients send them.", required=True)
+    cli.define_shared("gallery_keypoints", note="The SavedModel target needs keypoints for two of them.")
     flags.DEFINE_integer("clients", defaults.clients, "Concurrent clients.", lower_bound=1)
     flags.DEFINE_float("seconds", defaults.seconds, "Measured seconds per target.", lower_bound=0.1)
     flags.DEFINE_float("warmup_seconds", defaults.warmup_seconds, "Warm-up seconds per target.", lower_bound=0.0)
     flags.DEFINE_float("max_growth", defaults.max_growth, "Largest accepted growth of resident memory.")
-    flags.DEFINE_enum("targets", "both", ["both", "app", "savedmodel"], "What to load.")
+    cli.define_enum("targets", Targets.BOTH, Targets, "What to load.")
 
 
 def main(argv):
@@ -216,8 +219,8 @@ def main(argv):
     cfg = LoadConfig(clients=FLAGS.clients, seconds=FLAGS.seconds, warmup_seconds=FLAGS.warmup_seconds,
                      max_growth=FLAGS.max_growth)
     app.savedmodel_dir(FLAGS.stage1, "stage1")
-    targets = {"app": app_target, "savedmodel": savedmodel_target}
-    chosen = list(targets) if FLAGS.targets == "both" else [FLAGS.targets]
+    targets = {Targets.APP: app_target, Targets.SAVEDMODEL: savedmodel_target}
+    chosen = list(targets) if FLAGS.targets == Targets.BOTH else [FLAGS.targets]
     print(f"{cfg.clients} clients, {cfg.warmup_seconds:g} s warm-up, {cfg.seconds:g} s measured per target")
     print(HEADER, flush=True)
     failed = []

@@ -16,7 +16,9 @@ import dataclasses
 import os
 import time
 
-POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+from keras_disentangle import configs
+
+POLICIES = tuple(policy.value for policy in configs.Precision)
 
 # oneDNN's ONEDNN_MAX_CPU_ISA values in increasing order; bf16 arithmetic starts at AVX512_CORE_BF16.
 # AVX10_1_512* are the newer names of AVX512_CORE_FP16 / _AMX / _AMX_FP16.
@@ -78,15 +80,16 @@ def cpu_bf16(hardware: Hardware) -> tuple[bool, str]:
     return True, f"CPU has {', '.join(present)}"
 
 
-def validate(requested: str) -> str:
-    """Returns `requested` if it names a policy (the one check of every command's --precision).
+def validate(requested: configs.Precision | str) -> str:
+    """Returns the name of the policy `requested` names, a plain str for Keras (the one check of every
+    command's --precision).
 
     Raises:
       ValueError: for an unknown name.
     """
     if requested not in POLICIES:
         raise ValueError(f"Unknown --precision={requested}; expected one of {', '.join(POLICIES)}.")
-    return requested
+    return str(requested)
 
 
 def decide(requested: str, hardware: Hardware) -> Choice:
@@ -95,12 +98,12 @@ def decide(requested: str, hardware: Hardware) -> Choice:
     Raises:
       ValueError: for an unknown name, or mixed_float16 without a GPU.
     """
-    validate(requested)
+    requested = validate(requested)
     gpus = hardware.gpu_compute_capabilities
-    if requested == "mixed_float16" and not gpus:
+    if requested == configs.Precision.MIXED_FLOAT16 and not gpus:
         raise ValueError("--precision=mixed_float16 needs a GPU (float16 on a CPU is emulated and slow); "
                          "use auto, float32 or mixed_bfloat16.")
-    if requested != "auto":
+    if requested != configs.Precision.AUTO:
         return Choice(requested, "as requested")
     if hardware.tpu:
         return Choice("mixed_bfloat16", "TPU present")
@@ -171,7 +174,7 @@ def resolve(requested: str, hardware: Hardware | None = None, log=print) -> str:
     choice = decide(requested, hardware)
     log(f"Precision: {choice.policy} ({'--precision=auto: ' if requested == 'auto' else ''}{choice.reason}).")
     accelerated = hardware.tpu or hardware.gpu_compute_capabilities
-    if requested == "mixed_bfloat16" and not accelerated:
+    if requested == configs.Precision.MIXED_BFLOAT16 and not accelerated:
         has_bf16, why = cpu_bf16(hardware)
         if not has_bf16:
             slowdown = bf16_slowdown()

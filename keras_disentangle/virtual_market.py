@@ -131,16 +131,13 @@ _DEFAULTS = configs.VirtualMarketConfig()
 
 
 def define_flags() -> None:
-    flags.DEFINE_multi_string("stage2_dir", None, "A stage-II run; give the FG run and (Market, synthetic) the BG run.")
-    flags.mark_flag_as_required("stage2_dir")
-    flags.DEFINE_string("stage1_dir", None, "The stage-I run (default: the one the stage-II runs name).")
-    flags.DEFINE_string("data_dir", None, "TFRecords whose train split gives the real poses.")
-    flags.mark_flag_as_required("data_dir")
-    flags.DEFINE_string("out", None, "Dataset root to write (an earlier Virtual Market there is replaced).")
-    flags.mark_flag_as_required("out")
-    flags.DEFINE_integer("ids", _DEFAULTS.ids, "Identities (one sampled FG code each).", lower_bound=1)
-    flags.DEFINE_integer("images_per_id", _DEFAULTS.images_per_id, "Images per identity.", lower_bound=1)
-    flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the noise and of the pose draw.")
+    cli.define_shared("stage2_dir", note="Give the FG run and (Market, synthetic) the BG run.", required=True)
+    cli.define_shared("stage1_dir", note="Default: the one the stage-II runs name.")
+    cli.define_shared("data_dir", note="Its train split gives the real poses.", required=True)
+    cli.define_shared("out", note="The dataset root (an earlier Virtual Market there is replaced).", required=True)
+    cli.define_shared("ids", default=_DEFAULTS.ids, note="One sampled FG code each.", lower_bound=1)
+    cli.define_shared("images_per_id", default=_DEFAULTS.images_per_id, lower_bound=1)
+    cli.define_shared("seed", default=_DEFAULTS.seed, note="Of the noise and of the pose draw.")
 
 
 def main(argv: Sequence[str]) -> None:

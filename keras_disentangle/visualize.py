@@ -346,13 +346,12 @@ MODES: dict[str, Callable[[flags.FlagValues], str]] = {
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("data_dir", None, "Directory of TFRecord shards.")
-    flags.DEFINE_enum("dataset", configs.DEFAULT_DATASET, list(configs.DATASETS), "Preset dataset.")
-    flags.DEFINE_enum("scale", configs.DEFAULT_SCALE, list(configs.SCALES), "Preset scale (sets the image size).")
-    flags.DEFINE_string("split", "train", "Shard prefix to read.")
-    flags.DEFINE_string("out", None, f"Directory to write the PNG to (dataset: {DATASET_SHEET}).")
-    flags.DEFINE_integer("n", 16, "Examples on the sheet.", lower_bound=1)
-    flags.mark_flags_as_required(["data_dir", "out"])
+    cli.define_shared("data_dir", required=True)
+    cli.define_shared("dataset", default=configs.DEFAULT_DATASET)
+    cli.define_shared("scale", default=configs.DEFAULT_SCALE, note="It sets the image size.")
+    cli.define_shared("split", default="train")
+    cli.define_shared("out", note=f"The PNG (dataset: {DATASET_SHEET}).", required=True)
+    cli.define_shared("n", default=16, note="Examples on the sheet.", lower_bound=1)
 
 
 def main(argv: list[str]) -> None:

@@ -81,12 +81,37 @@ def _run(tool: str, argv: list[str], capsys) -> tuple[int, list[str]]:
     return code, lines
 
 
-@pytest.mark.parametrize("tool", sorted(TOOLS))
-def test_bad_flag_exits_2_with_one_line(tool, capsys):
-    positional, _ = TOOLS[tool]
-    code, lines = _run(tool, [*positional, "--no_such_flag=1"], capsys)
-    assert code == cli.USAGE, lines
-    assert len(lines) == 1 and "no_such_flag" in lines[0], lines
+# Every tool with its positional arguments: TOOLS, and those the tables above leave out (benchmarks, the
+# DeepFashion-like synthetic set, the demo's timer).
+EVERY_TOOL = {**{tool: positional for tool, (positional, _) in TOOLS.items()},
+              "keras_disentangle.bench.adversarial": [], "keras_disentangle.bench.versus_torch": [],
+              "tfrecords.synthetic_fashion": [], "keras_disentangle.demo_timer": ["table"]}
+
+
+def _choice_flags(tool: str) -> list[str]:
+    """The flags of `tool` that take one of a set of values (`flags.DEFINE_enum`, `cli.define_enum`)."""
+    module = _load(tool)
+    defined = set(flags.FLAGS)
+    try:
+        module.define_flags()
+        return sorted(name for name in set(flags.FLAGS) - defined
+                      if getattr(flags.FLAGS[name].parser, "enum_values", None)
+                      or getattr(flags.FLAGS[name].parser, "member_names", None))
+    finally:
+        for name in set(flags.FLAGS) - defined:
+            delattr(flags.FLAGS, name)
+
+
+@pytest.mark.parametrize("tool", sorted(EVERY_TOOL))
+def test_bad_flag_and_bad_choice_exit_2_with_one_line_naming_the_flag(tool, capsys):
+    if tool.endswith("versus_torch") and importlib.util.find_spec("torch") is None:
+        pytest.skip("bench.versus_torch imports torch, which only its own venv has (docs/performance.md)")
+    positional = EVERY_TOOL[tool]
+    choices = _choice_flags(tool)
+    for flag, value in [("no_such_flag", "1"), *((name, "no_such_value") for name in choices)]:
+        code, lines = _run(tool, [*positional, f"--{flag}={value}"], capsys)
+        assert code == cli.USAGE, (flag, lines)
+        assert len(lines) == 1 and f"{flag}" in lines[0], (flag, lines)
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))

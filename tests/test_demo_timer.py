@@ -2,13 +2,19 @@
 
 import sys
 
-from keras_disentangle import demo_timer
+from test_cli import run_tool
+
+from keras_disentangle import cli, demo_timer
+
+TOOL = "keras_disentangle.demo_timer"
 
 
-def test_run_records_each_phase_and_returns_the_commands_exit_code(tmp_path):
+def test_run_records_each_phase_and_returns_the_commands_exit_code(tmp_path, capsys):
     log = str(tmp_path / "timings.tsv")
-    assert demo_timer.main([f"--log={log}", "run", "ok", "--", sys.executable, "-c", "pass"]) == 0
-    assert demo_timer.main([f"--log={log}", "run", "bad", "--", sys.executable, "-c", "raise SystemExit(3)"]) == 3
+    # The Makefile's shape: the command's own flags come after `--` and pass through.
+    assert run_tool(TOOL, [f"--log={log}", "run", "ok", "--", sys.executable, "-c", "pass", "--flag"], capsys)[0] == 0
+    code = run_tool(TOOL, [f"--log={log}", "run", "bad", "--", sys.executable, "-c", "raise SystemExit(3)"], capsys)[0]
+    assert code == 3
     rows = demo_timer.read_log(log)
     assert [(name, code) for name, _, code in rows] == [("ok", 0), ("bad", 3)]
     assert all(seconds >= 0 for _, seconds, _ in rows)
@@ -24,7 +30,9 @@ def test_table_lists_phases_total_and_failures():
 
 
 def test_usage_and_a_missing_log_fail_in_one_line(tmp_path, capsys):
-    assert demo_timer.main(["run", "x", "--", "true"]) == 2
-    assert demo_timer.main([f"--log={tmp_path / 'none.tsv'}", "table"]) == 1
-    assert "none.tsv does not exist" in capsys.readouterr().err
-
+    code, _, lines = run_tool(TOOL, ["run", "x", "--", "true"], capsys)
+    assert code == cli.USAGE and len(lines) == 1 and "--log" in lines[0], lines
+    code, _, lines = run_tool(TOOL, [f"--log={tmp_path / 'log.tsv'}", "tabel"], capsys)
+    assert code == cli.USAGE and len(lines) == 1 and "tabel" in lines[0], lines
+    code, _, lines = run_tool(TOOL, [f"--log={tmp_path / 'none.tsv'}", "table"], capsys)
+    assert code == cli.RUNTIME and len(lines) == 1 and "none.tsv does not exist" in lines[0], lines

@@ -27,10 +27,8 @@ import pytest
 from absl import flags
 from test_cli import REPO_ROOT, _load
 
-from keras_disentangle import cli
+from keras_disentangle import cli, configs
 
-# Tools that parse their own argv (no absl flags): their flags are not checked, the commands they wrap are.
-OWN_ARGV = {"keras_disentangle.demo_timer"}
 # Tokens that end a command on a shell line (`demo_timer run NAME -- COMMAND` wraps a command after `--`).
 ENDS = {"|", "||", "&&", ";", "&", "--", ">", ">>", "2>&1", "<", "then", "do", "done"}
 # Values that stand for "any value" rather than one the reader types (`...`, `$f`, `RUN`, `F`).
@@ -134,20 +132,35 @@ class _Declared:
 
 
 def _declared_flags(tool: str) -> dict[str, _Declared]:
-    """The flags in `tool`'s `flags.DEFINE_*("name", default, [choices], ...)` calls, read from its source: for
-    a tool this venv cannot import (`bench.versus_torch` imports torch, which only its own venv has)."""
+    """The flags in `tool`'s `flags.DEFINE_*("name", default, [choices], ...)`, `cli.define_enum("name", default,
+    configs.Kind, ...)` and `cli.define_shared("name", ...)` calls, read from its source: for a tool this venv
+    cannot import (`bench.versus_torch` imports torch, which only its own venv has)."""
     source = pathlib.Path(importlib.util.find_spec(tool).origin).read_text(encoding="utf-8")
     tree = ast.parse(source)
     found = {}
+
+    def declared(kind: str, choices) -> _Declared:
+        return _Declared(kind in ("bool", "boolean"), type("Parser", (), {"enum_values": choices})())
+
     for call in ast.walk(tree):
         kind = getattr(call, "func", None)
-        if not (isinstance(call, ast.Call) and isinstance(kind, ast.Attribute) and kind.attr.startswith("DEFINE_")
+        if not (isinstance(call, ast.Call) and isinstance(kind, ast.Attribute)
                 and call.args and isinstance(call.args[0], ast.Constant)):
             continue
-        choices = call.args[2] if kind.attr == "DEFINE_enum" and len(call.args) > 2 else None
-        values = [e.value for e in choices.elts] if isinstance(choices, (ast.List, ast.Tuple)) else None
-        found[call.args[0].value] = _Declared(kind.attr == "DEFINE_bool" or kind.attr == "DEFINE_boolean",
-                                              type("Parser", (), {"enum_values": values})())
+        if kind.attr == "define_shared":
+            # `choices=[configs.Kind.MEMBER, ...]` narrows a shared choice flag.
+            narrowed = next(([getattr(getattr(configs, e.value.attr), e.attr).value for e in k.value.elts]
+                             for k in call.keywords if k.arg == "choices"), None)
+            for name in (arg.value for arg in call.args if isinstance(arg, ast.Constant)):
+                shared = cli.SHARED[name].kind
+                found[name] = declared(shared, None) if isinstance(shared, str) else declared(
+                    "enum", narrowed or [member.value for member in shared])
+        elif kind.attr == "define_enum" and isinstance(call.args[2], ast.Attribute):
+            found[call.args[0].value] = declared("enum", [m.value for m in getattr(configs, call.args[2].attr)])
+        elif kind.attr.startswith("DEFINE_"):
+            choices = call.args[2] if kind.attr == "DEFINE_enum" and len(call.args) > 2 else None
+            values = [e.value for e in choices.elts] if isinstance(choices, (ast.List, ast.Tuple)) else None
+            found[call.args[0].value] = declared(kind.attr.removeprefix("DEFINE_"), values)
     return found
 
 
@@ -180,7 +193,9 @@ def _problem(token: str, defined: dict[str, flags.Flag], renamed: dict[str, str]
     if name not in defined:
         boolean = name.startswith("no") and name[2:] in defined and defined[name[2:]].boolean
         return None if boolean and not value else f"--{name} is not a flag of this tool"
-    allowed = getattr(defined[name].parser, "enum_values", None)
+    # DEFINE_enum's parser lists enum_values; cli.define_enum's (absl's enum-class parser) member_names.
+    parser = defined[name].parser
+    allowed = getattr(parser, "enum_values", None) or getattr(parser, "member_names", None)
     if allowed and value and not PLACEHOLDER.search(value):
         bad = [v for v in value.split("|") if v not in allowed]
         if bad:
@@ -196,7 +211,7 @@ def test_every_documented_command_names_a_tool():
     assert not missing and not unloadable, f"documented tools that do not exist: {missing + unloadable}"
 
 
-@pytest.mark.parametrize("tool", sorted({c.tool for c in COMMANDS} - OWN_ARGV))
+@pytest.mark.parametrize("tool", sorted({c.tool for c in COMMANDS}))
 def test_documented_flags_are_defined_by_their_tool(tool):
     defined, renamed = _flags_of(tool)
     problems = [f"{c.where}: {tool.removesuffix('.__main__')}: {message}"

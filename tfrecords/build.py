@@ -258,13 +258,13 @@ def build(
 def define_flags() -> None:
     flags.DEFINE_enum("dataset", None, list(READERS), "Dataset layout of --root.")
     flags.DEFINE_string("root", None, "Dataset folder.")
-    flags.DEFINE_string("out", None, "Output folder for the TFRecords.")
+    cli.define_shared("out", note="The TFRecords.")
     flags.DEFINE_list("splits", None, "Splits to convert (train, test, query); default: every split --root has.")
     flags.DEFINE_integer("shards", 1, "Image shards per split.", lower_bound=1)
     flags.DEFINE_bool("skip_bad", False, "Skip bad items and count them, instead of stopping.")
     flags.DEFINE_enum("identity_from", "subfolder", list(folder.IDENTITY_SOURCES), "--dataset=folder: "
                       "subfolder: one subfolder per person (pairs within a person); none: every photo its own.")
-    flags.DEFINE_string("size", None, "--dataset=folder: HxW of the framed crops (default 128x64).")
+    cli.define_shared("size", note="--dataset=folder; default 128x64.")
     flags.DEFINE_integer("progress_every", 1000, "Progress line (stderr) every this many rows and every 30 s; "
                          "0 for none.",
                          lower_bound=0)

@@ -141,17 +141,18 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("out", None, "Dataset root to write (created; an earlier synthetic set is replaced).")
-    flags.mark_flag_as_required("out")
+    cli.define_shared("out", note="The dataset root (created; an earlier synthetic set is replaced).", required=True)
     # Out-of-range values are usage errors (exit 2, naming the flag), checked before anything is written.
-    for name, default, help_text in (("ids", 20, "Number of identities, split half train, half test."),
-                                     ("images_per_id", 8, "Images per identity."),
-                                     ("cameras", 6, "Number of cameras, each with 2-3 sequences."),
+    cli.define_shared("ids", default=20, note="Split half train, half test.", lower_bound=LIMITS["ids"][0],
+                      upper_bound=LIMITS["ids"][1])
+    cli.define_shared("images_per_id", default=8, lower_bound=LIMITS["images_per_id"][0],
+                      upper_bound=LIMITS["images_per_id"][1])
+    for name, default, help_text in (("cameras", 6, "Number of cameras, each with 2-3 sequences."),
                                      ("height", 128, "Image height in pixels."),
                                      ("width", 64, "Image width in pixels.")):
         low, high = LIMITS[name]
         flags.DEFINE_integer(name, default, help_text, lower_bound=low, upper_bound=high)
-    flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
+    cli.define_shared("seed", default=0, note="Of every random choice.")
 
 
 def main(argv: Sequence[str]) -> None:

@@ -94,11 +94,10 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("out", None, "Dataset root to write (an earlier synthetic set there is replaced).")
-    flags.mark_flag_as_required("out")
-    flags.DEFINE_integer("ids", 20, "Number of people, split half train, half test.")
-    flags.DEFINE_integer("images_per_id", 4, "Photos per person.")
-    flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
+    cli.define_shared("out", note="The dataset root (an earlier synthetic set there is replaced).", required=True)
+    cli.define_shared("ids", default=20, note="People, split half train, half test.")
+    cli.define_shared("images_per_id", default=4, note="Photos per person.")
+    cli.define_shared("seed", default=0, note="Of every random choice.")
 
 
 def main(argv: Sequence[str]) -> None:

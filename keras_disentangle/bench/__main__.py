@@ -12,6 +12,12 @@ from keras_disentangle.bench.measurements import MEASUREMENTS, run
 from keras_disentangle.bench.random_records import write_random_records
 from keras_disentangle.bench.timing import Settings
 
+class Xla(configs.StrEnum):
+    ON = "on"
+    OFF = "off"
+    BOTH = "both"
+
+
 # Per-scale defaults of --warmup/--windows/--window_batches: a full-scale stage-I step takes
 # tens of seconds on a 2-core CPU, a tiny one tens of milliseconds.
 _DEFAULT_COUNTS = {"full": (1, 3, 1), "tiny": (10, 5, 5), "micro": (10, 5, 5)}
@@ -21,19 +27,18 @@ def define_flags() -> None:
     # Defined only when run as a program, so that importing this module next to other command-line
     # modules (visualize, train) cannot clash on shared flag names.
     flags.DEFINE_list("what", list(MEASUREMENTS), f"Measurements to run, from: {', '.join(MEASUREMENTS)}.")
-    flags.DEFINE_enum("dataset", "market", list(configs.DATASETS), "Preset dataset.")
-    flags.DEFINE_enum("scale", "full", list(configs.SCALES), "Preset scale.")
-    flags.DEFINE_integer("batch_size", None, "Batch size; defaults to the preset's.")
+    cli.define_shared("dataset", default="market")
+    cli.define_shared("scale", default="full")
+    cli.define_shared("batch_size", note="Default: the preset's.")
     flags.DEFINE_list("precision", ["auto"], "Keras dtype policies to measure the models under: auto "
                       "(this machine's choice, see keras_disentangle.precision), float32, mixed_bfloat16.")
-    flags.DEFINE_enum("xla", "both", ["on", "off", "both"], "Compile the steps with XLA.")
-    flags.DEFINE_string("data_dir", None, "TFRecord shards; random records are written to a temporary "
-                        "directory when unset.")
-    flags.DEFINE_integer("num_records", 1024, "Records written when --data_dir is unset.")
-    flags.DEFINE_integer("warmup", None, "Calls after the first before timing (default: 1 full, 10 tiny).")
+    cli.define_enum("xla", Xla.BOTH, Xla, "Compile the steps with XLA.")
+    cli.define_shared("data_dir", note="Unset: random records are written to a temporary directory.")
+    cli.define_shared("num_records", default=1024, note="When --data_dir is unset.")
+    cli.define_shared("warmup", note="Calls after the first (default: 1 full, 10 tiny).")
     flags.DEFINE_integer("windows", None, "Timed windows, the median is reported (default: 3 full, 5 tiny).")
     flags.DEFINE_integer("window_batches", None, "Calls per window at least (default: 1 full, 5 tiny).")
-    flags.DEFINE_float("min_window_seconds", 2.0, "Seconds per window (and of warm-up) at least.")
+    cli.define_shared("min_window_seconds", default=2.0, note="The warm-up too.")
     flags.DEFINE_integer("memory_steps", 0, "Step on to this many calls and report the resident memory "
                          "there against call 10 (0: off).")
     flags.DEFINE_integer("intra_op_threads", 0, "tf.config.threading intra-op threads (0: TensorFlow's choice).")
@@ -62,7 +67,7 @@ def main(argv: list[str]) -> None:
         default if value is None else value
         for value, default in zip((values.warmup, values.windows, values.window_batches),
                                   _DEFAULT_COUNTS[values.scale]))
-    xla = {"on": (True,), "off": (False,), "both": (False, True)}[values.xla]
+    xla = {Xla.ON: (True,), Xla.OFF: (False,), Xla.BOTH: (False, True)}[values.xla]
 
     def settings(data_dir: str) -> Settings:
         return Settings(cfg=cfg, data_dir=data_dir, batch_size=cfg.train.batch_size, warmup=warmup,

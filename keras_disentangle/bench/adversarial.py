@@ -108,14 +108,14 @@ def picture(names: list[str], images_by_run: list[dict], scale: int) -> np.ndarr
 
 
 def define_flags() -> None:
-    flags.DEFINE_multi_string("stage1_dir", None, "A stage-I run (repeat: one row each).")
-    flags.DEFINE_string("data_dir", None, "Synthetic TFRecords (`python -m tfrecords.build --dataset=synthetic`).")
+    cli.define_shared("stage1_dir", note="Repeat: one row each.", multi=True)
+    cli.define_shared("data_dir", note="A synthetic set's.")
     flags.DEFINE_string("fid_weights", os.environ.get("KD_FID_WEIGHTS"), "FID Inception weights (.npz).")
     flags.DEFINE_bool("fid", True, "Score FID (most of the time: --nofid screens on region L1 and sharpness).")
-    flags.DEFINE_integer("n", 200, "Held-out pairs.", lower_bound=2)
-    flags.DEFINE_integer("seed", 0, "Pair draw seed.")
-    flags.DEFINE_integer("batch_size", 32, "Images per model call.", lower_bound=1)
-    flags.DEFINE_string("out", "out/adversarial", "Output directory.")
+    cli.define_shared("n", default=200, note="Held-out pairs.", lower_bound=2)
+    cli.define_shared("seed", default=0, note="Of the pair draw.")
+    cli.define_shared("batch_size", default=32, note="Images per model call.", lower_bound=1)
+    cli.define_shared("out", default="out/adversarial")
 
 
 def main(argv: list[str]) -> None:

@@ -74,14 +74,14 @@ def op_times(xplane_path: str) -> collections.Counter:
 
 
 def define_flags() -> None:
-    flags.DEFINE_enum("dataset", "market", list(configs.DATASETS), "Preset dataset.")
-    flags.DEFINE_enum("scale", "tiny", list(configs.SCALES), "Preset scale.")
-    flags.DEFINE_enum("precision", "float32", list(precision.POLICIES), "Dtype policy (keras_disentangle.precision).")
-    flags.DEFINE_float("adversarial_weight", 0.0, "0: the tiny preset's L1 step; 1: the paper's loss (D1).")
-    flags.DEFINE_integer("warmup", 2, "Steps before tracing (tracing, primitive caches).")
-    flags.DEFINE_integer("steps", 5, "Steps traced.")
+    cli.define_shared("dataset", default="market")
+    cli.define_shared("scale", default="tiny")
+    cli.define_shared("precision", default="float32")
+    cli.define_shared("adversarial_weight", default=0.0, note="The tiny preset's L1 step; 1: the paper's loss (D1).")
+    cli.define_shared("warmup", default=2, note="Before tracing (tracing, primitive caches).")
+    cli.define_shared("steps", default=5, note="Traced.")
     flags.DEFINE_integer("top", 15, "Slowest ops listed.")
-    flags.DEFINE_string("out", "/tmp/keras-disentangle-profile", "Trace and random records directory.")
+    cli.define_shared("out", default="/tmp/keras-disentangle-profile", note="The trace and random records.")
 
 
 def main(argv):

@@ -106,24 +106,25 @@ def check_same_network(stage1, step: torch_reference.Stage1Step) -> dict[str, in
 
 
 def define_flags() -> None:
-    flags.DEFINE_enum("dataset", "market", ["market"], "Preset dataset (the reference has BodyROI7 + background).")
-    flags.DEFINE_enum("scale", "full", list(configs.SCALES), "Preset scale.")
-    flags.DEFINE_integer("batch_size", None, "Batch size; defaults to the preset's.")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
-                      "Keras policy of the TF step; mixed_bfloat16 runs PyTorch under bf16 autocast.")
-    flags.DEFINE_float("adversarial_weight", 1.0, "1: the paper's loss (D1 trained); 0: L1 only.")
+    cli.define_shared("dataset", default="market", note="The reference has BodyROI7 + background.",
+                      choices=[configs.Dataset.MARKET])
+    cli.define_shared("scale", default="full")
+    cli.define_shared("batch_size", note="Default: the preset's.")
+    cli.define_shared("precision", default="float32", note="Of the TF step; mixed_bfloat16 runs PyTorch under bf16 "
+                      "autocast.", choices=[configs.Precision.FLOAT32, configs.Precision.MIXED_BFLOAT16])
+    cli.define_shared("adversarial_weight", default=1.0, note="1: the paper's loss (D1 trained).")
     flags.DEFINE_list("torch", list(_TORCH_VARIANTS), f"PyTorch memory layouts: {', '.join(_TORCH_VARIANTS)}.")
     flags.DEFINE_integer("rounds", 3, "Timed rounds (one window of every variant each).")
-    flags.DEFINE_integer("warmup", 1, "Steps of each variant after the first and before timing.")
-    flags.DEFINE_float("min_window_seconds", 0.0, "A window steps until this long (at least one step).")
-    flags.DEFINE_integer("num_records", 64, "Random records written.")
+    cli.define_shared("warmup", default=1, note="Of each variant, after the first.")
+    cli.define_shared("min_window_seconds", default=0.0, note="At least one step.")
+    cli.define_shared("num_records", default=64)
 
 
 def main(argv: list[str]) -> None:
     cli.no_positional(argv)
     values = flags.FLAGS
     tf.get_logger().setLevel("ERROR")
-    bfloat16 = values.precision == "mixed_bfloat16"
+    bfloat16 = values.precision == configs.Precision.MIXED_BFLOAT16
     cfg = configs.override(configs.get_config(values.dataset, values.scale), batch_size=values.batch_size,
                            adversarial_weight=values.adversarial_weight)
     batch_size = cfg.train.batch_size

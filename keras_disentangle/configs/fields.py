@@ -4,32 +4,107 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
+import typing
 
 
-class FgEncoderKind(str, enum.Enum):
+class StrEnum(str, enum.Enum):
+    """A choice of a config field and of its flag (`cli.define_enum`): Python 3.10 has no `enum.StrEnum`.
+
+    A member equals, hashes, formats, prints and serializes (json) as its value, so code and messages
+    written for the plain strings of earlier versions keep working, and a config.json holds the value.
+    """
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    __format__ = str.__format__
+    __hash__ = str.__hash__
+
+
+def coerce_choices(config) -> None:
+    """Turns the plain strings in `config`'s StrEnum-typed fields into members (a config.json, `override`,
+    a preset written with strings); call it from a frozen dataclass's `__post_init__`.
+
+    Raises:
+      ValueError: for a string that is no member's value, naming the field and the accepted values.
+    """
+    for name, kind in _choice_fields(type(config)).items():
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, kind):
+            if value not in {member.value for member in kind}:
+                raise ValueError(f"{name}={value!r}; expected one of {', '.join(m.value for m in kind)}.")
+            object.__setattr__(config, name, kind(value))
+
+
+@functools.cache
+def _choice_fields(cls: type) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {field.name: hints[field.name] for field in dataclasses.fields(cls)
+            if isinstance(hints[field.name], type) and issubclass(hints[field.name], StrEnum)}
+
+
+class Dataset(StrEnum):
+    MARKET = "market"
+    DEEPFASHION = "deepfashion"
+    SYNTHETIC = "synthetic"
+
+
+class Scale(StrEnum):
+    FULL = "full"
+    TINY = "tiny"
+    MICRO = "micro"
+
+
+class Precision(StrEnum):
+    """Keras dtype policies (`keras_disentangle.precision`); `auto` is resolved per machine."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    MIXED_BFLOAT16 = "mixed_bfloat16"
+    MIXED_FLOAT16 = "mixed_float16"
+
+
+class D1Normalization(StrEnum):
+    """D1's normalization (`ModelConfig.d1_normalization`); BATCH is the paper's."""
+
+    BATCH = "batch"
+    NONE = "none"
+    SPECTRAL = "spectral"
+
+
+class D1Loss(StrEnum):
+    """D1's loss (`TrainConfig.d1_loss`); BCE is the paper's."""
+
+    BCE = "bce"
+    HINGE = "hinge"
+
+
+class FgEncoderKind(StrEnum):
     """How the foreground branch reads the masked feature map (paper Sec. 3.1)."""
 
     BODY_ROI7 = "roi7"  # 7 body ROIs cropped and resized, one shared encoder, 7 x D concatenated.
     WHOLE_BODY = "whole"  # the whole masked feature map encoded at once (the paper's ablation).
 
 
-class Factor(str, enum.Enum):
+class Factor(StrEnum):
     FOREGROUND = "fg"
     BACKGROUND = "bg"
     POSE = "pose"
 
 
-class Baseline(str, enum.Enum):
+class Baseline(StrEnum):
     """The paper's sampling baselines (Sec. 4.5, Fig. 7): whole images from one Gaussian code."""
 
     VAE = "vae"  # Kingma & Welling 2014: conv encoder -> (mean, log variance), decoder = the generator below.
     DCGAN = "dcgan"  # Radford et al. 2016: the generator below against D1 (`build_d1`) as discriminator.
 
 
-# D1's normalization (`ModelConfig.d1_normalization`) and loss (`TrainConfig.d1_loss`); the first of each
-# is the paper's.
-D1_NORMALIZATIONS = ("batch", "none", "spectral")
-D1_LOSSES = ("bce", "hinge")
+# training/steps.py checks d1_loss against it (TrainConfig now refuses other values itself).
+D1_LOSSES = tuple(kind.value for kind in D1Loss)
 # Kernel initializers of D1 (`ModelConfig.d1_initializer`) and D2 (`critic_initializer`): Keras' default,
 # or the authors' (docs/differences.md): `dcgan_uniform` is uniform with stddev 0.02, `he_uniform` Keras'.
 D1_INITIALIZERS = ("glorot_uniform", "dcgan_uniform")
@@ -48,7 +123,7 @@ class DataConfig:
     """What the input pipeline produces.
 
     Attributes:
-      name: str. Dataset name, one of `market`, `deepfashion`, `synthetic`.
+      name: Dataset. `market`, `deepfashion` or `synthetic`.
       height, width: int. Size of the images fed to the models. Records are resized to it, and
         keypoints are scaled with them.
       stored_height, stored_width: int. The size the dataset's photos and annotations use (Market
@@ -73,7 +148,7 @@ class DataConfig:
         before this field used (a config.json without it reads 0).
     """
 
-    name: str
+    name: Dataset
     height: int
     width: int
     stored_height: int
@@ -89,6 +164,9 @@ class DataConfig:
     roi_pad_single_close_up: int | None = None
     roi_head_raise_close_up: int | None = None
     pose_missing_coordinate: float = 0.0
+
+    def __post_init__(self) -> None:
+        coerce_choices(self)
 
     @property
     def roi_options(self) -> dict:
@@ -123,7 +201,7 @@ class ModelConfig:
         features shared with the heatmaps, so the layers that draw each pixel see at most that many
         combinations of the 352-d code (16 of 88 at micro: clothes came out grey; docs/experiments/colour.md).
       d1_channels: tuple of int. DCGAN discriminator conv widths (5x5, stride 2).
-      d1_normalization: str, one of `D1_NORMALIZATIONS`. `batch`: batch norm on all convs but the
+      d1_normalization: D1Normalization. `batch`: batch norm on all convs but the
         first (DCGAN; the authors' D1); `none`: no normalization (in the paper's design space: batch
         norm over a batch of 8-16 is noisy); `spectral`: spectral normalization of every D1 layer
         and no batch norm (Miyato et al. 2018; not in the paper).
@@ -164,7 +242,7 @@ class ModelConfig:
     generator_bottleneck_dim: int = 64
     appearance_in_up_path: bool = False
     d1_channels: tuple[int, ...] = (64, 128, 256, 512)
-    d1_normalization: str = "batch"
+    d1_normalization: D1Normalization = D1Normalization.BATCH
     pose_hidden_dim: int = 512
     pose_num_blocks: int = 4
     pose_embedding_dim: int = 32
@@ -178,6 +256,9 @@ class ModelConfig:
     critic_initializer: str = "glorot_uniform"
     baseline_latent_dim: int = 100
     baseline_channels: tuple[int, ...] = (64, 128, 256, 512)
+
+    def __post_init__(self) -> None:
+        coerce_choices(self)
 
     @property
     def fg_embedding_dim(self) -> int:
@@ -234,7 +315,7 @@ class TrainConfig:
         gradient sum).
       d1_steps: int. D1 updates per step on which it updates, each on the same real and generated
         batch (a 1:n ratio; the paper and the authors' code: 1).
-      d1_loss: str, one of `D1_LOSSES`. `bce`: the paper's Eq. 1-2; `hinge`: D1 minimizes
+      d1_loss: D1Loss. `bce`: the paper's Eq. 1-2; `hinge`: D1 minimizes
         0.5 * (relu(1 - D1(x)) + relu(1 + D1(G1(x, h)))), G1 the mean of -D1(G1(x, h)) (Lim & Ye
         2017, Miyato et al. 2018; not in the paper; `real_label` does not apply).
       d1_r1_weight: float. gamma of the R1 penalty gamma / 2 * |grad_x D1(x)|^2 on real images added to
@@ -267,7 +348,7 @@ class TrainConfig:
         steps differ: Keras' is ~3.2 lr sign(g) (1 / sqrt(0.1)), TF1's ~lr g.
       noise_stddev: float. Stddev of the mapper's Gaussian input z (the authors' code: 0.2).
       seed: int. Seed of weights, shuffling and noise.
-      precision: str. Keras dtype policy (`keras_disentangle.precision.POLICIES`); `auto` picks
+      precision: Precision. Keras dtype policy (`keras_disentangle.precision`); `auto` picks
         mixed_bfloat16 where the hardware has bf16 arithmetic, float32 elsewhere. A run's
         config.json records the resolved policy (files written before this field read as `auto`).
       steps_per_execution: int. Training steps per `tf.function` call; losses reach the host only
@@ -291,7 +372,7 @@ class TrainConfig:
     real_label: float = 1.0
     d1_every: int = 1
     d1_steps: int = 1
-    d1_loss: str = "bce"
+    d1_loss: D1Loss = D1Loss.BCE
     d1_r1_weight: float = 0.0
     steps: int = 70_000
     checkpoint_every: int = 1000
@@ -312,10 +393,13 @@ class TrainConfig:
     stage2_rmsprop: str = "keras"
     noise_stddev: float = 0.2
     seed: int = 0
-    precision: str = "auto"
+    precision: Precision = Precision.AUTO
     steps_per_execution: int = 1
     baseline_learning_rate: float = 2e-4
     vae_kl_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        coerce_choices(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,4 +407,7 @@ class Config:
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
-    scale: str = "full"
+    scale: Scale = Scale.FULL
+
+    def __post_init__(self) -> None:
+        coerce_choices(self)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from typing import Any
 
-from keras_disentangle.configs.fields import Config, DataConfig, Factor, FgEncoderKind, ModelConfig, TrainConfig
+from keras_disentangle.configs.fields import Config, DataConfig, Dataset, Factor, ModelConfig, Scale, TrainConfig
 
 # A missing joint enters the pose vector as (-1, -1), the authors' (docs/differences.md); every preset.
 _MARKET_DATA = DataConfig(name="market", height=128, width=64, stored_height=128, stored_width=64,
@@ -175,14 +174,14 @@ def _presets() -> dict[tuple[str, str], Config]:
     }
 
 
-DATASETS = ("market", "deepfashion", "synthetic")
-SCALES = ("full", "tiny", "micro")
+DATASETS = tuple(dataset.value for dataset in Dataset)
+SCALES = tuple(scale.value for scale in Scale)
 # The preset the tools pick when no --dataset / --scale is given.
-DEFAULT_DATASET = "synthetic"
-DEFAULT_SCALE = "full"
+DEFAULT_DATASET = Dataset.SYNTHETIC
+DEFAULT_SCALE = Scale.FULL
 
 
-def get_config(dataset: str, scale: str = DEFAULT_SCALE) -> Config:
+def get_config(dataset: Dataset | str, scale: Scale | str = DEFAULT_SCALE) -> Config:
     """Returns the preset for `dataset` at `scale`.
 
     Raises:
@@ -198,8 +197,8 @@ def get_config(dataset: str, scale: str = DEFAULT_SCALE) -> Config:
 def override(cfg: Config, **fields: Any) -> Config:
     """Returns `cfg` with the named fields replaced, wherever they live (data, model or train).
 
-    Example: `override(cfg, batch_size=4, fg_encoder="whole")`. `None` values are ignored so that
-    unset flags can be passed straight through.
+    Example: `override(cfg, batch_size=4, fg_encoder="whole")`: a choice may be given as its string.
+    `None` values are ignored so that unset flags can be passed straight through.
 
     Raises:
       ValueError: for a field that no sub-config has.
@@ -212,8 +211,6 @@ def override(cfg: Config, **fields: Any) -> Config:
         owner = next((k for k, part in parts.items() if name in {f.name for f in dataclasses.fields(part)}), None)
         if owner is None:
             raise ValueError(f"Unknown config field {name!r}.")
-        if name == "fg_encoder":
-            value = FgEncoderKind(value)
         updates[owner][name] = value
     return dataclasses.replace(
         cfg, **{k: dataclasses.replace(part, **updates[k]) for k, part in parts.items()})
@@ -235,18 +232,15 @@ def stage2_train(train: TrainConfig, factor: Factor | str) -> TrainConfig:
 
 
 def to_json(cfg: Config) -> str:
-    """Serializes `cfg` (written beside every run, so later stages rebuild the same models)."""
-    def encode(value):
-        return value.value if isinstance(value, enum.Enum) else value
-
+    """Serializes `cfg` (written beside every run, so later stages rebuild the same models); a choice
+    (`StrEnum`) is written as its string."""
     return json.dumps(
-        {"scale": cfg.scale, **{part: {k: encode(v) for k, v in dataclasses.asdict(getattr(cfg, part)).items()}
-                                for part in ("data", "model", "train")}},
+        {"scale": cfg.scale, **{part: dataclasses.asdict(getattr(cfg, part)) for part in ("data", "model", "train")}},
         indent=2, sort_keys=True)
 
 
 def from_json(text: str) -> Config:
-    """Inverse of `to_json`."""
+    """Inverse of `to_json`: the configs' `__post_init__` turn the choices' strings into members."""
     raw = json.loads(text)
 
     def tuples(values: dict) -> dict:
@@ -254,6 +248,5 @@ def from_json(text: str) -> Config:
         return {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
                 for k, v in values.items()}
 
-    model = tuples(raw["model"])
-    model["fg_encoder"] = FgEncoderKind(model["fg_encoder"])
-    return Config(DataConfig(**raw["data"]), ModelConfig(**model), TrainConfig(**tuples(raw["train"])), raw["scale"])
+    return Config(DataConfig(**raw["data"]), ModelConfig(**tuples(raw["model"])), TrainConfig(**tuples(raw["train"])),
+                  raw["scale"])

@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from typing import Any
 
+from keras_disentangle.configs.fields import Factor, StrEnum, coerce_choices
+
 # Gradient steps of one inversion z* = argmin ||Φ(z) - e|| (`apps.invert`), evaluated or generated.
 _INVERT_STEPS = 300
+
+
+class Task(StrEnum):
+    """What `evaluate.py` scores (`metrics.report`)."""
+
+    RECONSTRUCT = "reconstruct"
+    TRANSFER = "transfer"  # pose transfer on the split's pairs
+    SAMPLE = "sample"  # every factor from stage II's mappers (or a baseline's code)
+
+
+class Pairs(StrEnum):
+    CSV = "csv"
+    RANDOM = "random"
+
+
+class Protocol(StrEnum):
+    CUSTOM = "custom"
+    PAPER = "paper"
+
+
+class SamplePose(StrEnum):
+    SAMPLED = "sampled"
+    REAL = "real"
+
+
+class SsimProtocol(StrEnum):
+    ORIGINAL = "original"  # the paper's: gray, 7x7 uniform window
+    GAUSSIAN = "gaussian"  # the Pose-Transfer toolkit's
+
+
+class MaskFrom(StrEnum):
+    TARGET = "target"
+    SOURCE = "source"  # the original code's bug, to reproduce its numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,13 +51,13 @@ class EvalConfig:
 
     Attributes:
       metrics: tuple of str. Registered metric names (`metrics/registry.py`).
-      task: str. `reconstruct`, `transfer` (the split's pairs) or `sample` (stage II).
+      task: Task. `reconstruct`, `transfer` (the split's pairs) or `sample` (stage II).
       n: int. Images (or pairs) scored.
       seed: int. Seed of every random draw (gt_swap pairs, leakage tangents, ...).
       split: str. Records split.
       batch_size: int. Images per model call.
-      ssim_protocol: str. `original` (the paper's: gray, 7x7 uniform window) or `gaussian`.
-      mask_from: str. Whose body mask mask_ssim / mask_is use: `target`, or `source` (the original
+      ssim_protocol: SsimProtocol. `original` (the paper's: gray, 7x7 uniform window) or `gaussian`.
+      mask_from: MaskFrom. Whose body mask mask_ssim / mask_is use: `target`, or `source` (the original
         code's bug, to reproduce its numbers).
       leakage_n: int. Images the leakage maps are computed on.
       leakage_projections: int. 0: exact Jacobian norms; K: Hutchinson estimate with K tangents.
@@ -31,16 +65,16 @@ class EvalConfig:
       sampling_n: int. Sampled embeddings per factor (stage-II sampling metric).
       inversions: int. Test image pairs inverted (stage-II inversion metric).
       invert_steps: int. Gradient steps per inversion.
-      pairs: str. `csv`: the split's pairs file in file order; `random`: `n` same-identity pairs
+      pairs: Pairs. `csv`: the split's pairs file in file order; `random`: `n` same-identity pairs
         (two different images) drawn with `seed`, as PG2's and the paper's 12,800 test pairs.
       allow_fewer: bool. Score fewer than `n` pairs/images when fewer exist (else an error).
       pair_min_person_id: tuple of (dataset, int). `--pairs=random` skips identities below this
         (Market-1501: 0 = distractors, -1 = junk); a dataset not listed skips only negative ids.
       crop: str. Folder scoring: `i/k` takes the i-th (from 1) of k equal-width panels of each
         generated file (PATN saves 5-panel strips: `5/5`); empty: the whole image.
-      sample_pose: str. `--task=sample` with stage II: `sampled` (every factor from its mapper) or
+      sample_pose: SamplePose. `--task=sample` with stage II: `sampled` (every factor from its mapper) or
         `real` (FG and BG sampled, poses drawn from the training poses: the paper's "BodyROI7 + real pose").
-      protocol: str. `custom`: every setting from its flag, and without an explicit `--n` whatever
+      protocol: Protocol. `custom`: every setting from its flag, and without an explicit `--n` whatever
         exists up to `n` is scored (a folder: every file); `paper`: the published tables' settings
         (`paper_settings`, `paper_mask_radius`), with `n` strict.
       paper_settings: tuple of (flag, value). What `--protocol=paper` fixes: pose transfer on 12,800
@@ -54,29 +88,32 @@ class EvalConfig:
     """
 
     metrics: tuple[str, ...] = ("ssim", "mask_ssim")
-    task: str = "transfer"
+    task: Task = Task.TRANSFER
     n: int = 200
     seed: int = 0
     split: str = "test"
     batch_size: int = 32
-    ssim_protocol: str = "original"
-    mask_from: str = "target"
+    ssim_protocol: SsimProtocol = SsimProtocol.ORIGINAL
+    mask_from: MaskFrom = MaskFrom.TARGET
     leakage_n: int = 8
     leakage_projections: int = 0
     saliency_n: int = 8
     sampling_n: int = 1000
     inversions: int = 16
     invert_steps: int = _INVERT_STEPS
-    pairs: str = "csv"
+    pairs: Pairs = Pairs.CSV
     allow_fewer: bool = False
     pair_min_person_id: tuple[tuple[str, int], ...] = (("market", 1), ("synthetic", 1))
     crop: str = ""
-    sample_pose: str = "sampled"
-    protocol: str = "custom"
+    sample_pose: SamplePose = SamplePose.SAMPLED
+    protocol: Protocol = Protocol.CUSTOM
     paper_settings: tuple[tuple[str, object], ...] = (
         ("task", "transfer"), ("n", 12_800), ("pairs", "random"), ("ssim_protocol", "original"),
         ("mask_from", "source"), ("allow_fewer", False))
     paper_mask_radius: tuple[tuple[str, int], ...] = (("market", 7), ("synthetic", 7), ("deepfashion", 4))
+
+    def __post_init__(self) -> None:
+        coerce_choices(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +124,7 @@ class GenerateConfig:
       n: int. Images (sample) or rows (interpolate).
       seed: int.
       factors: tuple of str. Sampled (sample) or swapped (swap) factors.
-      factor: str. Interpolated factor.
+      factor: Factor. Interpolated factor.
       frames: int. Images per interpolation, endpoints included.
       method: str. `linear`, `slerp` or `both`.
       invert_steps: int. Gradient steps per inversion (invert_interpolate).
@@ -96,10 +133,13 @@ class GenerateConfig:
     n: int = 8
     seed: int = 0
     factors: tuple[str, ...] = ("fg", "bg", "pose")
-    factor: str = "fg"
+    factor: Factor = Factor.FOREGROUND
     frames: int = 8
     method: str = "both"
     invert_steps: int = _INVERT_STEPS
+
+    def __post_init__(self) -> None:
+        coerce_choices(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +161,7 @@ class VirtualMarketConfig:
     batch_size: int = 256
 
 
-class ReidBackbone(str, enum.Enum):
+class ReidBackbone(StrEnum):
     """The re-ID network's trunk (`keras_disentangle/reid/model.py`)."""
 
     RESNET50 = "resnet50"  # keras.applications.ResNet50, the field's baseline (ImageNet weights via --weights).
@@ -168,6 +208,9 @@ class ReidConfig:
     seed: int = 0
     kissme_pca_dims: int = 64
 
+    def __post_init__(self) -> None:
+        coerce_choices(self)
+
 
 REID_PRESETS = {
     "full": ReidConfig(),
@@ -186,19 +229,14 @@ def reid_config(preset: str, **fields: Any) -> ReidConfig:
     """
     if preset not in REID_PRESETS:
         raise ValueError(f"Unknown re-ID preset {preset!r}; expected one of {', '.join(REID_PRESETS)}.")
-    fields = {k: v for k, v in fields.items() if v is not None}
-    if "backbone" in fields:
-        fields["backbone"] = ReidBackbone(fields["backbone"])
-    return dataclasses.replace(REID_PRESETS[preset], **fields)
+    return dataclasses.replace(REID_PRESETS[preset], **{k: v for k, v in fields.items() if v is not None})
 
 
 def reid_config_to_json(cfg: ReidConfig) -> str:
-    return json.dumps({k: v.value if isinstance(v, enum.Enum) else v for k, v in dataclasses.asdict(cfg).items()},
-                      indent=2, sort_keys=True)
+    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True)
 
 
 def reid_config_from_json(text: str) -> ReidConfig:
     raw = json.loads(text)
-    raw["backbone"] = ReidBackbone(raw["backbone"])
     raw["small_channels"] = tuple(raw["small_channels"])
     return ReidConfig(**raw)

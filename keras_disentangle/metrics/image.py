@@ -36,9 +36,10 @@ import numpy as np
 from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
+from keras_disentangle import configs
 from keras_disentangle.visualize import to_uint8  # noqa: F401 (the one conversion; scored images use it)
 
-SSIM_PROTOCOLS = ("original", "gaussian")
+SSIM_PROTOCOLS = tuple(protocol.value for protocol in configs.SsimProtocol)
 
 # skimage's old `compare_ssim` defaults, which the paper's scripts relied on.
 _ORIGINAL_WINDOW = 7
@@ -127,7 +128,7 @@ def ssim(generated, target, protocol: str = "original") -> np.ndarray:
     generated, target = to_uint8(generated), to_uint8(target)
     scores = np.empty(len(generated), dtype=np.float64)
     for i, (gen, tgt) in enumerate(zip(generated, target)):
-        if protocol == "gaussian":
+        if protocol == configs.SsimProtocol.GAUSSIAN:
             scores[i] = _gaussian_ssim(gen, tgt, i)
             continue
         gen_gray, tgt_gray = rgb2gray(gen), rgb2gray(tgt)
@@ -180,7 +181,7 @@ def mask_ssim(generated, target, mask, protocol: str = "original") -> np.ndarray
     masked_target = (mask * to_uint8(target)).astype(np.uint8)
     scores = np.empty(len(generated), dtype=np.float64)
     for i, (gen, tgt) in enumerate(zip(masked_generated, masked_target)):
-        if protocol == "gaussian":
+        if protocol == configs.SsimProtocol.GAUSSIAN:
             scores[i] = _gaussian_ssim(gen, tgt, i)
         else:
             scores[i] = structural_similarity(

@@ -71,7 +71,7 @@ def metrics_mask_radius(data_cfg: configs.DataConfig, protocol: str = "custom") 
     (`METRIC_MASK_RADIUS`), or under `protocol="paper"` the dataset's published radius
     (`EvalConfig.paper_mask_radius`: Market 7, DeepFashion 4), scaled from the stored size."""
     radius = METRIC_MASK_RADIUS
-    if protocol == "paper":
+    if protocol == configs.Protocol.PAPER:
         radius = dict(configs.EvalConfig().paper_mask_radius).get(data_cfg.name, METRIC_MASK_RADIUS)
     return max(1, round(radius * data_cfg.height / data_cfg.stored_height))
 
@@ -106,11 +106,11 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options) -> ImageSe
 
     serving = Stage1Serving(cfg, stage1)
     split = options.split
-    if options.task == "reconstruct":
+    if options.task == configs.Task.RECONSTRUCT:
         available, what = data.count_records(data_dir, split), f"'{split}' images"
         batches = ((batch, batch) for batch in data.eval_dataset(data_dir, cfg, split, options.batch_size))
         description = f"reconstruction of the first {{n}} '{split}' images (of {available}), in their own pose"
-    elif options.pairs == "random":
+    elif options.pairs == configs.Pairs.RANDOM:
         min_person_id = dict(configs.EvalConfig().pair_min_person_id).get(cfg.data.name, 0)
         dataset, available = data.random_pairs_dataset(data_dir, cfg, split, options.n, options.seed, min_person_id,
                                                        options.batch_size)
@@ -142,7 +142,7 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options) -> ImageSe
             break
     if not count:
         raise ValueError(f"data_dir: no '{options.split}' examples to score in {data_dir!r}.")
-    if options.task != "reconstruct":
+    if options.task != configs.Task.RECONSTRUCT:
         description += " (source appearance, target pose; compared with the target photo)"
     return ImageSet(np.concatenate(parts["generated"]), np.concatenate(parts["targets"]),
                     {k: np.concatenate(parts[k]) for k in MASK_SOURCES}, parts["pairs"], description.format(n=count))
@@ -175,7 +175,7 @@ def sample_images(serving, options, data_dir: str | None = None) -> ImageSet:
     from keras_disentangle.runtime import BaselineServing  # noqa: PLC0415
 
     baseline = isinstance(serving, BaselineServing)
-    real_pose = not baseline and options.sample_pose == "real"
+    real_pose = not baseline and options.sample_pose == configs.SamplePose.REAL
     if real_pose:
         train = data.load_examples(data_dir, serving.cfg, "train")
         chosen = np.random.default_rng(options.seed).choice(len(train["image"]), options.n)

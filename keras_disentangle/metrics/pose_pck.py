@@ -109,7 +109,7 @@ def table(scores: dict[str, Score]) -> str:
 
 def define_flags() -> None:
     flags.DEFINE_string("fixtures", "../shared/fixtures", "The fixtures root (market1501_mini/, deepfashion_mini/).")
-    flags.DEFINE_string("models_dir", None, "Folder of the BlazePose .tflite files (default: weights/blazepose).")
+    cli.define_shared("models_dir")
 
 
 def main(argv) -> None:

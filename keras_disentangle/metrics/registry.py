@@ -1,9 +1,9 @@
-"""The metrics `evaluate.py` can run: one module per metric in `metrics/suite/`, listed in `MODULES`.
+"""The metrics `evaluate.py` can run: one module per metric in `metrics/suite/`, listed in `modules()`.
 
 A metric module declares `METRIC = Metric(...)`: its name, what it needs (`Needs`), its own flags
 (`Flag`, defined by `evaluate.py` for every registered metric), a check of the settings that runs
 before anything heavy, and its computation `compute(inputs) -> dict` (`value`, `n`, `protocol`, and
-whatever else it reports). Adding a metric is one module in `suite/` and its name in `MODULES`.
+whatever else it reports). Adding a metric is one module in `suite/` and its import in `modules()`.
 
 This module and the metric modules load no TensorFlow at import: `evaluate.py` reads the registry to
 define its flags before it parses them. The computations import what they use.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -23,14 +22,9 @@ from keras_disentangle import configs
 
 # The protocol's defaults live in configs.EvalConfig; flags and options take them from here.
 DEFAULTS = configs.EvalConfig()
-# Module names in `keras_disentangle.metrics.suite`, in the order `--help` and the report list them.
-MODULES = ("ssim", "mask_ssim", "inception_score", "mask_inception_score", "fid", "sharpness", "gt_swap",
-           "colour_probe", "leakage", "saliency", "sampling", "inversion", "reid", "probe", "sample_check")
-TASKS = ("reconstruct", "transfer", "sample")
-
-
-PAIRS = ("csv", "random")
-PROTOCOLS = ("custom", "paper")
+TASKS = tuple(task.value for task in configs.Task)
+PAIRS = tuple(pairs.value for pairs in configs.Pairs)
+PROTOCOLS = tuple(protocol.value for protocol in configs.Protocol)
 # Settings of `--protocol=paper` that only a model's images have: a folder brings its own pairs and masks.
 _MODEL_ONLY_SETTINGS = ("pairs", "mask_from")
 
@@ -43,7 +37,7 @@ def protocol_settings(protocol: str, folders: bool) -> dict[str, Any]:
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"--protocol={protocol}: expected one of {', '.join(PROTOCOLS)}.")
-    if protocol == "custom":
+    if protocol == configs.Protocol.CUSTOM:
         return {}
     return {name: value for name, value in DEFAULTS.paper_settings
             if not (folders and name in _MODEL_ONLY_SETTINGS)}
@@ -76,13 +70,14 @@ class Needs(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
-    """A metric's own command-line flag (absl `DEFINE_<kind>`); `choices` makes it an enum."""
+    """A metric's own command-line flag (absl `DEFINE_<kind>`); `choices`, a `configs.StrEnum` class, makes
+    it a choice (`cli.define_enum`)."""
 
     name: str
     kind: str  # "string", "integer" or "enum"
     default: Any
     help: str
-    choices: tuple[str, ...] = ()
+    choices: type[configs.StrEnum] | None = None
     lower_bound: int | None = None
 
 
@@ -92,7 +87,7 @@ class EvalOptions:
 
     Attributes:
       metrics: tuple of str. Registered metric names.
-      task: str. `reconstruct`, `transfer` or `sample` (see `metrics.report`).
+      task: configs.Task. `reconstruct`, `transfer` or `sample` (see `metrics.report`).
       n: int. Images (or pairs) to score.
       seed: int. Seed of every random draw.
       split: str. Records split.
@@ -100,16 +95,16 @@ class EvalOptions:
       cache_dir: str or None. Where FID real statistics are cached (None: not cached).
       out_dir: str. Where PNG grids are written.
       params: the metrics' own flags by name (`Flag.default` for those not given).
-      pairs: str. `csv` (the pairs file in order) or `random` (seeded same-identity pairs).
+      pairs: configs.Pairs. `csv` (the pairs file in order) or `random` (seeded same-identity pairs).
       allow_fewer: bool. Score what exists when fewer than `n` pairs/images do.
       crop: str. Folders: `i/k`, the i-th of k equal-width panels of each generated file.
-      sample_pose: str. `--task=sample` with stage II: `sampled` or `real` (training poses).
-      protocol: str. `custom` or `paper` (`EvalConfig.protocol`); `paper` also sets the metrics masks'
+      sample_pose: configs.SamplePose. `--task=sample` with stage II: `sampled` or `real` (training poses).
+      protocol: configs.Protocol. `custom` or `paper` (`EvalConfig.protocol`); `paper` also sets the metrics masks'
         radius (`report.metrics_mask_radius`).
     """
 
     metrics: tuple[str, ...]
-    task: str = DEFAULTS.task
+    task: configs.Task = DEFAULTS.task
     n: int = DEFAULTS.n
     seed: int = DEFAULTS.seed
     split: str = DEFAULTS.split
@@ -117,11 +112,11 @@ class EvalOptions:
     cache_dir: str | None = None
     out_dir: str = "."
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    pairs: str = DEFAULTS.pairs
+    pairs: configs.Pairs = DEFAULTS.pairs
     allow_fewer: bool = DEFAULTS.allow_fewer
     crop: str = DEFAULTS.crop
-    sample_pose: str = DEFAULTS.sample_pose
-    protocol: str = DEFAULTS.protocol
+    sample_pose: configs.SamplePose = DEFAULTS.sample_pose
+    protocol: configs.Protocol = DEFAULTS.protocol
 
     def __getattr__(self, name: str) -> Any:
         # A metric's flag reads like a field: options.ssim_protocol.
@@ -154,7 +149,7 @@ class EvalOptions:
                 raise ValueError(f"--{name}={getattr(self, name)}: expected a positive integer.")
         if self.pairs not in PAIRS:
             raise ValueError(f"--pairs={self.pairs}: expected one of {', '.join(PAIRS)}.")
-        if self.pairs == "random" and (folders or self.task != "transfer"):
+        if self.pairs == configs.Pairs.RANDOM and (folders or self.task != configs.Task.TRANSFER):
             raise ValueError("--pairs=random draws pose-transfer pairs of a model's split: it needs --task=transfer "
                              "and --stage1_dir.")
         if self.crop:
@@ -164,7 +159,7 @@ class EvalOptions:
         chosen = [registered[m] for m in self.metrics]
         for flag in {f.name: f for metric in chosen for f in metric.flags}.values():
             value = getattr(self, flag.name)
-            if flag.choices and value not in flag.choices:
+            if flag.choices and value not in tuple(flag.choices):
                 raise ValueError(f"--{flag.name}={value}: expected one of {', '.join(flag.choices)}.")
             if flag.lower_bound is not None and value < flag.lower_bound:
                 raise ValueError(f"--{flag.name}={value}: expected at least {flag.lower_bound}.")
@@ -172,24 +167,24 @@ class EvalOptions:
         if folders and model_only:
             raise ValueError(f"--metrics={','.join(model_only)} need a model (--stage1_dir); with "
                              "--generated_dir/--target_dir only image metrics run.")
-        if baseline and (stage2 or self.task != "sample"):
+        if baseline and (stage2 or self.task != configs.Task.SAMPLE):
             raise ValueError("--baseline_dir: a VAE / DCGAN baseline only samples; use it with --task=sample and "
                              "without --stage2_dir.")
         if baseline and model_only:
             raise ValueError(f"--metrics={','.join(model_only)} need the disentangled model; a --baseline_dir "
                              "has no stage-I or stage-II networks.")
-        if self.task == "sample" and (folders or not (stage2 or baseline)):
+        if self.task == configs.Task.SAMPLE and (folders or not (stage2 or baseline)):
             raise ValueError("--task=sample: stage-II sampling evaluation needs --stage1_dir and --stage2_dir "
                              "(one stage-II run per factor), or a --baseline_dir.")
-        if self.sample_pose not in ("sampled", "real"):
+        if self.sample_pose not in tuple(configs.SamplePose):
             raise ValueError(f"--sample_pose={self.sample_pose}: expected sampled or real.")
-        if self.sample_pose == "real" and not (stage2 and self.task == "sample"):
+        if self.sample_pose == configs.SamplePose.REAL and not (stage2 and self.task == configs.Task.SAMPLE):
             raise ValueError("--sample_pose=real: training poses replace sampled ones only with --task=sample "
                              "and --stage2_dir.")
         for metric in chosen:
             if Needs.STAGE2 in metric.needs and not stage2:
                 raise ValueError(f"--metrics={metric.name} scores stage II: pass --stage2_dir once per factor.")
-            if Needs.TARGETS in metric.needs and self.task == "sample":
+            if Needs.TARGETS in metric.needs and self.task == configs.Task.SAMPLE:
                 raise ValueError(f"--metrics={metric.name}: sampled images have no target photo; with "
                                  "--task=sample use metrics without a target.")
             if metric.check is not None:
@@ -244,10 +239,34 @@ class Metric:
     table: Callable[[dict], list[str]] | None = None
 
 
+def modules() -> tuple:
+    """The metric modules of `keras_disentangle.metrics.suite`, in the order `--help` and the report list them."""
+    # Imported here: each of them imports this module for `Metric`.
+    from keras_disentangle.metrics.suite import (  # noqa: PLC0415
+        colour_probe,
+        fid,
+        gt_swap,
+        inception_score,
+        inversion,
+        leakage,
+        mask_inception_score,
+        mask_ssim,
+        probe,
+        reid,
+        saliency,
+        sample_check,
+        sampling,
+        sharpness,
+        ssim,
+    )
+
+    return (ssim, mask_ssim, inception_score, mask_inception_score, fid, sharpness, gt_swap, colour_probe, leakage,
+            saliency, sampling, inversion, reid, probe, sample_check)
+
+
 def metrics() -> dict[str, Metric]:
-    """Every registered metric by name, in `MODULES` order."""
-    found = [importlib.import_module(f"keras_disentangle.metrics.suite.{module}").METRIC for module in MODULES]
-    return {metric.name: metric for metric in found}
+    """Every registered metric by name, in `modules()` order."""
+    return {module.METRIC.name: module.METRIC for module in modules()}
 
 
 def metric_flags() -> dict[str, Flag]:
@@ -274,8 +293,8 @@ def existing_file(flag: str, path: str | None, how: str) -> None:
 # Flags that several metrics read.
 SSIM_PROTOCOL = Flag("ssim_protocol", "enum", DEFAULTS.ssim_protocol,
                      "original (the paper's: gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit).",
-                     choices=("original", "gaussian"))
+                     choices=configs.SsimProtocol)
 MASK_FROM = Flag("mask_from", "enum", DEFAULTS.mask_from, "Whose body mask mask_ssim/mask_is use: target, or "
-                 "source (the original code's bug, to reproduce its numbers).", choices=("target", "source"))
+                 "source (the original code's bug, to reproduce its numbers).", choices=configs.MaskFrom)
 INCEPTION_WEIGHTS = Flag("inception_weights", "string", None,
                          "Keras InceptionV3 ImageNet weights (.h5), for is/mask_is.")

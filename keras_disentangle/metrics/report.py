@@ -41,7 +41,7 @@ _SSIM_CHUNK = 64
 
 def protocol_note(options, data_cfg: configs.DataConfig | None) -> str:
     """What the report's `protocol` says: the name and, for `paper`, every setting it fixed."""
-    if options.protocol != "paper":
+    if options.protocol != configs.Protocol.PAPER:
         return "custom (the flags' settings)"
     masks = (f"radius-{metrics_mask_radius(data_cfg, 'paper')} body masks of the {options.mask_from} pose"
              if data_cfg is not None else "the --mask_dir masks")
@@ -156,7 +156,7 @@ def format_table(report: dict) -> str:
 def first_pairs(cfg: configs.Config, data_dir: str, options, count: int) -> tuple[dict, dict]:
     """The first `count` (source, target) numpy batches of the task, as `model_images` draws them."""
 
-    if options.task == "reconstruct":
+    if options.task == configs.Task.RECONSTRUCT:
         batch = data.load_examples(data_dir, cfg, options.split, count)
         return batch, batch
     source, target = next(iter(data.pairs_dataset(data_dir, cfg, options.split, count)))

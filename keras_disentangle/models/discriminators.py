@@ -11,7 +11,7 @@ import math
 import keras
 
 from keras_disentangle.configs import Config, Factor
-from keras_disentangle.configs.fields import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1_NORMALIZATIONS
+from keras_disentangle.configs.fields import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1Normalization
 
 # tflib's `set_weights_stdev(0.02)`, under which the authors' `DCGANDiscriminator` builds D1: uniform
 # weights of standard deviation 0.02, i.e. on +-0.02 * sqrt(3).
@@ -79,9 +79,7 @@ def build_d1(cfg: Config) -> keras.Model:
       Radford et al., "Unsupervised representation learning with deep convolutional GANs", 2016;
       Ma et al., CVPR 2018, Sec. 3.5 (D1); Miyato et al., "Spectral normalization for GANs", 2018.
     """
-    normalization = cfg.model.d1_normalization
-    if normalization not in D1_NORMALIZATIONS:
-        raise ValueError(f"d1_normalization={normalization!r}; expected one of {', '.join(D1_NORMALIZATIONS)}.")
+    normalization = cfg.model.d1_normalization  # a D1Normalization: ModelConfig refuses other values
     kernel = _initializers(cfg.model.d1_initializer, "d1_initializer", D1_INITIALIZERS)
     image = keras.Input((cfg.data.height, cfg.data.width, 3), name="image")
     logit = _spectral(keras.layers.Dense(1, dtype="float32", kernel_initializer=kernel(), name="logit"),
@@ -90,24 +88,24 @@ def build_d1(cfg: Config) -> keras.Model:
     return keras.Model(image, logit, name="d1")
 
 
-def _spectral(layer: keras.layers.Layer, normalization: str) -> keras.layers.Layer:
-    if normalization != "spectral":
+def _spectral(layer: keras.layers.Layer, normalization: D1Normalization | str) -> keras.layers.Layer:
+    if normalization != D1Normalization.SPECTRAL:
         return layer
     return keras.layers.SpectralNormalization(layer, dtype=layer.dtype_policy, name=f"sn_{layer.name}")
 
 
-def dcgan_features(image, channels: tuple[int, ...], normalization: str = "batch",
+def dcgan_features(image, channels: tuple[int, ...], normalization: D1Normalization | str = D1Normalization.BATCH,
                    initializer: str = "glorot_uniform"):
     """D1's conv stack on an image tensor, flattened (also the VAE baseline's encoder).
 
-    5x5 stride-2 convs of `channels` widths, LeakyReLU 0.2; `normalization` (`D1_NORMALIZATIONS`):
+    5x5 stride-2 convs of `channels` widths, LeakyReLU 0.2; `normalization` (`D1Normalization`):
     batch normalization on all but the first conv, none, or spectral normalization of every conv;
     kernels from `initializer` (`D1_INITIALIZERS`).
     """
     kernel = _initializers(initializer, "d1_initializer", D1_INITIALIZERS)
     x = image
     for index, width in enumerate(channels):
-        normalize = index > 0 and normalization == "batch"
+        normalize = index > 0 and normalization == D1Normalization.BATCH
         # A bias before batch normalization is cancelled by its mean subtraction.
         x = _spectral(keras.layers.Conv2D(width, 5, strides=2, padding="same", use_bias=not normalize,
                                           kernel_initializer=kernel(), name=f"conv{index}"), normalization)(x)

@@ -82,14 +82,12 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("logdir", None, "A re-ID run (`keras_disentangle.reid.train`).")
-    flags.mark_flag_as_required("logdir")
-    flags.DEFINE_string("data_dir", None, "TFRecords with the query and test (gallery) splits.")
-    flags.mark_flag_as_required("data_dir")
+    cli.define_shared("logdir", note="A re-ID run's (`keras_disentangle.reid.train`).", required=True)
+    cli.define_shared("data_dir", note="With the query and test (gallery) splits.", required=True)
     flags.DEFINE_string("fit_dir", None, "TFRecords whose train split fits PCA + KISSME (default: the run's own).")
     flags.DEFINE_integer("pca_dims", None, "PCA dimensions before KISSME (default: the run's kissme_pca_dims).",
                          lower_bound=1)
-    flags.DEFINE_string("out", None, f"Also write the scores to DIR/{REPORT_FILE}.")
+    cli.define_shared("out", note=f"Also write the scores to OUT/{REPORT_FILE}.")
 
 
 def main(argv: Sequence[str]) -> None:

@@ -148,22 +148,20 @@ _FIELDS = ("backbone", "steps", "batch_ids", "images_per_id", "learning_rate", "
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("data_dir", None, "TFRecords of a Market-layout set (its train split is learned).")
-    flags.mark_flag_as_required("data_dir")
-    flags.DEFINE_string("logdir", None, "Run directory: reid.json, checkpoints; a rerun resumes.")
-    flags.mark_flag_as_required("logdir")
+    cli.define_shared("data_dir", note="A Market-layout set (its train split is learned).", required=True)
+    cli.define_shared("logdir", note="reid.json, checkpoints; a rerun resumes.", required=True)
     flags.DEFINE_enum("preset", "full", list(configs.REID_PRESETS), "full: ResNet50 at 128x64; small: the small "
                       "trunk at 64x32 (synthetic / micro scale).")
-    flags.DEFINE_enum("backbone", None, [b.value for b in configs.ReidBackbone], "Override: the trunk.")
-    flags.DEFINE_integer("steps", None, "Override: total training steps.", lower_bound=1)
+    cli.define_enum("backbone", None, configs.ReidBackbone, "Override: the trunk.")
+    cli.define_shared("steps", note="Override: total training steps.", lower_bound=1)
     flags.DEFINE_integer("batch_ids", None, "Override: identities per batch (P).", lower_bound=1)
-    flags.DEFINE_integer("images_per_id", None, "Override: images per identity in a batch (K).", lower_bound=1)
-    flags.DEFINE_float("learning_rate", None, "Override: Adam learning rate.")
+    cli.define_shared("images_per_id", note="Override: in a batch (K).", lower_bound=1)
+    cli.define_shared("learning_rate", note="Override.")
     flags.DEFINE_float("triplet_weight", None, "Override: batch-hard triplet loss weight (0: softmax only).")
     flags.DEFINE_integer("feature_dim", None, "Override: size of the matched feature.", lower_bound=1)
-    flags.DEFINE_integer("seed", None, "Override: random seed.")
+    cli.define_shared("seed", note="Override.")
     flags.DEFINE_string("weights", None, "A weights file for the resnet50 trunk (e.g. ImageNet, notop).")
-    flags.DEFINE_float("max_minutes", None, "Stop after this much training time (checkpointed; rerun continues).")
+    cli.define_shared("max_minutes")
 
 
 def main(argv: Sequence[str]) -> None:

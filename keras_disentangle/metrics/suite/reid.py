@@ -8,6 +8,7 @@ embedding on `--pca_dims` principal axes fitted on the `train` split only (the p
 
 from __future__ import annotations
 
+from keras_disentangle import configs
 from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs
 
 QUERY_SPLIT = "query"
@@ -28,15 +29,25 @@ def _features(inputs: Inputs, split: str, factor) -> dict:
     return {key: np.concatenate(value) for key, value in chunks.items()}
 
 
+class ReidFeatures(configs.StrEnum):
+    """The embedding --reid_features matches."""
+
+    FG = "fg"
+    FG_PCA = "fg_pca"  # PCA fitted on train
+    FG_KISSME = "fg_kissme"  # PCA + KISSME fitted on train
+    BG = "bg"
+    POSE = "pose"
+
+
 def compute(inputs: Inputs) -> dict:
-    from keras_disentangle import configs, data  # noqa: PLC0415
+    from keras_disentangle import data  # noqa: PLC0415
     from keras_disentangle.metrics import reid  # noqa: PLC0415
 
     options, cfg = inputs.options, inputs.cfg
     features = options.reid_features
-    factor = {"fg": configs.Factor.FOREGROUND, "fg_pca": configs.Factor.FOREGROUND,
-              "fg_kissme": configs.Factor.FOREGROUND, "bg": configs.Factor.BACKGROUND,
-              "pose": configs.Factor.POSE}[features]
+    factor = {ReidFeatures.FG: configs.Factor.FOREGROUND, ReidFeatures.FG_PCA: configs.Factor.FOREGROUND,
+              ReidFeatures.FG_KISSME: configs.Factor.FOREGROUND, ReidFeatures.BG: configs.Factor.BACKGROUND,
+              ReidFeatures.POSE: configs.Factor.POSE}[features]
     if factor == configs.Factor.BACKGROUND and not cfg.data.has_background:
         raise ValueError(f"--reid_features=bg: the {cfg.data.name!r} run has no background embedding.")
     try:
@@ -51,12 +62,12 @@ def compute(inputs: Inputs) -> dict:
                 "L2-normalised, Euclidean; same identity + same camera and junk (id -1) removed per query, "
                 "distractors (id 0) are negatives; Market's trapezoidal AP")
     extra, distances = {}, None
-    if features == "fg_pca":
+    if features == ReidFeatures.FG_PCA:
         mean, axes = reid.fit_pca(_features(inputs, PCA_SPLIT, factor)["features"], options.pca_dims)
         query["features"], gallery["features"] = (reid.project(s["features"], mean, axes) for s in (query, gallery))
         extra = {"pca_dims": axes.shape[1], "pca_fitted_on": PCA_SPLIT}
         protocol += f"; PCA to {axes.shape[1]} dims (asked {options.pca_dims}) fitted on '{PCA_SPLIT}' only"
-    if features == "fg_kissme":
+    if features == ReidFeatures.FG_KISSME:
         from keras_disentangle.metrics import kissme  # noqa: PLC0415
 
         train = _features(inputs, PCA_SPLIT, factor)
@@ -85,8 +96,8 @@ def table(result: dict) -> list[str]:
 METRIC = Metric(
     name="reid", help="person re-ID (CMC rank-1/5/10, mAP) on an embedding, Market-1501 protocol",
     needs=(Needs.STAGE1,), compute=compute, table=table,
-    flags=(Flag("reid_features", "enum", "fg", "Embedding matched by reid: fg, fg_pca (PCA fitted on train), "
-                "fg_kissme (PCA + KISSME fitted on train), bg or pose.",
-                choices=("fg", "fg_pca", "fg_kissme", "bg", "pose")),
+    flags=(Flag("reid_features", "enum", ReidFeatures.FG, "Embedding matched by reid: fg, fg_pca (PCA fitted on "
+                "train), fg_kissme (PCA + KISSME fitted on train), bg or pose.",
+                choices=ReidFeatures),
            Flag("pca_dims", "integer", 256, "PCA dimensions of --reid_features=fg_pca / fg_kissme (capped at the train "
                 "split's rank).", lower_bound=1)))

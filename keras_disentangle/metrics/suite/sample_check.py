@@ -11,11 +11,12 @@ are compared by besides FID and IS.
 
 from __future__ import annotations
 
+from keras_disentangle import configs
 from keras_disentangle.metrics.registry import EvalOptions, Inputs, Metric, Needs, json_table
 
 
 def check(options: EvalOptions) -> None:
-    if options.task != "sample":
+    if options.task != configs.Task.SAMPLE:
         raise ValueError("--metrics=sample_check scores sampled images: use it with --task=sample.")
     if options.n < 2:
         raise ValueError(f"--n={options.n}: sample_check needs at least 2 images.")
@@ -33,7 +34,7 @@ def compute(inputs: Inputs) -> dict:
                                 else sampling.pose_validity(images.keypoints, reference))}
     protocol = ("pose_validity: share of the drawn poses with joint count, limb lengths and joint angles inside "
                 "the train split's ranges (None: the images were drawn without a pose)")
-    if cfg.data.name == "synthetic":
+    if cfg.data.name == configs.Dataset.SYNTHETIC:
         test = data.load_examples(inputs.data_dir, cfg, split=options.split, limit=options.n)
         result["identity"] = sampling.identity_check(images.generated, train, test, cfg.data,
                                                      seed=options.seed)
