@@ -22,7 +22,7 @@ TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
 
-.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all mutation bench docs docs-serve clean
+.PHONY: venv weights system-deps demo demo-deepfashion app load test test-all mutation identity bench docs docs-serve clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -161,6 +161,17 @@ MUTATION_MODULES ?= keras_disentangle/losses.py keras_disentangle/geometry.py ke
 mutation: venv
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
 	$(PY) tests/mutation.py $(MUTATION_MODULES)
+
+# Bit-identity across a refactor (docs/development.md): every trainer's 20 seeded float32 steps and the export,
+# recorded from this checkout and from REF (checked out into a temporary git worktree, removed afterwards), one
+# after the other on this machine, then compared; exit 1 lists every entry that differs. out/identity-*.json stay.
+REF ?= main
+identity: venv
+	@mkdir -p out && tmp=$$(mktemp -d) && trap 'git worktree remove --force $$tmp/ref; rm -rf $$tmp' EXIT && \
+	git worktree add --detach --quiet $$tmp/ref $(REF) && \
+	$(PY) tests/bit_identity.py record --repo=$$tmp/ref --out=out/identity-ref.json && \
+	$(PY) tests/bit_identity.py record --out=out/identity-here.json && \
+	$(PY) tests/bit_identity.py compare out/identity-ref.json out/identity-here.json
 
 # The documentation site (mkdocs.yml, docs/ -> out/site/): --strict fails on a broken link or anchor and on a page left
 # out of the navigation. `make test` builds it too (tests/test_docs.py), with the check of every documented

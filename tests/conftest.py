@@ -1,5 +1,6 @@
 """Shared test fixtures: quiet TensorFlow, fixed seeds, paths to the shared real-photo fixtures."""
 
+import io
 import json
 import os
 import pathlib
@@ -176,3 +177,70 @@ def stage2_runs(stage1_run, synthetic_records, tmp_path_factory):
         return runs
 
     return _once_per_run(tmp_path_factory, "stage2_runs", build)
+
+
+# --- the browser demo over an untrained export, for tests/test_app.py and tests/test_app_api.py --------
+# Session-scoped: both files share one export and one running app per pytest process.
+
+MARKET = "market1501_mini"
+DF_PHOTO = "deepfashion_mini/test/fashionWOMENDressesid0000386607_1front.jpg"
+UPLOAD_LIMIT_MB = 1  # the test server's; a test photo is well under it
+
+
+def image_array(data: bytes) -> np.ndarray:
+    """The RGB pixels of an encoded picture (what the app or a signature sent)."""
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def untrained():
+    """The untrained micro synthetic model (stage I and every mapper) in process, seeded."""
+    import keras
+
+    from keras_disentangle import configs
+    from keras_disentangle.models.mapper import build_mapper
+    from keras_disentangle.models.stage1 import build_stage1
+    from keras_disentangle.runtime import Stage2Serving
+
+    cfg = configs.get_config("synthetic", "micro")
+    keras.utils.set_random_seed(0)
+    return Stage2Serving(cfg, build_stage1(cfg), {f: build_mapper(cfg, f) for f in configs.Factor})
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, request):
+    """(stage-I, stage-II) TF Serving base folders (`export`'s OUT/<name>, one version each): `untrained`
+    exported (every signature of stage I and II) or, with KD_APP_DEMO, the demo's exports."""
+    if os.environ.get("KD_APP_DEMO"):
+        export_dir = pathlib.Path(os.environ["KD_APP_DEMO"]) / "export"
+        return str(export_dir / "stage1"), str(export_dir / "stage2")
+    from keras_disentangle import export
+
+    base = tmp_path_factory.mktemp("app_export")
+    export.write_serving(request.getfixturevalue("untrained"), str(base / "1"))
+    return str(base), str(base)
+
+
+@pytest.fixture(scope="session")
+def reference(exported, request):
+    """The in-process model the export was written from (not the demo's: its runs are not at hand)."""
+    if os.environ.get("KD_APP_DEMO"):
+        pytest.skip("KD_APP_DEMO: the comparisons with the in-process model run on the default untrained export")
+    return request.getfixturevalue("untrained")
+
+
+@pytest.fixture(scope="session")
+def server(exported, fixtures_dir):
+    """The app on a free localhost port, its gallery the Market test fixtures; yields (url, Demo)."""
+    from keras_disentangle import app
+
+    demo_dir = os.environ.get("KD_APP_DEMO")
+    root = pathlib.Path(demo_dir) / "synthetic" if demo_dir else fixtures_dir / MARKET
+    gallery, points = app.read_gallery(root / "bounding_box_test", root / "market-annotation-test.csv")
+    demo = app.Demo(*exported, gallery, points)
+    port = app.free_port()
+    page = app.launch(demo, "127.0.0.1", port, block=False, max_upload_mb=UPLOAD_LIMIT_MB)
+    yield f"http://127.0.0.1:{port}", demo
+    page.close()
