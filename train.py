@@ -162,10 +162,7 @@ def _check_data_dir(data_dir: str) -> None:
 
 
 def run() -> None:
-    cfg = _config()
-    data_dir, logdir = FLAGS.data_dir, FLAGS.logdir
-    if FLAGS.stage == "2":
-        factor, stage1_dir = _require("factor"), _require("stage1_dir")
+    cfg = _config()  # with --stage=2 it requires --factor and --stage1_dir
     allowed = BASELINE_MODELS if FLAGS.stage == "baseline" else STAGE1_MODELS
     if FLAGS.stage == "baseline":
         _require("model")
@@ -179,12 +176,12 @@ def run() -> None:
 
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads once the command line is good)
 
-    from keras_disentangle.training import loop  # noqa: PLC0415
+    from keras_disentangle.training import loop, runner  # noqa: PLC0415
 
     # MultiWorkerMirroredStrategy configures the runtime, which must happen before any TF op runs
     # (the data check below reads a record).
     strategy = loop.make_strategy(FLAGS.strategy)
-    _check_data_dir(data_dir)
+    _check_data_dir(FLAGS.data_dir)
 
     warn_full_on_cpu(cfg, [d.device_type for d in tf.config.list_physical_devices()])
     try:
@@ -194,24 +191,26 @@ def run() -> None:
         raise cli.UsageError(str(error)) from None
     # Flags that are not config fields change the run too: the run records them all.
     command = (sys.argv, {flag.name: flag.value for flag in FLAGS.get_key_flags_for_module(__name__)})
+    options = runner.Options(strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
+                             progress_seconds=FLAGS.progress_seconds, command=command)
+    runner.train(_job(cfg), options)
+
+
+def _job(cfg: configs.Config):
+    """The `runner.Job` of `--stage` (its recipe checks the stage's own flags)."""
     if FLAGS.stage == "1":
         from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 
-        stage1.train_stage1(cfg, data_dir=data_dir, logdir=logdir, part=steps.Stage1Part(FLAGS.model or "both"),
-                            strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
-                            progress_seconds=FLAGS.progress_seconds, command=command)
-    elif FLAGS.stage == "baseline":
+        part = steps.Stage1Part(FLAGS.model or "both")
+        return stage1.job(cfg, data_dir=FLAGS.data_dir, logdir=FLAGS.logdir, part=part)
+    if FLAGS.stage == "baseline":
         from keras_disentangle.training import baselines  # noqa: PLC0415
 
-        baselines.train_baseline(cfg, model=FLAGS.model, data_dir=data_dir, logdir=logdir, strategy=strategy,
-                                 jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
-                                 progress_seconds=FLAGS.progress_seconds, command=command)
-    else:
-        from keras_disentangle.training import stage2  # noqa: PLC0415
+        return baselines.job(cfg, model=FLAGS.model, data_dir=FLAGS.data_dir, logdir=FLAGS.logdir)
+    from keras_disentangle.training import stage2  # noqa: PLC0415
 
-        stage2.train_stage2(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
-                            strategy=strategy, jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes,
-                            progress_seconds=FLAGS.progress_seconds, command=command)
+    return stage2.job(cfg, factor=FLAGS.factor, data_dir=FLAGS.data_dir, stage1_dir=FLAGS.stage1_dir,
+                      logdir=FLAGS.logdir)
 
 
 def main(argv):

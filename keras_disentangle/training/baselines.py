@@ -1,11 +1,12 @@
 """The sampling baselines of Fig. 7 (`train.py --stage=baseline --model=vae|dcgan`).
 
-Wires data, the networks of `models.baselines`, Adam and a replica step into the shared loop
-(`loop.run`: checkpoints, TensorBoard, time budget, NaN stop, SIGTERM), as stage I does.
+A recipe for the one runner (`runner.train`: checkpoints, TensorBoard, time budget, NaN stop,
+SIGTERM), as stage I is: data, the networks of `models.baselines`, Adam and a replica step.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import keras
@@ -14,7 +15,7 @@ import tensorflow as tf
 from keras_disentangle import configs, data, losses, precision, rundir
 from keras_disentangle.models.baselines import SAMPLER, build_baseline
 from keras_disentangle.runtime import sample_noise
-from keras_disentangle.training import checkpoint, loop
+from keras_disentangle.training import checkpoint, runner
 
 # Codes of the TensorBoard sample grid, fixed so that successive grids show the same draws.
 _PREVIEW_SEED = 1234
@@ -111,14 +112,51 @@ def sample_grid(cfg: configs.Config, model: configs.Baseline, networks: dict) ->
     return ((row + 1.0) / 2.0)[tf.newaxis]
 
 
-def train_baseline(cfg: configs.Config, *, model: str, data_dir: str, logdir: str,
-                   strategy: tf.distribute.Strategy, jit_compile: bool = False, max_minutes: float | None = None,
-                   verbose: bool = True, progress_seconds: float | None = None,
-                   command: tuple[list[str], dict] | None = None) -> tuple[dict, dict[str, float]]:
-    """Trains the VAE or DCGAN baseline from the last checkpoint in `logdir` up to `cfg.train.steps`.
+def job(cfg: configs.Config, *, model: str, data_dir: str, logdir: str) -> runner.Job:
+    """The VAE or DCGAN baseline as a job for `runner.train`, up to `cfg.train.steps`.
 
     Uses `cfg.train.batch_size`, `baseline_learning_rate`, `vae_kl_weight` and the loop's periods; the
     images only (mirrored at random), not the poses.
+
+    Raises:
+      ValueError: for an unknown model.
+    """
+    try:
+        model = configs.Baseline(model)
+    except ValueError:
+        raise ValueError(f"Unknown --model={model}; expected vae or dcgan.") from None
+    train_cfg = cfg.train
+    batch_size = train_cfg.batch_size
+
+    def make_dataset(seed: int) -> tf.data.Dataset:
+        dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=seed)
+        return dataset.map(lambda batch: {"image": batch["image"]})
+
+    def build(strategy: tf.distribute.Strategy) -> runner.Built:
+        make_dataset(train_cfg.seed)  # a missing split or damaged shard fails here, before any network is built
+        networks, optimizers, keeper = training_state(cfg, model, logdir, strategy)
+        if model == configs.Baseline.VAE:
+            replica_step = vae_step(networks, optimizers["vae"], train_cfg, batch_size)
+        else:
+            replica_step = dcgan_step(networks, optimizers["g"], optimizers["d"], cfg.model.baseline_latent_dim,
+                                      batch_size)
+
+        def write_images(at_step: int) -> None:
+            tf.summary.image(f"{model.value}_samples", sample_grid(cfg, model, networks), step=at_step)
+
+        return runner.Built(keeper, optimizers, (runner.Phase(
+            replica_step, make_dataset, batch_size, train_cfg.steps, write_images),), result=networks)
+
+    # baseline.json first: it refuses a stage-I/II run directory before config.json is overwritten.
+    records = (functools.partial(rundir.write_baseline_record, model=model), runner.config_json(cfg))
+    return runner.Job(logdir, train_cfg, records, build)
+
+
+def train_baseline(cfg: configs.Config, *, model: str, data_dir: str, logdir: str,
+                   **options) -> tuple[dict, dict[str, float]]:
+    """Trains the VAE or DCGAN baseline from the last checkpoint in `logdir` (`job`).
+
+    `options` are the fields of `runner.Options` (`strategy` is required).
 
     Returns:
       The networks by name and the last step's losses.
@@ -127,44 +165,4 @@ def train_baseline(cfg: configs.Config, *, model: str, data_dir: str, logdir: st
       ValueError: for an unknown model or `data_dir` without train records.
       rundir.RunDirectoryError: if `logdir` holds a run of another model or config.
     """
-    try:
-        model = configs.Baseline(model)
-    except ValueError:
-        raise ValueError(f"Unknown --model={model}; expected vae or dcgan.") from None
-    chief = checkpoint.is_chief(strategy)
-    if chief:
-        rundir.write_baseline_record(logdir, model)
-        rundir.save_config(logdir, cfg)
-        if command is not None:
-            rundir.record_command(logdir, *command)
-    train_cfg = cfg.train
-    batch_size = train_cfg.batch_size
-
-    def make_dataset(seed: int) -> tf.data.Dataset:
-        dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size, seed=seed)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return dataset.map(lambda batch: {"image": batch["image"]}).with_options(options)
-
-    make_dataset(train_cfg.seed)  # a missing split or damaged shard fails here, before any network is built
-
-    networks, optimizers, keeper = training_state(cfg, model, logdir, strategy)
-    if model == configs.Baseline.VAE:
-        replica_step = vae_step(networks, optimizers["vae"], train_cfg, batch_size)
-    else:
-        replica_step = dcgan_step(networks, optimizers["g"], optimizers["d"], cfg.model.baseline_latent_dim,
-                                  batch_size)
-
-    def write_images(at_step: int) -> None:
-        tf.summary.image(f"{model.value}_samples", sample_grid(cfg, model, networks), step=at_step)
-
-    logs = loop.run(
-        strategy=strategy, replica_step=replica_step, make_dataset=make_dataset, keeper=keeper,
-        seed=train_cfg.seed, total_steps=train_cfg.steps, global_batch_size=batch_size,
-        checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
-        image_every=train_cfg.image_every, summary_dir=rundir.summary_dir(logdir) if chief else None,
-        write_images=write_images if chief else None,
-        learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-        jit_compile=jit_compile, max_minutes=max_minutes, steps_per_execution=train_cfg.steps_per_execution,
-        verbose=verbose and chief, progress_seconds=progress_seconds)
-    return networks, logs
+    return runner.train(job(cfg, model=model, data_dir=data_dir, logdir=logdir), runner.Options(**options))

@@ -1,19 +1,18 @@
 """Stage I: trains the disentangled reconstruction network (Fig. 3) and/or the pose auto-encoder.
 
-Wires data, networks, optimizers and the replica step into the shared loop; owns nothing else.
+A recipe for the one runner (`runner.train`): data, networks, optimizers and the replica step of each
+phase; owns nothing else.
 """
 
 from __future__ import annotations
 
-import time
-
 import keras
 import tensorflow as tf
 
-from keras_disentangle import configs, data, precision, rundir
+from keras_disentangle import configs, data, precision
 from keras_disentangle.models.stage1 import Stage1, build_stage1, reconstruct
 from keras_disentangle.runtime import stage1_trackables
-from keras_disentangle.training import checkpoint, loop, schedule, steps
+from keras_disentangle.training import checkpoint, runner, schedule, steps
 
 
 def build_optimizers(train_cfg: configs.TrainConfig) -> dict[str, keras.optimizers.Optimizer]:
@@ -85,14 +84,59 @@ def phases(part: steps.Stage1Part, train_cfg: configs.TrainConfig) -> list[tuple
     return [(steps.Stage1Part.BOTH, shared)] + [(alone, end) for alone, end in budgets.items() if end > shared]
 
 
+def batch_size(train_cfg: configs.TrainConfig, trained: steps.Stage1Part) -> int:
+    """The global batch of a phase training `trained`: each part trains at its own batch from the preset
+    (the paper trains them separately); with `--model=both` every step draws an image batch and a pose batch."""
+    return train_cfg.pose_batch_size if trained == steps.Stage1Part.POSE else train_cfg.batch_size
+
+
+def dataset_factory(cfg: configs.Config, data_dir: str, trained: steps.Stage1Part):
+    """seed -> the batches of a phase training `trained` (`{"appearance": ..., "pose": ...}` for BOTH)."""
+
+    def make_dataset(seed: int) -> tf.data.Dataset:
+        if trained == steps.Stage1Part.POSE:
+            return data.pose_dataset(data_dir, cfg, batch_size=batch_size(cfg.train, trained), seed=seed)
+        dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size(cfg.train, trained), seed=seed)
+        if trained == steps.Stage1Part.BOTH:
+            poses = data.pose_dataset(data_dir, cfg, batch_size=cfg.train.pose_batch_size, seed=seed)
+            dataset = tf.data.Dataset.zip({"appearance": dataset, "pose": poses})
+        return dataset
+
+    return make_dataset
+
+
+def job(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps.Stage1Part) -> runner.Job:
+    """Stage I as a job for `runner.train`: the networks of `part`, trained up to its budgets (`phases`)."""
+    train_cfg = cfg.train
+
+    def build(strategy: tf.distribute.Strategy) -> runner.Built:
+        # Fail on a missing split or a damaged shard now, before the networks are built.
+        dataset_factory(cfg, data_dir, part)(train_cfg.seed)
+        preview = next(iter(_preview_dataset(data_dir, cfg)))
+        stage1, optimizers, keeper = training_state(cfg, logdir, strategy)
+
+        def write_images(at_step: int) -> None:
+            tf.summary.image("reconstruction", preview_grid(stage1, preview), step=at_step)
+
+        def phase(trained: steps.Stage1Part, end: int) -> runner.Phase:
+            alone = (f"steps={train_cfg.steps}, pose_steps={train_cfg.pose_steps}: the {trained.value} part "
+                     f"trains alone up to step {end}.")
+            return runner.Phase(
+                steps.stage1_step(trained, stage1, optimizers, train_cfg, batch_size(train_cfg, trained)),
+                dataset_factory(cfg, data_dir, trained), batch_size(train_cfg, trained), end,
+                write_images=None if trained == steps.Stage1Part.POSE else write_images,
+                note=None if trained == part else alone)
+
+        return runner.Built(keeper, optimizers, tuple(phase(*p) for p in phases(part, train_cfg)), result=stage1)
+
+    return runner.Job(logdir, train_cfg, (runner.config_json(cfg),), build)
+
+
 def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps.Stage1Part,
-                 strategy: tf.distribute.Strategy, jit_compile: bool = False,
-                 max_minutes: float | None = None, verbose: bool = True,
-                 progress_seconds: float | None = None,
-                 command: tuple[list[str], dict] | None = None) -> tuple[Stage1, dict[str, float]]:
+                 **options) -> tuple[Stage1, dict[str, float]]:
     """Trains stage I from the last checkpoint in `logdir` up to the budgets of `part` (`phases`).
 
-    `command` (argv, flag values), when given, is recorded in the run (`rundir.record_command`).
+    `options` are the fields of `runner.Options` (`strategy` is required).
 
     Returns:
       The trained networks and the last losses of each part.
@@ -101,70 +145,7 @@ def train_stage1(cfg: configs.Config, *, data_dir: str, logdir: str, part: steps
       ValueError: if `data_dir` holds no records for the train split.
       rundir.RunDirectoryError: if `logdir` holds a run with another config.
     """
-    chief = checkpoint.is_chief(strategy)
-    if chief:
-        rundir.save_config(logdir, cfg)
-        if command is not None:
-            rundir.record_command(logdir, *command)
-    train_cfg = cfg.train
-
-    def batch_size(trained: steps.Stage1Part) -> int:
-        # Each part trains at its own batch from the preset (the paper trains them separately); with
-        # --model=both every step draws an image batch and a pose batch.
-        return train_cfg.pose_batch_size if trained == steps.Stage1Part.POSE else train_cfg.batch_size
-
-    def dataset_factory(trained: steps.Stage1Part):
-        def make_dataset(seed: int) -> tf.data.Dataset:
-            if trained == steps.Stage1Part.POSE:
-                dataset = data.pose_dataset(data_dir, cfg, batch_size=batch_size(trained), seed=seed)
-            else:
-                dataset = data.train_dataset(data_dir, cfg, batch_size=batch_size(trained), seed=seed)
-            if trained == steps.Stage1Part.BOTH:
-                poses = data.pose_dataset(data_dir, cfg, batch_size=train_cfg.pose_batch_size, seed=seed)
-                dataset = tf.data.Dataset.zip({"appearance": dataset, "pose": poses})
-            options = tf.data.Options()
-            # One shard file per split is common at tiny scale; shard by element, not by file.
-            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-            return dataset.with_options(options)
-
-        return make_dataset
-
-    # Fail on a missing split or a damaged shard now, before the networks are built.
-    dataset_factory(part)(train_cfg.seed)
-    preview = next(iter(_preview_dataset(data_dir, cfg)))
-
-    stage1, optimizers, keeper = training_state(cfg, logdir, strategy)
-
-    def write_images(at_step: int) -> None:
-        tf.summary.image("reconstruction", preview_grid(stage1, preview), step=at_step)
-
-    planned = phases(part, train_cfg)
-    summary_dir = rundir.summary_dir(logdir) if chief else None
-    deadline = time.perf_counter() + 60 * max_minutes if max_minutes else None
-    logs: dict[str, float] = {}
-    for trained, end in planned:
-        minutes = None if deadline is None else (deadline - time.perf_counter()) / 60
-        if minutes is not None and minutes <= 0:
-            break
-        if len(planned) > 1:
-            if keeper.restore_latest() >= end:
-                continue
-            if verbose and chief and trained != part:
-                print(f"steps={train_cfg.steps}, pose_steps={train_cfg.pose_steps}: the {trained.value} part "
-                      f"trains alone up to step {end}.")
-        replica_step = steps.stage1_step(trained, stage1, optimizers, train_cfg, batch_size(trained))
-        logs.update(loop.run(
-            strategy=strategy, replica_step=replica_step, make_dataset=dataset_factory(trained), keeper=keeper,
-            seed=train_cfg.seed, total_steps=end, global_batch_size=batch_size(trained),
-            checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
-            image_every=train_cfg.image_every, summary_dir=summary_dir,
-            write_images=write_images if chief and trained != steps.Stage1Part.POSE else None,
-            learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-            jit_compile=jit_compile, max_minutes=minutes, steps_per_execution=train_cfg.steps_per_execution,
-            verbose=verbose and chief, progress_seconds=progress_seconds))
-        if int(keeper.step.numpy()) < end:  # the time budget ran out
-            break
-    return stage1, logs
+    return runner.train(job(cfg, data_dir=data_dir, logdir=logdir, part=part), runner.Options(**options))
 
 
 def _preview_dataset(data_dir: str, cfg: configs.Config) -> tf.data.Dataset:

@@ -8,6 +8,7 @@ besides (`stage2.json`, the embedding cache) is described in `rundir`.
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 
@@ -20,7 +21,7 @@ from keras_disentangle.models.discriminators import build_critic
 from keras_disentangle.models.mapper import build_mapper
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding, encoder_inputs
 from keras_disentangle.runtime import encode_factor, load_frozen_stage1, sample_noise
-from keras_disentangle.training import checkpoint, loop, schedule
+from keras_disentangle.training import checkpoint, runner, schedule
 from keras_disentangle.training.optimizers import rmsprop
 
 def real_embeddings(stage1: Stage1, cfg: configs.Config, data_dir: str, factor: configs.Factor,
@@ -151,11 +152,28 @@ def _parse_factor(factor) -> configs.Factor:
         raise ValueError(f"Unknown --factor={factor}; expected fg, bg or pose.") from None
 
 
-def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir: str, logdir: str,
-                 strategy: tf.distribute.Strategy, jit_compile: bool = False, cache_embeddings: bool = True,
-                 max_minutes: float | None = None, verbose: bool = True, progress_seconds: float | None = None,
-                 command: tuple[list[str], dict] | None = None) -> tuple[keras.Model, dict[str, float]]:
-    """Trains the mapper of `factor` on the frozen stage-I run in `stage1_dir`.
+def training_state(cfg: configs.Config, factor: configs.Factor, logdir: str, strategy: tf.distribute.Strategy
+                   ) -> tuple[keras.Model, keras.Model, dict[str, keras.optimizers.Optimizer],
+                              checkpoint.CheckpointKeeper]:
+    """What a stage-II checkpoint holds, freshly initialized (seeded), and its keeper: (Phi, D2,
+    optimizers by name, CheckpointKeeper); `keeper.restore_latest()` loads a run into them."""
+    keras.utils.set_random_seed(cfg.train.seed)
+    with strategy.scope():
+        mapper = build_mapper(cfg, factor)
+        critic = build_critic(cfg, factor)
+        optimizers = build_optimizers(cfg.train)
+        optimizers["phi"].build(mapper.trainable_variables)
+        optimizers["d2"].build(critic.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    keeper = checkpoint.CheckpointKeeper(
+        logdir, step, keep=cfg.train.keep_checkpoints, strategy=strategy, mapper=mapper, critic=critic,
+        phi_optimizer=optimizers["phi"], d2_optimizer=optimizers["d2"])
+    return mapper, critic, optimizers, keeper
+
+
+def job(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir: str, logdir: str,
+        cache_embeddings: bool = True) -> runner.Job:
+    """Stage II as a job for `runner.train`: the mapper of `factor` on the frozen stage-I run in `stage1_dir`.
 
     The data and model fields come from the stage-I run (the mapper must fit its embeddings);
     the train fields from `cfg`, with the factor's budget (`configs.stage2_train`); train.py passes
@@ -170,17 +188,7 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
       data_dir: str. TFRecords; the train split is encoded once into real embeddings.
       stage1_dir: str. A stage-I run directory.
       logdir: str. The stage-II run directory (resumed if it holds a checkpoint).
-      strategy: tf.distribute.Strategy.
-      jit_compile: bool. Compile the replica step with XLA.
       cache_embeddings: bool. Keep the real embeddings in `logdir` for resumed runs.
-      max_minutes: float or None. Stop (and checkpoint) after this much training time; rerunning
-        continues towards `steps`.
-      verbose: bool. Show the progress bar.
-      progress_seconds: float or None. Seconds between progress lines when stdout is not a terminal.
-      command: (argv, flag values) or None. Recorded in the run (`rundir.record_command`).
-
-    Returns:
-      The trained mapper and the last step's losses.
 
     Raises:
       ValueError: for an unknown factor, or `bg` on a dataset without a background factor.
@@ -193,55 +201,44 @@ def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir:
         raise ValueError(f"--factor=bg: the {stage1_cfg.data.name} model has no background factor.")
     cfg = configs.Config(stage1_cfg.data, stage1_cfg.model, configs.stage2_train(cfg.train, factor),
                          stage1_cfg.scale)
-    train_cfg = cfg.train
-    chief = checkpoint.is_chief(strategy)
     rundir.check_stage2_factor(logdir, factor)
-    if chief:
-        rundir.save_config(logdir, cfg)
-        rundir.write_stage2_record(logdir, factor, stage1_dir)
-        if command is not None:
-            rundir.record_command(logdir, *command)
 
-    cache = rundir.embeddings_path(logdir, factor) if chief and cache_embeddings else None
-    key = f"{pathlib.Path(restored).resolve()}|{pathlib.Path(data_dir).resolve()}"
-    embeddings = real_embeddings(stage1, cfg, data_dir, factor, cache=cache, cache_key=key)
-    global_batch = train_cfg.mapper_batch_size * train_cfg.critic_steps
-    options = tf.data.Options()
-    # The embeddings are one in-memory tensor, not files: shard by element.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    def build(strategy: tf.distribute.Strategy) -> runner.Built:
+        train_cfg = cfg.train
+        cache = rundir.embeddings_path(logdir, factor) if checkpoint.is_chief(strategy) and cache_embeddings else None
+        key = f"{pathlib.Path(restored).resolve()}|{pathlib.Path(data_dir).resolve()}"
+        embeddings = real_embeddings(stage1, cfg, data_dir, factor, cache=cache, cache_key=key)
 
-    def make_dataset(seed: int) -> tf.data.Dataset:
-        return (tf.data.Dataset.from_tensor_slices({"real": embeddings}).shuffle(len(embeddings), seed=seed)
-                .repeat().batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options))
+        def make_dataset(seed: int) -> tf.data.Dataset:
+            return (tf.data.Dataset.from_tensor_slices({"real": embeddings}).shuffle(len(embeddings), seed=seed)
+                    .repeat().batch(train_cfg.mapper_batch_size * train_cfg.critic_steps, drop_remainder=True)
+                    .prefetch(tf.data.AUTOTUNE))
 
-    preview = next(iter(data.eval_dataset(data_dir, cfg, split="train", batch_size=4).take(1)))
+        preview = next(iter(data.eval_dataset(data_dir, cfg, split="train", batch_size=4).take(1)))
+        mapper, critic, optimizers, keeper = training_state(cfg, factor, logdir, strategy)
 
-    noise_dim = cfg.model.embedding_dim(factor)
-    keras.utils.set_random_seed(train_cfg.seed)
-    with strategy.scope():
-        mapper = build_mapper(cfg, factor)
-        critic = build_critic(cfg, factor)
-        optimizers = build_optimizers(train_cfg)
-        optimizers["phi"].build(mapper.trainable_variables)
-        optimizers["d2"].build(critic.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    keeper = checkpoint.CheckpointKeeper(
-        logdir, step, keep=train_cfg.keep_checkpoints, strategy=strategy, mapper=mapper, critic=critic,
-        phi_optimizer=optimizers["phi"], d2_optimizer=optimizers["d2"])
+        def write_images(at_step: int) -> None:
+            tf.summary.image(f"sampled_{factor.value}", sample_grid(stage1, cfg, factor, mapper, preview),
+                             step=at_step)
 
-    def write_images(at_step: int) -> None:
-        tf.summary.image(f"sampled_{factor.value}", sample_grid(stage1, cfg, factor, mapper, preview), step=at_step)
+        replica_step = mapper_step(mapper, critic, optimizers["phi"], optimizers["d2"], train_cfg,
+                                   cfg.model.embedding_dim(factor), train_cfg.mapper_batch_size)
+        return runner.Built(keeper, optimizers, (runner.Phase(
+            replica_step, make_dataset, train_cfg.mapper_batch_size, train_cfg.steps, write_images),), result=mapper)
 
-    replica_step = mapper_step(mapper, critic, optimizers["phi"], optimizers["d2"], train_cfg, noise_dim,
-                               train_cfg.mapper_batch_size)
-    logs = loop.run(
-        strategy=strategy, replica_step=replica_step, make_dataset=make_dataset, keeper=keeper,
-        seed=train_cfg.seed, total_steps=train_cfg.steps, global_batch_size=train_cfg.mapper_batch_size,
-        checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
-        image_every=train_cfg.image_every,
-        summary_dir=rundir.summary_dir(logdir) if chief else None,
-        write_images=write_images if chief else None,
-        learning_rates={k: (lambda o=o: float(o.learning_rate.numpy())) for k, o in optimizers.items()},
-        jit_compile=jit_compile, max_minutes=max_minutes, steps_per_execution=train_cfg.steps_per_execution,
-        verbose=verbose and chief, progress_seconds=progress_seconds)
-    return mapper, logs
+    records = (runner.config_json(cfg), functools.partial(rundir.write_stage2_record, factor=factor,
+                                                          stage1_dir=stage1_dir))
+    return runner.Job(logdir, cfg.train, records, build)
+
+
+def train_stage2(cfg: configs.Config, *, factor: str, data_dir: str, stage1_dir: str, logdir: str,
+                 cache_embeddings: bool = True, **options) -> tuple[keras.Model, dict[str, float]]:
+    """Trains the mapper of `factor` on the frozen stage-I run in `stage1_dir` (`job`).
+
+    `options` are the fields of `runner.Options` (`strategy` is required).
+
+    Returns:
+      The trained mapper and the last step's losses.
+    """
+    return runner.train(job(cfg, factor=factor, data_dir=data_dir, stage1_dir=stage1_dir, logdir=logdir,
+                            cache_embeddings=cache_embeddings), runner.Options(**options))
