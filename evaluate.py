@@ -181,10 +181,10 @@ def main(argv):
     header["pairs"] = images.pairs if images else None
     # How many were scored: --n unless fewer exist and --n was not strict (or --allow_fewer).
     header["scored"] = len(images.generated) if images else None
-    header["metrics"] = report.evaluate(registry.Inputs(
+    header["metrics"] = registry.evaluate(registry.Inputs(
         options, images=images, real_images=real_images, real_key=real_key, cfg=cfg, stage1=stage1, stage2=stage2,
         data_dir=FLAGS.data_dir))
-    print(report.format_table(header))
+    print(registry.format_table(header))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(header, f, indent=2)

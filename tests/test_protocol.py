@@ -63,7 +63,7 @@ def test_paper_protocol_fixes_the_published_settings_and_the_report_names_them()
         k: v for k, v in fixed.items() if k not in ("ssim_protocol", "mask_from")}, params=fixed)
     note = report.protocol_note(options, configs.get_config("market", "full").data)
     assert note.startswith("paper") and "12800 same-identity" in note and "radius-7 body masks of the source" in note
-    table = report.format_table({"description": "d", "protocol": note, "scored": 3, "n": 12_800, "metrics": {}})
+    table = registry.format_table({"description": "d", "protocol": note, "scored": 3, "n": 12_800, "metrics": {}})
     assert f"Protocol: {note}." in table
     with pytest.raises(ValueError, match="--protocol=draft"):
         registry.EvalOptions(metrics=("ssim",), protocol="draft").validate(folders=False)

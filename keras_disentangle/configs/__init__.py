@@ -1,6 +1,7 @@
 """Frozen configuration dataclasses and the named presets (dataset x scale).
 
-This package is the only home of defaults: `fields` holds the dataclasses of a run, `presets` the
+This package is the only home of defaults: `fields` holds the dataclasses of a run, `choices` the
+choices of their fields (`StrEnum` classes), `presets` the
 named presets and their (de)serialisation, `tools` the defaults of the tools beside training
 (evaluation, generation, the Virtual Market, the re-ID trainer). A preset is looked up with `get_config(dataset, scale)`
 and fields are overridden with `override(cfg, **fields)` (train.py maps absl flags onto it).
@@ -18,23 +19,25 @@ Scales:
     minutes even on a CPU without bf16 units (docs/experiments/demo-cpu-kinds.md).
 """
 
-from keras_disentangle.configs.fields import (
+from keras_disentangle.configs.choices import (
     D1_LOSSES,
-    NUM_KEYPOINTS,
-    NUM_ROIS,
-    POSE_VECTOR_DIM,
     Baseline,
-    Config,
     D1Loss,
     D1Normalization,
-    DataConfig,
     Dataset,
     Factor,
     FgEncoderKind,
-    ModelConfig,
     Precision,
     Scale,
     StrEnum,
+)
+from keras_disentangle.configs.fields import (
+    NUM_KEYPOINTS,
+    NUM_ROIS,
+    POSE_VECTOR_DIM,
+    Config,
+    DataConfig,
+    ModelConfig,
     TrainConfig,
 )
 from keras_disentangle.configs.presets import (

@@ -6,7 +6,8 @@ import dataclasses
 import json
 from typing import Any
 
-from keras_disentangle.configs.fields import Config, DataConfig, Dataset, Factor, ModelConfig, Scale, TrainConfig
+from keras_disentangle.configs.choices import Dataset, Factor, Scale
+from keras_disentangle.configs.fields import Config, DataConfig, ModelConfig, TrainConfig
 
 # A missing joint enters the pose vector as (-1, -1), the authors' (docs/differences.md); every preset.
 _MARKET_DATA = DataConfig(name="market", height=128, width=64, stored_height=128, stored_width=64,

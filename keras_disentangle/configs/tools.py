@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from keras_disentangle.configs.fields import Factor, StrEnum, coerce_choices
+from keras_disentangle.configs.choices import Factor, StrEnum, coerce_choices
 
 # Gradient steps of one inversion z* = argmin ||Φ(z) - e|| (`apps.invert`), evaluated or generated.
 _INVERT_STEPS = 300

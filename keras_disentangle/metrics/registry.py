@@ -1,9 +1,12 @@
 """The metrics `evaluate.py` can run: one module per metric in `metrics/suite/`, listed in `modules()`.
 
-A metric module declares `METRIC = Metric(...)`: its name, what it needs (`Needs`), its own flags
-(`Flag`, defined by `evaluate.py` for every registered metric), a check of the settings that runs
-before anything heavy, and its computation `compute(inputs) -> dict` (`value`, `n`, `protocol`, and
-whatever else it reports). Adding a metric is one module in `suite/` and its import in `modules()`.
+A metric module declares `METRIC = metric.Metric(...)` (see `metrics.metric`): its name, what it needs
+(`Needs`), its own flags (`Flag`, defined by `evaluate.py` for every registered metric), a check of
+the settings that runs before anything heavy, and its computation `compute(inputs) -> dict` (`value`,
+`n`, `protocol`, and whatever else it reports). Adding a metric is one module in `suite/` and its
+import in `modules()`. This module stands above the suite: it imports every metric module, checks an
+evaluation's settings against them (`EvalOptions`), runs them (`evaluate`) and prints their report
+(`format_table`); the metric modules import `metrics.metric`, below them, never this one.
 
 This module and the metric modules load no TensorFlow at import: `evaluate.py` reads the registry to
 define its flags before it parses them. The computations import what they use.
@@ -12,16 +15,41 @@ define its flags before it parses them. The computations import what they use.
 from __future__ import annotations
 
 import dataclasses
-import enum
-import json
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from keras_disentangle import configs
+# The metric modules' contract; its names stay importable from here (`registry.Inputs`, ...).
+from keras_disentangle.metrics.metric import (  # noqa: F401
+    DEFAULTS,
+    INCEPTION_WEIGHTS,
+    MASK_FROM,
+    SSIM_PROTOCOL,
+    Flag,
+    Inputs,
+    Metric,
+    Needs,
+    existing_file,
+    json_table,
+)
+from keras_disentangle.metrics.suite import (
+    colour_probe,
+    fid,
+    gt_swap,
+    inception_score,
+    inversion,
+    leakage,
+    mask_inception_score,
+    mask_ssim,
+    probe,
+    reid,
+    saliency,
+    sample_check,
+    sampling,
+    sharpness,
+    ssim,
+)
 
-# The protocol's defaults live in configs.EvalConfig; flags and options take them from here.
-DEFAULTS = configs.EvalConfig()
 TASKS = tuple(task.value for task in configs.Task)
 PAIRS = tuple(pairs.value for pairs in configs.Pairs)
 PROTOCOLS = tuple(protocol.value for protocol in configs.Protocol)
@@ -57,29 +85,6 @@ def crop_panel(crop: str) -> tuple[int, int]:
         raise ValueError(f"--crop={crop}: expected i/k, the i-th of k equal-width panels counted from 1 (PATN's "
                          "5-panel strips: --crop=5/5).")
     return index, count
-
-
-class Needs(str, enum.Enum):
-    """What a metric reads besides the settings."""
-
-    IMAGES = "images"  # an image set: a model's output (--task) or --generated_dir;
-    TARGETS = "targets"  # ... with a real target photo per image (not --task=sample);
-    STAGE1 = "stage1"  # a stage-I run (--stage1_dir), not folders;
-    STAGE2 = "stage2"  # stage-II runs (--stage2_dir, one per factor).
-
-
-@dataclasses.dataclass(frozen=True)
-class Flag:
-    """A metric's own command-line flag (absl `DEFINE_<kind>`); `choices`, a `configs.StrEnum` class, makes
-    it a choice (`cli.define_enum`)."""
-
-    name: str
-    kind: str  # "string", "integer" or "enum"
-    default: Any
-    help: str
-    choices: type[configs.StrEnum] | None = None
-    lower_bound: int | None = None
-
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
@@ -191,75 +196,8 @@ class EvalOptions:
                 metric.check(self)
 
 
-@dataclasses.dataclass
-class Inputs:
-    """What the metrics of one evaluation read (None where the evaluation has no such thing).
-
-    Attributes:
-      options: EvalOptions.
-      images: `report.ImageSet` or None.
-      real_images: () -> uint8 `(n, H, W, 3)`, the real set of FID (called on a cache miss).
-      real_key: dict. Identifies the real set in the FID cache.
-      cfg: Config of the stage-I run.
-      stage1: its `Stage1` networks.
-      stage2: `runtime.Stage2Serving` or None.
-      data_dir: str. TFRecords.
-    """
-
-    options: EvalOptions
-    images: Any = None
-    real_images: Callable[[], Any] | None = None
-    real_key: dict | None = None
-    cfg: Any = None
-    stage1: Any = None
-    stage2: Any = None
-    data_dir: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Metric:
-    """One registered metric (see the module docstring).
-
-    Attributes:
-      name: str. Its `--metrics` name and its key in the report.
-      help: str. One line for `--help`.
-      needs: tuple of Needs.
-      compute: Inputs -> dict with at least `value` (None for a table or a picture), `n`, `protocol`.
-      flags: its own flags.
-      check: optional EvalOptions -> None raising ValueError, for what only this metric requires.
-      table: optional result -> lines of the plain-text report (default: one line with `value`).
-    """
-
-    name: str
-    help: str
-    needs: tuple[Needs, ...]
-    compute: Callable[[Inputs], dict]
-    flags: tuple[Flag, ...] = ()
-    check: Callable[[EvalOptions], None] | None = None
-    table: Callable[[dict], list[str]] | None = None
-
-
 def modules() -> tuple:
     """The metric modules of `keras_disentangle.metrics.suite`, in the order `--help` and the report list them."""
-    # Imported here: each of them imports this module for `Metric`.
-    from keras_disentangle.metrics.suite import (  # noqa: PLC0415
-        colour_probe,
-        fid,
-        gt_swap,
-        inception_score,
-        inversion,
-        leakage,
-        mask_inception_score,
-        mask_ssim,
-        probe,
-        reid,
-        saliency,
-        sample_check,
-        sampling,
-        sharpness,
-        ssim,
-    )
-
     return (ssim, mask_ssim, inception_score, mask_inception_score, fid, sharpness, gt_swap, colour_probe, leakage,
             saliency, sampling, inversion, reid, probe, sample_check)
 
@@ -274,27 +212,36 @@ def metric_flags() -> dict[str, Flag]:
     return {flag.name: flag for metric in metrics().values() for flag in metric.flags}
 
 
-def json_table(heading: str) -> Callable[[dict], list[str]]:
-    """A `Metric.table` that prints `heading` (formatted with the result) and the result's own fields."""
-
-    def table(result: dict) -> list[str]:
-        shown = {k: v for k, v in result.items() if k not in ("value", "n", "protocol")}
-        return ["\n" + heading.format(**result), json.dumps(shown, indent=2)]
-
-    return table
-
-
-def existing_file(flag: str, path: str | None, how: str) -> None:
-    """Raises ValueError naming `--flag` when `path` is not a file; `how` says how to get it."""
-    if not path or not os.path.isfile(path):
-        raise ValueError(f"--{flag}={path or ''}: {how}")
+def evaluate(inputs: Inputs) -> dict:
+    """Runs every metric of `inputs.options`; returns the report's `metrics` dict."""
+    registered = metrics()
+    results = {}
+    for name in inputs.options.metrics:
+        print(f"\n{name}:")
+        results[name] = registered[name].compute(inputs)
+    return results
 
 
-# Flags that several metrics read.
-SSIM_PROTOCOL = Flag("ssim_protocol", "enum", DEFAULTS.ssim_protocol,
-                     "original (the paper's: gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit).",
-                     choices=configs.SsimProtocol)
-MASK_FROM = Flag("mask_from", "enum", DEFAULTS.mask_from, "Whose body mask mask_ssim/mask_is use: target, or "
-                 "source (the original code's bug, to reproduce its numbers).", choices=configs.MaskFrom)
-INCEPTION_WEIGHTS = Flag("inception_weights", "string", None,
-                         "Keras InceptionV3 ImageNet weights (.h5), for is/mask_is.")
+def format_table(report: dict) -> str:
+    """The report as plain-text tables: one line per scalar metric, then each metric's own table."""
+    from keras_disentangle.metrics.report import number  # noqa: PLC0415 (loads TensorFlow)
+
+    registered = metrics()
+    lines = [f"\n{report['description']}"]
+    if report.get("protocol"):
+        lines.append(f"Protocol: {report['protocol']}.")
+    if report.get("scored") is not None:
+        asked = "every file" if report["n"] is None else f"--n={report['n']}"
+        lines.append(f"Scored {report['scored']} ({asked}).")
+    lines.append(f"{'metric':<11}{'value':>9}{'std':>9}{'n':>7}  protocol")
+    for name, result in report["metrics"].items():
+        if result.get("value") is not None:
+            lines.append(f"{name:<11}{number(result['value']):>9}{number(result.get('std')):>9}"
+                         f"{result['n']:>7}  {result['protocol']}")
+    for name, result in report["metrics"].items():
+        if registered[name].table is not None:
+            lines += registered[name].table(result)
+    pictures = [r["png"] for r in report["metrics"].values() if r.get("png")]
+    if pictures:
+        lines += [""] + [f"Wrote {path}" for path in pictures]
+    return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 The images it scores come from `image_sets` (a stage-I run's reconstructions or transfers, stage-II
 samples, or two folders); their names stay importable from here (`report.model_images`, ...).
-The metrics themselves are registered in `metrics.registry`, one module each in `metrics/suite/`.
+The metrics themselves are registered in `metrics.registry`, one module each in `metrics/suite/`;
+the registry runs them (`registry.evaluate`) and prints the report's table (`registry.format_table`).
 Every metric returns a dict with at least `value` (None when the metric is a table or a picture), `n`
 and `protocol`; `std` where it has one.
 """
@@ -126,31 +127,6 @@ def number(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def format_table(report: dict) -> str:
-    """The report as plain-text tables: one line per scalar metric, then each metric's own table."""
-    from keras_disentangle.metrics import registry  # noqa: PLC0415
-
-    registered = registry.metrics()
-    lines = [f"\n{report['description']}"]
-    if report.get("protocol"):
-        lines.append(f"Protocol: {report['protocol']}.")
-    if report.get("scored") is not None:
-        asked = "every file" if report["n"] is None else f"--n={report['n']}"
-        lines.append(f"Scored {report['scored']} ({asked}).")
-    lines.append(f"{'metric':<11}{'value':>9}{'std':>9}{'n':>7}  protocol")
-    for name, result in report["metrics"].items():
-        if result.get("value") is not None:
-            lines.append(f"{name:<11}{number(result['value']):>9}{number(result.get('std')):>9}"
-                         f"{result['n']:>7}  {result['protocol']}")
-    for name, result in report["metrics"].items():
-        if registered[name].table is not None:
-            lines += registered[name].table(result)
-    pictures = [r["png"] for r in report["metrics"].values() if r.get("png")]
-    if pictures:
-        lines += [""] + [f"Wrote {path}" for path in pictures]
-    return "\n".join(lines)
-
-
 # --- Running the metrics ------------------------------------------------------------------
 
 def first_pairs(cfg: configs.Config, data_dir: str, options, count: int) -> tuple[dict, dict]:
@@ -170,15 +146,3 @@ def write_grid(path: str, rows: list, titles: list[str], cfg: configs.Config) ->
     rows = [[visualize.upscale(cell, scale) for cell in row] for row in rows]
     visualize.save_png(path, visualize.image_grid(rows, column_titles=titles))
     return path
-
-
-def evaluate(inputs) -> dict:
-    """Runs every metric of `inputs.options` (a `registry.Inputs`); returns the report's `metrics` dict."""
-    from keras_disentangle.metrics import registry  # noqa: PLC0415
-
-    registered = registry.metrics()
-    results = {}
-    for name in inputs.options.metrics:
-        print(f"\n{name}:")
-        results[name] = registered[name].compute(inputs)
-    return results

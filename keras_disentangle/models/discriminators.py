@@ -11,7 +11,7 @@ import math
 import keras
 
 from keras_disentangle.configs import Config, Factor
-from keras_disentangle.configs.fields import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1Normalization
+from keras_disentangle.configs.choices import CRITIC_INITIALIZERS, D1_INITIALIZERS, D1Normalization
 
 # tflib's `set_weights_stdev(0.02)`, under which the authors' `DCGANDiscriminator` builds D1: uniform
 # weights of standard deviation 0.02, i.e. on +-0.02 * sqrt(3).

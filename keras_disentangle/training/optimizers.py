@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_disentangle.configs.fields import STAGE2_RMSPROPS
+from keras_disentangle.configs.choices import STAGE2_RMSPROPS
 
 # tf.train.RMSPropOptimizer's defaults (tensorflow/python/training/rmsprop.py).
 TF1_RHO = 0.9

@@ -18,7 +18,7 @@ a code that keeps L* but not a*/b* reconstructs people in the right lightness an
 
 from __future__ import annotations
 
-from keras_disentangle.metrics.registry import Inputs, Metric, Needs
+from keras_disentangle.metrics.metric import Inputs, Metric, Needs
 
 # The body ROI (`geometry.ROI_NAMES`) that holds each garment.
 GARMENT_ROI = {"upper": "upper_body", "lower": "legs"}

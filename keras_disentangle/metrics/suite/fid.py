@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_disentangle.metrics.registry import EvalOptions, Flag, Inputs, Metric, Needs, existing_file
+from keras_disentangle.metrics.metric import Flag, Inputs, Metric, Needs, Options, existing_file
 
 
 def fid_value(generated_features: np.ndarray, real_stats: dict) -> float:
@@ -15,7 +15,7 @@ def fid_value(generated_features: np.ndarray, real_stats: dict) -> float:
     return inception.frechet_distance(fake["mu"], fake["sigma"], real_stats["mu"], real_stats["sigma"])
 
 
-def check(options: EvalOptions) -> None:
+def check(options: Options) -> None:
     if options.n < 2:
         raise ValueError(f"--n={options.n}: FID needs at least 2 images.")
     existing_file("fid_weights", options.fid_weights,

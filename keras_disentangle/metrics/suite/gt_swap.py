@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from keras_disentangle.metrics.registry import Inputs, Metric, Needs
+from keras_disentangle.metrics.metric import Inputs, Metric, Needs
 
 
 def compute(inputs: Inputs) -> dict:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from keras_disentangle.metrics.registry import INCEPTION_WEIGHTS, EvalOptions, Inputs, Metric, Needs, existing_file
+from keras_disentangle.metrics.metric import INCEPTION_WEIGHTS, Inputs, Metric, Needs, Options, existing_file
 
 IS_SPLITS = 10
 NOTE = (f"Keras InceptionV3 ImageNet logits, {IS_SPLITS} splits, mean +- std over splits; the paper used "
@@ -21,14 +21,14 @@ def inception_score(images_uint8: np.ndarray, classifier_logits: Callable[[np.nd
     return {"value": mean, "std": std, "n": int(len(images_uint8))}
 
 
-def keras_classifier(options: EvalOptions) -> Callable[[np.ndarray], np.ndarray]:
+def keras_classifier(options: Options) -> Callable[[np.ndarray], np.ndarray]:
     from keras_disentangle.metrics import inception  # noqa: PLC0415
 
     model = inception.load_inception_classifier(options.inception_weights)
     return lambda images: inception.classifier_logits(model, images, batch_size=options.batch_size)
 
 
-def check(options: EvalOptions) -> None:
+def check(options: Options) -> None:
     """IS needs `IS_SPLITS` images at least and the Keras InceptionV3 weights file."""
     from keras_disentangle.metrics.inception import KERAS_INCEPTION_WEIGHTS  # noqa: PLC0415
 

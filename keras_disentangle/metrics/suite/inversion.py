@@ -3,7 +3,7 @@ SSIM of decode(Phi(z*)) against the stage-I reconstruction, and the relative inv
 
 from __future__ import annotations
 
-from keras_disentangle.metrics.registry import DEFAULTS, Flag, Inputs, Metric, Needs, json_table
+from keras_disentangle.metrics.metric import DEFAULTS, Flag, Inputs, Metric, Needs, json_table
 
 
 def compute(inputs: Inputs) -> dict:

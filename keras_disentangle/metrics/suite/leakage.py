@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from keras_disentangle.metrics.registry import DEFAULTS, Flag, Inputs, Metric, Needs
+from keras_disentangle.metrics.metric import DEFAULTS, Flag, Inputs, Metric, Needs
 
 
 def compute(inputs: Inputs) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_disentangle.metrics.registry import INCEPTION_WEIGHTS, MASK_FROM, Inputs, Metric, Needs
+from keras_disentangle.metrics.metric import INCEPTION_WEIGHTS, MASK_FROM, Inputs, Metric, Needs
 from keras_disentangle.metrics.suite import inception_score
 
 

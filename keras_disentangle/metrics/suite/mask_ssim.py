@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras_disentangle.metrics.registry import MASK_FROM, SSIM_PROTOCOL, Inputs, Metric, Needs
+from keras_disentangle.metrics.metric import MASK_FROM, SSIM_PROTOCOL, Inputs, Metric, Needs
 
 
 def compute(inputs: Inputs) -> dict:

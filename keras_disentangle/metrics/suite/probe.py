@@ -11,7 +11,7 @@ For the FG, BG and pose codes of the stage-I encoders:
 
 from __future__ import annotations
 
-from keras_disentangle.metrics.registry import Inputs, Metric, Needs
+from keras_disentangle.metrics.metric import Inputs, Metric, Needs
 
 SPLITS = ("train", "test", "query")
 # Target: (label field, the split the probe is fitted on, the split it is scored on).

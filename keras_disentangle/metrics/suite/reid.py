@@ -9,7 +9,7 @@ embedding on `--pca_dims` principal axes fitted on the `train` split only (the p
 from __future__ import annotations
 
 from keras_disentangle import configs
-from keras_disentangle.metrics.registry import Flag, Inputs, Metric, Needs
+from keras_disentangle.metrics.metric import Flag, Inputs, Metric, Needs
 
 QUERY_SPLIT = "query"
 PCA_SPLIT = "train"

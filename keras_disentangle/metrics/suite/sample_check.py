@@ -12,10 +12,10 @@ are compared by besides FID and IS.
 from __future__ import annotations
 
 from keras_disentangle import configs
-from keras_disentangle.metrics.registry import EvalOptions, Inputs, Metric, Needs, json_table
+from keras_disentangle.metrics.metric import Inputs, Metric, Needs, Options, json_table
 
 
-def check(options: EvalOptions) -> None:
+def check(options: Options) -> None:
     if options.task != configs.Task.SAMPLE:
         raise ValueError("--metrics=sample_check scores sampled images: use it with --task=sample.")
     if options.n < 2:

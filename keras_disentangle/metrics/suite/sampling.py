@@ -4,7 +4,7 @@ and with a pose mapper the share of sampled poses that look like bodies."""
 
 from __future__ import annotations
 
-from keras_disentangle.metrics.registry import DEFAULTS, Flag, Inputs, Metric, Needs, json_table
+from keras_disentangle.metrics.metric import DEFAULTS, Flag, Inputs, Metric, Needs, json_table
 
 
 def compute(inputs: Inputs) -> dict:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from keras_disentangle.metrics.registry import Inputs, Metric, Needs
+from keras_disentangle.metrics.metric import Inputs, Metric, Needs
 
 
 def compute(inputs: Inputs) -> dict:
