@@ -29,27 +29,25 @@ from absl import flags, logging  # noqa: E402
 from keras_disentangle import cli, configs, precision  # noqa: E402 (none loads TensorFlow)
 
 FLAGS = flags.FLAGS
-STAGE1_MODELS = ("appearance", "pose", "both")
-BASELINE_MODELS = tuple(b.value for b in configs.Baseline)
 
 
 def define_flags() -> None:
-    flags.DEFINE_enum("stage", "1", ["1", "2", "baseline"],
-                      "1: reconstruction network; 2: a stage-II mapper; baseline: the VAE or DCGAN of Fig. 7.")
+    cli.define_enum("stage", configs.Stage.STAGE1, configs.Stage,
+                    "1: reconstruction network; 2: a stage-II mapper; baseline: the VAE or DCGAN of Fig. 7.")
     cli.define_shared("dataset", default=configs.DEFAULT_DATASET)
     cli.define_shared("data_dir", required=True)
     cli.define_shared("logdir", note="Config, checkpoints, TensorBoard events.", required=True)
     cli.define_shared("scale", default=configs.DEFAULT_SCALE, note="Stage II takes it, and every data and training "
                       "setting, from the stage-I run's config.json.")
-    flags.DEFINE_enum("model", None, [*STAGE1_MODELS, *BASELINE_MODELS],
-                      "Stage I: which networks to train (appearance, pose, both; default both); "
-                      "--stage=baseline: vae or dcgan (required).")
+    cli.define_enum("model", None, configs.TrainedModel,
+                    "Stage I: which networks to train (appearance, pose, both; default both); "
+                    "--stage=baseline: vae or dcgan (required).")
     cli.define_enum("fg_encoder", None, configs.FgEncoderKind,
                     "roi7 (BodyROI7) or whole (WholeBody); default: the preset's.")
     cli.define_shared("factor", note="Stage II: the factor to sample.")
     cli.define_shared("stage1_dir", note="Stage II: the run to load, frozen.")
-    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
-                      "tf.distribute strategy (multi_worker reads TF_CONFIG).")
+    cli.define_enum("strategy", configs.Strategy.DEFAULT, configs.Strategy,
+                    "tf.distribute strategy (multi_worker reads TF_CONFIG).")
     cli.define_shared("precision", note="Default: the preset's, auto (mixed_bfloat16 where the CPU/GPU/TPU has bf16 "
                       "arithmetic, else float32); mixed_float16: GPUs, loss scaling.")
     flags.DEFINE_integer("steps_per_execution", None, "Override: training steps per tf.function call (losses are "
@@ -90,7 +88,7 @@ def define_flags() -> None:
 
 
 def _config() -> configs.Config:
-    stage1_cfg = _stage1_config() if FLAGS.stage == "2" else None
+    stage1_cfg = _stage1_config() if FLAGS.stage == configs.Stage.STAGE2 else None
     try:
         cfg = stage1_cfg or configs.get_config(FLAGS.dataset, FLAGS.scale)
         return configs.override(
@@ -163,14 +161,14 @@ def _check_data_dir(data_dir: str) -> None:
 
 def run() -> None:
     cfg = _config()  # with --stage=2 it requires --factor and --stage1_dir
-    allowed = BASELINE_MODELS if FLAGS.stage == "baseline" else STAGE1_MODELS
-    if FLAGS.stage == "baseline":
+    allowed = configs.Baseline if FLAGS.stage == configs.Stage.BASELINE else configs.Stage1Part
+    if FLAGS.stage == configs.Stage.BASELINE:
         _require("model")
-    if FLAGS.model and (FLAGS.stage == "2" or FLAGS.model not in allowed):
-        raise cli.UsageError(f"--model={FLAGS.model} does not go with --stage={FLAGS.stage}"
-                             + ("" if FLAGS.stage == "2" else f" (expected one of {', '.join(allowed)})") + ".")
+    if FLAGS.model and (FLAGS.stage == configs.Stage.STAGE2 or FLAGS.model not in tuple(allowed)):
+        expected = "" if FLAGS.stage == configs.Stage.STAGE2 else f" (expected one of {', '.join(allowed)})"
+        raise cli.UsageError(f"--model={FLAGS.model} does not go with --stage={FLAGS.stage}{expected}.")
 
-    if cfg.train.d1_every > 1 and FLAGS.strategy != "default":
+    if cfg.train.d1_every > 1 and FLAGS.strategy != configs.Strategy.DEFAULT:
         raise cli.UsageError(f"--d1_every={cfg.train.d1_every} needs --strategy=default: its skipped D1 update is a "
                              "tf.cond, which cannot hold the cross-replica gradient sum.")
 
@@ -198,12 +196,12 @@ def run() -> None:
 
 def _job(cfg: configs.Config):
     """The `runner.Job` of `--stage` (its recipe checks the stage's own flags)."""
-    if FLAGS.stage == "1":
+    if FLAGS.stage == configs.Stage.STAGE1:
         from keras_disentangle.training import stage1, steps  # noqa: PLC0415
 
-        part = steps.Stage1Part(FLAGS.model or "both")
+        part = steps.Stage1Part(FLAGS.model or steps.Stage1Part.BOTH)
         return stage1.job(cfg, data_dir=FLAGS.data_dir, logdir=FLAGS.logdir, part=part)
-    if FLAGS.stage == "baseline":
+    if FLAGS.stage == configs.Stage.BASELINE:
         from keras_disentangle.training import baselines  # noqa: PLC0415
 
         return baselines.job(cfg, model=FLAGS.model, data_dir=FLAGS.data_dir, logdir=FLAGS.logdir)

@@ -41,7 +41,7 @@ TOOLS = {
     "tfrecords.build": ([], ["--dataset=market", f"--root={MISSING}", "--out={tmp}/records"]),
     "keras_disentangle.bench.__main__": ([], ["--scale=micro", "--what=input", "--precision=float32",
                                               f"--data_dir={MISSING}"]),
-    "keras_disentangle.bench.profile": ([], ["--scale=micro", f"--out={{file}}/profile"]),
+    "keras_disentangle.bench.profile": ([], ["--scale=micro", "--out={file}/profile"]),
     "tfrecords.synthetic": ([], ["--out={file}/synthetic", "--ids=2", "--images_per_id=1"]),
 }
 

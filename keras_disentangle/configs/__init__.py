@@ -20,7 +20,6 @@ Scales:
 """
 
 from keras_disentangle.configs.choices import (
-    D1_LOSSES,
     Baseline,
     D1Loss,
     D1Normalization,
@@ -29,7 +28,12 @@ from keras_disentangle.configs.choices import (
     FgEncoderKind,
     Precision,
     Scale,
+    Stage,
+    Stage1Part,
+    Stage2Rmsprop,
+    Strategy,
     StrEnum,
+    TrainedModel,
 )
 from keras_disentangle.configs.fields import (
     NUM_KEYPOINTS,

@@ -96,6 +96,22 @@ class Factor(StrEnum):
     POSE = "pose"
 
 
+class Stage(StrEnum):
+    """What `train.py --stage` trains."""
+
+    STAGE1 = "1"  # the reconstruction network (Fig. 3).
+    STAGE2 = "2"  # a stage-II mapper on the frozen stage-I encoders (Fig. 9).
+    BASELINE = "baseline"  # the VAE or DCGAN of Fig. 7.
+
+
+class Stage1Part(StrEnum):
+    """Which stage-I networks `--model` trains (the paper trains them separately)."""
+
+    APPEARANCE = "appearance"  # first block, FG/BG encoders, U-Net generator and D1.
+    POSE = "pose"  # the pose auto-encoder.
+    BOTH = "both"
+
+
 class Baseline(StrEnum):
     """The paper's sampling baselines (Sec. 4.5, Fig. 7): whole images from one Gaussian code."""
 
@@ -103,12 +119,27 @@ class Baseline(StrEnum):
     DCGAN = "dcgan"  # Radford et al. 2016: the generator below against D1 (`build_d1`) as discriminator.
 
 
-# training/steps.py checks d1_loss against it (TrainConfig now refuses other values itself).
-D1_LOSSES = tuple(kind.value for kind in D1Loss)
+# `train.py --model`: stage I's parts, then the baselines (one flag names both, by `--stage`).
+TrainedModel = StrEnum("TrainedModel", [(m.name, m.value) for kind in (Stage1Part, Baseline) for m in kind],
+                       module=__name__)
+
+
+class Strategy(StrEnum):
+    """`train.py --strategy`: the tf.distribute strategy (`training.loop.make_strategy`)."""
+
+    DEFAULT = "default"  # one device.
+    MIRRORED = "mirrored"  # every local device.
+    MULTI_WORKER = "multi_worker"  # the cluster of the TF_CONFIG environment variable.
+
+
+class Stage2Rmsprop(StrEnum):
+    """Stage II's RMSProp (`TrainConfig.stage2_rmsprop`): Keras' (accumulators from 0, epsilon 1e-7) or TF1's
+    `tf.train.RMSPropOptimizer`, which the authors ran (accumulators from 1, epsilon 1e-10)."""
+
+    KERAS = "keras"
+    TF1 = "tf1"
+
 # Kernel initializers of D1 (`ModelConfig.d1_initializer`) and D2 (`critic_initializer`): Keras' default,
 # or the authors' (docs/differences.md): `dcgan_uniform` is uniform with stddev 0.02, `he_uniform` Keras'.
 D1_INITIALIZERS = ("glorot_uniform", "dcgan_uniform")
 CRITIC_INITIALIZERS = ("glorot_uniform", "he_uniform")
-# Stage II's RMSProp (`TrainConfig.stage2_rmsprop`): Keras' (accumulators from 0, epsilon 1e-7) or TF1's
-# `tf.train.RMSPropOptimizer`, which the authors ran (accumulators from 1, epsilon 1e-10).
-STAGE2_RMSPROPS = ("keras", "tf1")

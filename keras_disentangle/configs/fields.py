@@ -13,6 +13,7 @@ from keras_disentangle.configs.choices import (
     FgEncoderKind,
     Precision,
     Scale,
+    Stage2Rmsprop,
     coerce_choices,
 )
 
@@ -246,7 +247,7 @@ class TrainConfig:
       critic_steps: int. Critic updates per mapper update (the paper: 5).
       critic_clip: float. WGAN weight clipping bound (the paper: 0.01).
       gradient_penalty_weight: float. WGAN-GP weight; 0 uses clipping instead.
-      stage2_rmsprop: str, one of `STAGE2_RMSPROPS`. The RMSProp of Phi and D2: `keras` (runs
+      stage2_rmsprop: Stage2Rmsprop. The RMSProp of Phi and D2: `keras` (runs
         written before this field) or `tf1` (`optimizers.TF1RMSprop`), the authors'. Their first
         steps differ: Keras' is ~3.2 lr sign(g) (1 / sqrt(0.1)), TF1's ~lr g.
       noise_stddev: float. Stddev of the mapper's Gaussian input z (the authors' code: 0.2).
@@ -293,7 +294,7 @@ class TrainConfig:
     critic_steps: int = 5
     critic_clip: float = 0.01
     gradient_penalty_weight: float = 0.0
-    stage2_rmsprop: str = "keras"
+    stage2_rmsprop: Stage2Rmsprop = Stage2Rmsprop.KERAS
     noise_stddev: float = 0.2
     seed: int = 0
     precision: Precision = Precision.AUTO

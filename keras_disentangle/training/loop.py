@@ -20,10 +20,9 @@ from typing import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from keras_disentangle import progress
+from keras_disentangle import configs, progress
 from keras_disentangle.training.checkpoint import CheckpointKeeper
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class TrainingDiverged(RuntimeError):
@@ -47,13 +46,13 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     Raises:
       ValueError: for an unknown name.
     """
-    if name == "default":
+    if name == configs.Strategy.DEFAULT:
         return tf.distribute.get_strategy()
-    if name == "mirrored":
+    if name == configs.Strategy.MIRRORED:
         return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
+    if name == configs.Strategy.MULTI_WORKER:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}.")
+    raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(configs.Strategy)}.")
 
 
 @contextlib.contextmanager
@@ -96,13 +95,14 @@ def distributed_step(strategy: tf.distribute.Strategy, replica_step: Callable, j
 
 
 def _global_step(strategy: tf.distribute.Strategy, replica_step: Callable, jit_compile: bool) -> Callable:
-    replica_fn = replica_step
     if jit_compile:
         compiled = tf.function(replica_step, jit_compile=True)
 
         def replica_fn(batch):
             # XLA has no string type: the batch's names and factor strings stay outside the cluster.
             return compiled({k: v for k, v in batch.items() if v.dtype != tf.string})
+    else:
+        replica_fn = replica_step
 
     def step(batch):
         logs = strategy.run(replica_fn, args=(batch,))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_disentangle.configs.choices import STAGE2_RMSPROPS
+from keras_disentangle import configs
 
 # tf.train.RMSPropOptimizer's defaults (tensorflow/python/training/rmsprop.py).
 TF1_RHO = 0.9
@@ -43,13 +43,13 @@ class TF1RMSprop(keras.optimizers.RMSprop):
 
 
 def rmsprop(kind: str, learning_rate, name: str) -> keras.optimizers.Optimizer:
-    """The stage-II RMSProp of `kind` (`keras` or `tf1`, `STAGE2_RMSPROPS`).
+    """The stage-II RMSProp of `kind` (`configs.Stage2Rmsprop`: `keras` or `tf1`).
 
     Raises:
       ValueError: naming `stage2_rmsprop` for another kind.
     """
-    if kind not in STAGE2_RMSPROPS:
-        raise ValueError(f"stage2_rmsprop={kind!r}; expected one of {', '.join(STAGE2_RMSPROPS)}.")
-    if kind == "tf1":
+    if kind not in tuple(configs.Stage2Rmsprop):
+        raise ValueError(f"stage2_rmsprop={kind!r}; expected one of {', '.join(configs.Stage2Rmsprop)}.")
+    if kind == configs.Stage2Rmsprop.TF1:
         return TF1RMSprop(learning_rate, name=name)
     return keras.optimizers.RMSprop(learning_rate, name=name)

@@ -10,7 +10,6 @@ of `optimizer.scale_loss(loss)`: the loss itself except under a LossScaleOptimiz
 from __future__ import annotations
 
 import contextlib
-import enum
 from typing import Callable
 
 import keras
@@ -20,12 +19,8 @@ from keras_disentangle import configs, losses
 from keras_disentangle.models.stage1 import Stage1, reconstruct
 
 
-class Stage1Part(str, enum.Enum):
-    """Which stage-I networks `--model` trains (the paper trains them separately)."""
-
-    APPEARANCE = "appearance"  # first block, FG/BG encoders, U-Net generator and D1.
-    POSE = "pose"  # the pose auto-encoder.
-    BOTH = "both"
+# Which stage-I networks `--model` trains; a config choice since train.py defines its flag from it.
+Stage1Part = configs.Stage1Part
 
 
 def _mean(per_example: tf.Tensor, global_batch_size: int) -> tf.Tensor:
@@ -53,7 +48,7 @@ def _d1_loss(d1: keras.Model, real: tf.Tensor, fake: tf.Tensor, train_cfg: confi
             r1_tape.watch(real)
         real_logits, fake_logits = _d1_logits(d1, real, fake, train_cfg.d1_joint_batch)
         real_sum = tf.reduce_sum(tf.cast(real_logits, tf.float32))  # recorded by r1_tape
-    if train_cfg.d1_loss == "hinge":
+    if train_cfg.d1_loss == configs.D1Loss.HINGE:
         per_example = losses.hinge_discriminator_loss(real_logits, fake_logits)
     else:
         per_example = losses.bce_discriminator_loss(real_logits, fake_logits, train_cfg.real_label)
@@ -81,14 +76,13 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
     choose the non-paper hinge loss and R1 penalty.
 
     Raises:
-      ValueError: for an unknown `d1_loss`, or `d1_every` / `d1_steps` below 1.
+      ValueError: for `d1_every` / `d1_steps` below 1 (the config refuses an unknown `d1_loss`).
     """
-    if train_cfg.d1_loss not in configs.D1_LOSSES:
-        raise ValueError(f"d1_loss={train_cfg.d1_loss!r}; expected one of {', '.join(configs.D1_LOSSES)}.")
     if train_cfg.d1_every < 1 or train_cfg.d1_steps < 1:
         raise ValueError(f"d1_every={train_cfg.d1_every}, d1_steps={train_cfg.d1_steps}: both must be >= 1.")
     adversarial = train_cfg.adversarial_weight > 0
-    generator_loss = losses.hinge_generator_loss if train_cfg.d1_loss == "hinge" else losses.bce_generator_loss
+    hinge = train_cfg.d1_loss == configs.D1Loss.HINGE
+    generator_loss = losses.hinge_generator_loss if hinge else losses.bce_generator_loss
     g_variables = stage1.appearance_encoder.trainable_variables + stage1.generator.trainable_variables
     d_variables = stage1.d1.trainable_variables
 

@@ -33,12 +33,13 @@ def compute(inputs: Inputs) -> dict:
         bg = None if codes["bg"] is None else tf.convert_to_tensor(codes["bg"])
         return serving.generate(tf.convert_to_tensor(codes["fg"]), bg, tf.convert_to_tensor(heatmaps))
 
-    sample = None
     if stage2 is not None and configs.Factor.FOREGROUND in stage2.mappers:
         draws = itertools.count(options.seed)
 
         def sample(factor, count):
             return stage2.sample_embedding(factor, count, next(draws))
+    else:
+        sample = None
 
     steps = range(0, options.n, options.batch_size)
     result = disentangle.gt_swap(
