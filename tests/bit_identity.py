@@ -5,7 +5,9 @@
 
 `record` trains every trainer for 20 seeded float32 steps through the commands users run, from the
 checkout DIR (`train.py --stage=1|2|baseline`, `python -m keras_disentangle.reid.train`), exports the
-stage-I and stage-II runs with `python -m keras_disentangle.export`, and writes one entry per artefact:
+stage-I and stage-II runs with `python -m keras_disentangle.export` (the old path, which every revision
+runs: since the package's layout moved, a shim of `keras_disentangle.serving.export`), and writes one
+entry per artefact:
 
 - `<run>/ckpt/<key>`: sha256 of the bytes, dtype and shape of each variable of the run's last checkpoint,
   by its checkpoint key (the keys are the resume contract; the object graph's own proto is left out);

@@ -202,7 +202,7 @@ def untrained():
     from keras_disentangle import configs
     from keras_disentangle.models.mapper import build_mapper
     from keras_disentangle.models.stage1 import build_stage1
-    from keras_disentangle.runtime import Stage2Serving
+    from keras_disentangle.serving.runtime import Stage2Serving
 
     cfg = configs.get_config("synthetic", "micro")
     keras.utils.set_random_seed(0)
@@ -216,7 +216,7 @@ def exported(tmp_path_factory, request):
     if os.environ.get("KD_APP_DEMO"):
         export_dir = pathlib.Path(os.environ["KD_APP_DEMO"]) / "export"
         return str(export_dir / "stage1"), str(export_dir / "stage2")
-    from keras_disentangle import export
+    from keras_disentangle.serving import export
 
     base = tmp_path_factory.mktemp("app_export")
     export.write_serving(request.getfixturevalue("untrained"), str(base / "1"))
@@ -234,7 +234,7 @@ def reference(exported, request):
 @pytest.fixture(scope="session")
 def server(exported, fixtures_dir):
     """The app on a free localhost port, its gallery the Market test fixtures; yields (url, Demo)."""
-    from keras_disentangle import app
+    from keras_disentangle.apps import app
 
     demo_dir = os.environ.get("KD_APP_DEMO")
     root = pathlib.Path(demo_dir) / "synthetic" if demo_dir else fixtures_dir / MARKET

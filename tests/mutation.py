@@ -43,7 +43,7 @@ import tempfile
 # included), so the run takes minutes, not the suite's time per mutant.
 MODULE_TESTS = {
     "keras_disentangle/losses.py": ["tests/test_losses.py"],
-    "keras_disentangle/geometry.py": ["tests/test_geometry.py"],
+    "keras_disentangle/data/geometry.py": ["tests/test_geometry.py"],
     "keras_disentangle/metrics/disentangle.py": ["tests/test_disentangle.py",
                                                  "tests/test_gt_swap.py::test_colour_scores_on_known_colours"],
     "keras_disentangle/metrics/image.py": ["tests/test_metrics_image.py"],

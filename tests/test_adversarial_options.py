@@ -126,7 +126,7 @@ def _g1_update(stage1, initial, train_cfg, batch):
     import keras
     import tensorflow as tf
 
-    from keras_disentangle.runtime import stage1_trackables
+    from keras_disentangle.serving.runtime import stage1_trackables
     from keras_disentangle.training import steps
 
     for model, weights in zip(stage1_trackables(stage1).values(), initial):
@@ -148,7 +148,7 @@ def test_the_adversarial_term_reaches_g1_with_its_weight_and_the_l1_presets_leav
 
     from keras_disentangle import configs, data, losses
     from keras_disentangle.models.stage1 import build_stage1, reconstruct
-    from keras_disentangle.runtime import stage1_trackables
+    from keras_disentangle.serving.runtime import stage1_trackables
 
     # The tiny and micro presets train L1 only; the full ones with the paper's adversarial weight 1.
     for dataset in configs.DATASETS:

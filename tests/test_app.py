@@ -1,4 +1,4 @@
-"""The browser demo (`keras_disentangle.app`) over an exported SavedModel: driven in a real headless
+"""The browser demo (`keras_disentangle.apps.app`) over an exported SavedModel: driven in a real headless
 Chromium (Debian's `chromium` through Playwright) and its `Demo` in process. Its HTTP API and the
 equality of every surface with the in-process applications: tests/test_app_api.py.
 
@@ -118,7 +118,8 @@ def test_browser_transfer_and_sample(server, fixtures_dir, tmp_path):
 def test_inverse_interpolation_reports_its_error(server):
     """Inverse interpolation through the exported mappers' gradients (no training code): Adam lowers
     ||Phi(z) - e||^2 below where it starts, and the walk renders."""
-    from keras_disentangle import app, keypoints
+    from keras_disentangle.apps import app
+    from keras_disentangle.pose import keypoints
 
     _, demo = server
     a, b = (keypoints.read_image(p) for p in demo.gallery[:2])
@@ -136,7 +137,7 @@ def test_the_app_imports_no_training_code():
 
     from conftest import REPO_ROOT
 
-    code = ("import sys, keras_disentangle.app; "
+    code = ("import sys, keras_disentangle.apps.app; "
             "print(sorted(m for m in sys.modules if m.startswith('keras_disentangle.training')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
                          timeout=HANG_GUARD_SECONDS)
@@ -145,7 +146,7 @@ def test_the_app_imports_no_training_code():
 
 def test_savedmodel_dir_takes_a_version_or_the_newest_in_a_base_folder(tmp_path):
     """As TF Serving picks a version: the largest number (10 after 9), not names that are no numbers."""
-    from keras_disentangle import app
+    from keras_disentangle.apps import app
 
     for version in ("1", "9", "10", "11-tmp"):
         (tmp_path / "model" / version).mkdir(parents=True)

@@ -64,7 +64,7 @@ def test_phone_photos_and_bad_uploads_through_the_http_api(server, fixtures_dir,
     from gradio_client.exceptions import AppError
 
     import photo_files
-    from keras_disentangle import keypoints
+    from keras_disentangle.pose import keypoints
 
     url, demo = server
     client = Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS})
@@ -104,7 +104,7 @@ def test_load_client_counts_requests_errors_and_memory(server):
     as an error; the verdict fails on errors and on memory growth over the limit."""
     from gradio_client import Client, handle_file
 
-    from keras_disentangle import loadtest
+    from keras_disentangle.tools import loadtest
 
     url, demo = server
     clients = [Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS}) for _ in range(2)]
@@ -200,9 +200,11 @@ def test_each_tab_and_its_http_api_equal_the_in_process_applications(server, ref
     import tensorflow as tf
     from gradio_client import Client, handle_file
 
-    from keras_disentangle import app, apps, keypoints
-    from keras_disentangle.photo_graph import PhotoServing
-    from keras_disentangle.visualize import to_uint8
+    from keras_disentangle import apps
+    from keras_disentangle.apps import app
+    from keras_disentangle.pose import keypoints
+    from keras_disentangle.serving.photo_graph import PhotoServing
+    from keras_disentangle.data.visualize import to_uint8
 
     url, demo = server
     client = Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS})
@@ -251,8 +253,10 @@ def test_the_interpolate_tab_and_its_http_api_equal_the_in_process_walks(server,
     import tensorflow as tf
     from gradio_client import Client, handle_file
 
-    from keras_disentangle import app, apps, keypoints
-    from keras_disentangle.visualize import to_uint8
+    from keras_disentangle import apps
+    from keras_disentangle.apps import app
+    from keras_disentangle.pose import keypoints
+    from keras_disentangle.data.visualize import to_uint8
 
     url, demo = server
     client = Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS})

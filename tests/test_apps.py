@@ -17,7 +17,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def models(stage2_runs):
-    from keras_disentangle.runtime import load_stage2
+    from keras_disentangle.serving.runtime import load_stage2
 
     return load_stage2(list(stage2_runs.values()))
 
@@ -91,7 +91,8 @@ def test_sampling_a_subset_keeps_the_real_factors(models, examples):
 
 
 def test_swaps(models, examples):
-    from keras_disentangle import apps, geometry
+    from keras_disentangle import apps
+    from keras_disentangle.data import geometry
 
     source, target = _take(examples, [0, 1]), _take(examples, [2, 3])
     fg = apps.swap(models, source, target, ["fg"])
@@ -165,7 +166,7 @@ def test_generate_modes_write_labelled_grids(mode, extra, models, stage2_runs, s
                                              tmp_path):
     from PIL import Image
 
-    from keras_disentangle import generate
+    from keras_disentangle.apps import generate
 
     a, b = _names(synthetic_root, 2)
     images = {"source": a, "target": b, "pose": b, "a": a, "b": b}
@@ -188,7 +189,8 @@ def test_generate_modes_write_labelled_grids(mode, extra, models, stage2_runs, s
 def test_image_files_need_keypoints(models, synthetic_root, synthetic_records, tmp_path):
     import shutil
 
-    from keras_disentangle import generate, records
+    from keras_disentangle.apps import generate
+    from keras_disentangle.data import records
 
     from PIL import Image
 
@@ -219,13 +221,14 @@ def test_transfer_and_swap_of_photos_with_stage1_alone(stage1_run, fixtures_dir,
     """Two photos in no record, keypoints estimated, no stage-II run; transfer in a fresh process."""
     from PIL import Image
 
-    from keras_disentangle import generate, keypoints
+    from keras_disentangle.apps import generate
+    from keras_disentangle.pose import keypoints
 
     folder = fixtures_dir / "deepfashion_mini" / "test"
     source = folder / "fashionWOMENDressesid0000386607_1front.jpg"
     other = folder / "fashionMENShirts_Polosid0000186605_4full.jpg"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
-    args = [sys.executable, "-m", "keras_disentangle.generate", "transfer", f"--stage1_dir={stage1_run}",
+    args = [sys.executable, "-m", "keras_disentangle.apps.generate", "transfer", f"--stage1_dir={stage1_run}",
             f"--source={source}", f"--pose={other}", f"--out={tmp_path}", "--save_npz"]
     result = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -247,7 +250,7 @@ def test_transfer_and_swap_of_photos_with_stage1_alone(stage1_run, fixtures_dir,
 
 
 def test_keypoints_syntax():
-    from keras_disentangle import generate
+    from keras_disentangle.apps import generate
 
     text = "[" + ", ".join(str(i) for i in range(18)) + "]:[" + ", ".join(str(-1) for _ in range(18)) + "]"
     parsed = generate.parse_keypoints(text, "a_keypoints")
@@ -262,14 +265,14 @@ def test_generate_command_line(stage2_runs, tmp_path, capsys):
     run is test_transfer_and_swap_of_photos_with_stage1_alone's."""
     from test_cli import run_tool
 
-    code, stdout, stderr = run_tool("keras_disentangle.generate", [
+    code, stdout, stderr = run_tool("keras_disentangle.apps.generate", [
         "sample", *[f"--stage2_dir={d}" for d in stage2_runs.values()], f"--out={tmp_path}", "--n=2"], capsys)
     assert code == 0, stderr[-20:]
     assert (tmp_path / "sample.png").exists() and f"Wrote {tmp_path / 'sample.png'}" in stdout
 
 
 def test_sampling_a_subset_needs_real_images(models, stage2_runs, tmp_path):
-    from keras_disentangle import generate
+    from keras_disentangle.apps import generate
 
     request = generate.Request(mode="sample", stage2_dirs=tuple(stage2_runs.values()), out=str(tmp_path),
                                factors=("fg",))
@@ -284,7 +287,8 @@ def test_generate_reads_phone_photos_upright_and_names_bad_ones(stage1_run, fixt
     from PIL import Image
 
     import photo_files
-    from keras_disentangle import generate, keypoints
+    from keras_disentangle.apps import generate
+    from keras_disentangle.pose import keypoints
 
     folder = fixtures_dir / "deepfashion_mini" / "test"
     phone = photo_files.phone_jpeg(photo_files.portrait(keypoints.read_image(

@@ -34,7 +34,8 @@ def test_pose_autoencoder_has_leaky_slope_0_2_and_a_linear_first_decoder_layer()
 
 
 def test_missing_joints_enter_the_pose_vector_as_minus_one():
-    from keras_disentangle import data, geometry
+    from keras_disentangle import data
+    from keras_disentangle.data import geometry
 
     keypoints = np.full((1, 18, 2), -1.0, np.float32)
     keypoints[0, 1] = (64, 32)

@@ -66,7 +66,8 @@ def test_an_image_size_the_generator_cannot_reach_is_refused():
 def test_a_few_steps_train_checkpoint_and_restore(model, synthetic_records, tmp_path):
     import tensorflow as tf
 
-    from keras_disentangle import rundir, runtime
+    from keras_disentangle import rundir
+    from keras_disentangle.serving import runtime
     from keras_disentangle.models.baselines import SAMPLER
     from keras_disentangle.training import baselines
 
@@ -129,7 +130,7 @@ def _options(**fields):
 
 def test_sampling_variants_return_their_images_poses_and_checks(stage2_runs, synthetic_records, tmp_path):
     """On untrained models: the real-pose variant draws valid (training) poses, the sampled one does not."""
-    from keras_disentangle import runtime
+    from keras_disentangle.serving import runtime
     from keras_disentangle.metrics import report
     from keras_disentangle.metrics.suite import sample_check
 
@@ -161,7 +162,7 @@ def test_identity_check_passes_real_people_and_fails_noise(synthetic_records, rn
     """Training photos are their own nearest neighbours; uniform noise is nearer to shuffled bodies."""
     from keras_disentangle import data
     from keras_disentangle.metrics import sampling
-    from keras_disentangle.visualize import to_uint8
+    from keras_disentangle.data.visualize import to_uint8
 
     cfg = _micro()
     train = data.load_examples(synthetic_records, cfg, split="train")

@@ -10,7 +10,8 @@ import keras
 import pytest
 import tensorflow as tf
 
-from keras_disentangle import bench, configs
+from keras_disentangle import configs
+from keras_disentangle.tools import bench
 from keras_disentangle.models.layers import RoiAlign
 
 # The tiny preset made smaller still, so that every network traces in seconds.

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_disentangle import records, synthetic
+from keras_disentangle import synthetic
+from keras_disentangle.data import records
 from tfrecords import common, deepfashion
 from tfrecords import synthetic as writer
 from tfrecords.build import BadInput, Reason, build

@@ -29,7 +29,7 @@ def photo_folder(fixtures_dir, tmp_path):
 def test_folder_records_pairs_and_skipped_photo(photo_folder, tmp_path):
     import tensorflow as tf
 
-    from keras_disentangle import keypoints
+    from keras_disentangle.pose import keypoints
     from tfrecords.build import Reason, build
 
     out = tmp_path / "records"
@@ -84,7 +84,7 @@ def test_folder_reads_phone_photos_upright_and_skips_truncated_and_huge(fixtures
     12,000x9,000 photo are counted as corrupt images under --skip_bad and stop the run without it."""
     import photo_files
 
-    from keras_disentangle import keypoints
+    from keras_disentangle.pose import keypoints
     from tfrecords.build import BadInput, Reason, build
 
     photo = photo_files.portrait(keypoints.read_image(fixtures_dir / "deepfashion_mini" / "test" / OTHER))

@@ -24,24 +24,25 @@ MISSING = "/nonexistent/keras-disentangle"
 TOOLS = {
     "train.py": ([], [f"--data_dir={MISSING}", "--logdir={tmp}/run"]),
     "evaluate.py": ([], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}"]),
-    "keras_disentangle.export": ([], [f"--stage1_dir={MISSING}", "--out={tmp}/saved"]),
-    "keras_disentangle.litert": ([], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}"]),
-    "keras_disentangle.generate": (["sample"], [f"--stage2_dir={MISSING}", "--out={tmp}"]),
-    "keras_disentangle.demo": (["stage1"], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}", "--out={tmp}"]),
-    "keras_disentangle.visualize": (["dataset"], [f"--data_dir={MISSING}", "--out={tmp}"]),
+    "keras_disentangle.serving.export": ([], [f"--stage1_dir={MISSING}", "--out={tmp}/saved"]),
+    "keras_disentangle.serving.litert": ([], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}"]),
+    "keras_disentangle.apps.generate": (["sample"], [f"--stage2_dir={MISSING}", "--out={tmp}"]),
+    "keras_disentangle.tools.demo": (["stage1"], [f"--stage1_dir={MISSING}", f"--data_dir={MISSING}", "--out={tmp}"]),
+    "keras_disentangle.data.visualize": (["dataset"], [f"--data_dir={MISSING}", "--out={tmp}"]),
     "keras_disentangle.metrics.fid_weights": ([], None),
-    "keras_disentangle.blazepose": ([], None),
-    "keras_disentangle.keypoints": ([], [f"{MISSING}/photo.jpg"]),
-    "keras_disentangle.app": ([], [f"--stage1={MISSING}"]),
-    "keras_disentangle.loadtest": ([], [f"--stage1={MISSING}", f"--gallery={MISSING}"]),
+    "keras_disentangle.pose.blazepose": ([], None),
+    "keras_disentangle.pose.keypoints": ([], [f"{MISSING}/photo.jpg"]),
+    "keras_disentangle.apps.app": ([], [f"--stage1={MISSING}"]),
+    "keras_disentangle.tools.loadtest": ([], [f"--stage1={MISSING}", f"--gallery={MISSING}"]),
     "keras_disentangle.metrics.pose_pck": ([], [f"--fixtures={MISSING}"]),
-    "keras_disentangle.virtual_market": ([], [f"--stage2_dir={MISSING}", f"--data_dir={MISSING}", "--out={tmp}/vm"]),
+    "keras_disentangle.apps.virtual_market": ([], [f"--stage2_dir={MISSING}", f"--data_dir={MISSING}",
+                                                   "--out={tmp}/vm"]),
     "keras_disentangle.reid.train": ([], [f"--data_dir={MISSING}", "--logdir={tmp}/reid"]),
     "keras_disentangle.reid.evaluate": ([], [f"--logdir={MISSING}", f"--data_dir={MISSING}"]),
     "tfrecords.build": ([], ["--dataset=market", f"--root={MISSING}", "--out={tmp}/records"]),
-    "keras_disentangle.bench.__main__": ([], ["--scale=micro", "--what=input", "--precision=float32",
+    "keras_disentangle.tools.bench.__main__": ([], ["--scale=micro", "--what=input", "--precision=float32",
                                               f"--data_dir={MISSING}"]),
-    "keras_disentangle.bench.profile": ([], ["--scale=micro", "--out={file}/profile"]),
+    "keras_disentangle.tools.bench.profile": ([], ["--scale=micro", "--out={file}/profile"]),
     "tfrecords.synthetic": ([], ["--out={file}/synthetic", "--ids=2", "--images_per_id=1"]),
 }
 
@@ -84,8 +85,8 @@ def _run(tool: str, argv: list[str], capsys) -> tuple[int, list[str]]:
 # Every tool with its positional arguments: TOOLS, and those the tables above leave out (benchmarks, the
 # DeepFashion-like synthetic set, the demo's timer).
 EVERY_TOOL = {**{tool: positional for tool, (positional, _) in TOOLS.items()},
-              "keras_disentangle.bench.adversarial": [], "keras_disentangle.bench.versus_torch": [],
-              "tfrecords.synthetic_fashion": [], "keras_disentangle.demo_timer": ["table"]}
+              "keras_disentangle.tools.bench.adversarial": [], "keras_disentangle.tools.bench.versus_torch": [],
+              "tfrecords.synthetic_fashion": [], "keras_disentangle.tools.demo_timer": ["table"]}
 
 
 def _choice_flags(tool: str) -> list[str]:
@@ -138,11 +139,11 @@ def test_missing_input_exits_1_with_one_line(tool, capsys, tmp_path):
 # what the one line must name instead (git log: export and evaluate.py's --logdir, export's --stage,
 # generate's --steps, demo's --out_dir).
 RENAMED = [
-    ("keras_disentangle.export", [], "logdir", "--stage1_dir"),
-    ("keras_disentangle.export", [], "stage", "--stage2_dir"),
+    ("keras_disentangle.serving.export", [], "logdir", "--stage1_dir"),
+    ("keras_disentangle.serving.export", [], "stage", "--stage2_dir"),
     ("evaluate.py", [], "logdir", "--stage1_dir"),
-    ("keras_disentangle.generate", ["interpolate"], "steps", "--frames"),
-    ("keras_disentangle.demo", ["stage1"], "out_dir", "--out"),
+    ("keras_disentangle.apps.generate", ["interpolate"], "steps", "--frames"),
+    ("keras_disentangle.tools.demo", ["stage1"], "out_dir", "--out"),
 ]
 
 
@@ -155,8 +156,8 @@ def test_renamed_flag_exits_2_naming_its_new_name(tool, positional, old, new, ca
 
 def test_a_renamed_flag_is_only_the_renaming_tools(capsys):
     """export's renames do not follow it into the next tool run in the same process."""
-    _run("keras_disentangle.export", ["--logdir=x"], capsys)
-    code, lines = _run("keras_disentangle.visualize", ["dataset", "--logdir=x"], capsys)
+    _run("keras_disentangle.serving.export", ["--logdir=x"], capsys)
+    code, lines = _run("keras_disentangle.data.visualize", ["dataset", "--logdir=x"], capsys)
     assert code == cli.USAGE and len(lines) == 1, lines
     assert "Unknown command line flag 'logdir'" in lines[0] and "renamed" not in lines[0], lines
 

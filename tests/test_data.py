@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_disentangle import bench, configs, data, geometry, records, visualize
+from keras_disentangle import configs, data
+from keras_disentangle.data import geometry, records, visualize
+from keras_disentangle.tools import bench
 
 # Tiny synthetic preset: records stored at 128 x 64 are resized to 64 x 32.
 CFG = configs.get_config("synthetic", "tiny")

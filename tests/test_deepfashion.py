@@ -65,7 +65,8 @@ def test_a_256x176_photo_is_framed_back_into_256x256(patn_records, fixtures_dir)
     (up to JPEG noise in the middle columns and the repeated border outside them)."""
     import tensorflow as tf
 
-    from keras_disentangle import configs, data, records
+    from keras_disentangle import configs, data
+    from keras_disentangle.data import records
 
     _, out, _ = patn_records
     full = configs.get_config("deepfashion", "full").data
@@ -180,7 +181,7 @@ def test_deepfashion_micro_pipeline_end_to_end(patn_records, tmp_path, capsys):
         _run("train.py", "--stage=2", f"--factor={factor}", *common, f"--stage1_dir={runs / 's1'}",
              f"--logdir={runs / ('s2-' + factor)}", *_CHEAP, capsys=capsys)
     out = tmp_path / "gen"
-    _run("keras_disentangle.generate", "sample", "--factors=fg,pose", f"--stage2_dir={runs / 's2-fg'}",
+    _run("keras_disentangle.apps.generate", "sample", "--factors=fg,pose", f"--stage2_dir={runs / 's2-fg'}",
          f"--stage2_dir={runs / 's2-pose'}", f"--data_dir={records}", f"--out={out}", "--n=2", capsys=capsys)
     with Image.open(out / "sample.png") as image:
         assert image.size[0] > 32 and image.size[1] > 32

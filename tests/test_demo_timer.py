@@ -4,9 +4,10 @@ import sys
 
 from test_cli import run_tool
 
-from keras_disentangle import cli, demo_timer
+from keras_disentangle import cli
+from keras_disentangle.tools import demo_timer
 
-TOOL = "keras_disentangle.demo_timer"
+TOOL = "keras_disentangle.tools.demo_timer"
 
 
 def test_run_records_each_phase_and_returns_the_commands_exit_code(tmp_path, capsys):

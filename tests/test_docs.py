@@ -38,7 +38,7 @@ PLACEHOLDER = re.compile(r"^(\.\.\.|…|[A-Z][A-Z0-9_]*)$|[$<>{}]")
 @dataclass(frozen=True)
 class Command:
     where: str  # file:line
-    tool: str  # the module to load: "train.py", "keras_disentangle.bench.__main__", ...
+    tool: str  # the module to load: "train.py", "keras_disentangle.tools.bench.__main__", ...
     flags: tuple[str, ...]  # each --flag token as written, without the leading dashes
 
 

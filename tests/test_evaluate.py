@@ -183,7 +183,8 @@ def test_gt_swap_sampled_checks_flag_a_sampler_that_changes_the_background(synth
     """With a generator that returns whatever image its FG code holds, reconstruction is exact
     (A's photo), while 'sampling' the FG as another photo changes A's background: sampled_fg
     must score worse than the reconstruction in the background region."""
-    from keras_disentangle import configs, data, geometry
+    from keras_disentangle import configs, data
+    from keras_disentangle.data import geometry
     from keras_disentangle.metrics import disentangle
 
     cfg = configs.get_config("synthetic", "tiny")

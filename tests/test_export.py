@@ -16,7 +16,7 @@ from conftest import REPO_ROOT
 @pytest.fixture(scope="module")
 def served(stage1_run, tmp_path_factory):
     """The stage-I run exported the way `export --out=BASE` does: BASE/<name>/<version>/."""
-    from keras_disentangle import export
+    from keras_disentangle.serving import export
 
     base = tmp_path_factory.mktemp("serving")
     name, version = export.default_name(stage1_run), export.default_version([stage1_run])
@@ -26,7 +26,7 @@ def served(stage1_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def serving(stage1_run):
-    from keras_disentangle.runtime import Stage1Serving, load_stage1
+    from keras_disentangle.serving.runtime import Stage1Serving, load_stage1
 
     return Stage1Serving(*load_stage1(stage1_run))
 
@@ -40,7 +40,7 @@ def _graph(method):
 
 
 def test_tf_serving_layout_and_existing_version_refused(served, stage1_run):
-    from keras_disentangle import export
+    from keras_disentangle.serving import export
 
     base, name, path = served
     assert name == "dpig-synthetic-micro"
@@ -76,7 +76,8 @@ def test_in_graph_framing_equals_keypoints_frame(rng):
     """The SavedModel frames a photo exactly as `keypoints.frame` does: same box, same pixels."""
     import tensorflow as tf
 
-    from keras_disentangle import keypoints, photo_graph
+    from keras_disentangle.pose import keypoints
+    from keras_disentangle.serving import photo_graph
 
     for aspect in (2.0, 1.0):
         for _ in range(6):
@@ -129,7 +130,9 @@ def test_readme_rest_body_through_transfer_photo(served, serving, synthetic_reco
     """The serving page's body, filled with a JPEG of another size, gives the picture the in-process path gives."""
     import tensorflow as tf
 
-    from keras_disentangle import data, keypoints, records, visualize
+    from keras_disentangle import data
+    from keras_disentangle.data import records, visualize
+    from keras_disentangle.pose import keypoints
 
     # A synthetic person placed off-centre in a larger JPEG photo; keypoints in that photo's pixels.
     examples = [records.parse_image(r) for r in tf.data.TFRecordDataset(data.shard_files(synthetic_records, "test"))
@@ -180,7 +183,8 @@ def test_tflite_transfer_matches_savedmodel(served, synthetic_records, serving):
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_disentangle import apps, data, litert
+    from keras_disentangle import apps, data
+    from keras_disentangle.serving import litert
 
     batch = next(iter(data.eval_dataset(synthetic_records, serving.cfg, split="test", batch_size=2)))
     inputs = {"source_image": batch["image"][:1].numpy(), "source_keypoints": batch["keypoints"][:1].numpy(),
@@ -217,8 +221,9 @@ def test_tflite_sample_matches_stage2(stage2_runs):
     """Stage-II sampling from given noise: the float32 flatbuffer equals the mappers and generator."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_disentangle import apps, litert
-    from keras_disentangle.runtime import load_stage2
+    from keras_disentangle import apps
+    from keras_disentangle.serving import litert
+    from keras_disentangle.serving.runtime import load_stage2
 
     serving = load_stage2(list(stage2_runs.values()))
     runner = Interpreter(model_content=litert.convert_sample(serving)).get_signature_runner()
@@ -249,5 +254,6 @@ def test_export_usage_errors_exit_2(argv, message, capsys, tmp_path):
 
     from keras_disentangle import cli
 
-    code, lines = _run("keras_disentangle.export", ["--stage1_dir=/nonexistent", f"--out={tmp_path}", *argv], capsys)
+    code, lines = _run("keras_disentangle.serving.export", ["--stage1_dir=/nonexistent", f"--out={tmp_path}", *argv],
+                       capsys)
     assert code == cli.USAGE and len(lines) == 1 and message in lines[0], lines

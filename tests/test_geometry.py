@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from keras_disentangle import geometry
+from keras_disentangle.data import geometry
 
 H, W = 32, 16
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_disentangle import blazepose, keypoints, synthetic
+from keras_disentangle import synthetic
+from keras_disentangle.pose import blazepose, keypoints
 from keras_disentangle.metrics import pose_pck
 from tfrecords import common
 
@@ -177,11 +178,11 @@ def test_keypoint_files(tmp_path):
 
 
 def _command(capsys, *argv):
-    """`python -m keras_disentangle.keypoints ARGV`, run in this process through the same cli.run
+    """`python -m keras_disentangle.pose.keypoints ARGV`, run in this process through the same cli.run
     (tests/test_cli.py): no TensorFlow import and no model load per command."""
     from test_cli import run_tool
 
-    code, stdout, lines = run_tool("keras_disentangle.keypoints", list(argv), capsys)
+    code, stdout, lines = run_tool("keras_disentangle.pose.keypoints", list(argv), capsys)
     return types.SimpleNamespace(returncode=code, stdout=stdout, stderr="\n".join(lines))
 
 
@@ -201,7 +202,7 @@ def test_command_writes_rows_the_converters_read(fixtures_dir, tmp_path, capsys)
 
 
 def test_missing_model_names_the_set_up_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="fetch it with `python -m keras_disentangle.blazepose"):
+    with pytest.raises(FileNotFoundError, match="fetch it with `python -m keras_disentangle.pose.blazepose"):
         blazepose.BlazePose(tmp_path)
 
 

@@ -94,7 +94,7 @@ def test_linear_probe_reads_a_linear_label_and_not_a_random_one(rng):
 
 
 def test_probe_and_fg_kissme_metrics_on_a_stage1_run(stage1_run, synthetic_records):
-    from keras_disentangle import runtime
+    from keras_disentangle.serving import runtime
     from keras_disentangle.metrics import registry
     from keras_disentangle.metrics.suite import probe as probe_suite
     from keras_disentangle.metrics.suite import reid as reid_suite

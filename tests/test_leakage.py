@@ -123,7 +123,7 @@ def tiny_stage1():
 
 
 def _batch(cfg, rng, size=2):
-    from keras_disentangle import geometry
+    from keras_disentangle.data import geometry
 
     h, w = cfg.data.height, cfg.data.width
     keypoints = np.array([[[10 + 2 * j, 8 + (j % 4) * 4] for j in range(18)]] * size, np.float32)

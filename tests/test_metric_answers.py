@@ -12,7 +12,7 @@ def test_mask_ssim_masks_with_the_targets_pose_not_the_sources(stage1_run, synth
     from keras_disentangle import data
     from keras_disentangle.metrics import image, report
     from keras_disentangle.metrics.suite import mask_ssim
-    from keras_disentangle.runtime import load_stage1
+    from keras_disentangle.serving.runtime import load_stage1
 
     cfg, stage1 = load_stage1(stage1_run)
     options = registry.EvalOptions(metrics=("mask_ssim",), task="transfer", n=4, batch_size=4)
@@ -55,7 +55,7 @@ def _labels_as_codes(monkeypatch):
     pose code a constant (it carries nothing)."""
     import tensorflow as tf
 
-    from keras_disentangle import runtime
+    from keras_disentangle.serving import runtime
 
     def encode_factor(stage1, batch, factor):
         field = {"fg": "person_id", "bg": "bg_id"}.get(factor.value)
@@ -68,7 +68,7 @@ def _labels_as_codes(monkeypatch):
 
 def test_probe_and_reid_on_codes_that_are_the_labels(stage1_run, synthetic_records, monkeypatch):
     """A code that is the identity is probed and re-identified perfectly; a constant code scores chance."""
-    from keras_disentangle import runtime
+    from keras_disentangle.serving import runtime
     from keras_disentangle.metrics.suite import probe, reid
 
     cfg, _ = runtime.load_stage1(stage1_run)
@@ -91,7 +91,7 @@ def test_sample_checks_identity_reads_the_body_region_where_half_the_training_po
     nothing (training photos stay training people), noise inside it makes them chance."""
     from keras_disentangle import configs, data
     from keras_disentangle.metrics import report, sampling
-    from keras_disentangle.visualize import to_uint8
+    from keras_disentangle.data.visualize import to_uint8
 
     cfg = configs.get_config("synthetic", "micro")
     train = data.load_examples(synthetic_records, cfg, split="train")

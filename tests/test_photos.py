@@ -24,14 +24,14 @@ def rgb():
 def decode():
     import tensorflow as tf
 
-    from keras_disentangle import photo_graph
+    from keras_disentangle.serving import photo_graph
 
     function = tf.function(photo_graph.decode_photo, input_signature=[tf.TensorSpec([], tf.string)])
     return lambda data: function(tf.constant(data)).numpy()
 
 
 def test_every_format_reads_upright_and_alike_at_both_decoders(rgb, decode, tmp_path):
-    from keras_disentangle import keypoints
+    from keras_disentangle.pose import keypoints
 
     # What each file should read as (transparency over white, grey by PIL's rule); mean error allowed.
     alpha = np.linspace(0, 255, rgb.shape[1], dtype=np.uint8)[None, :, None].astype(int)
@@ -54,7 +54,7 @@ def test_every_format_reads_upright_and_alike_at_both_decoders(rgb, decode, tmp_
 def test_refused_files_get_one_clear_message_at_both_decoders(rgb, decode, tmp_path):
     import tensorflow as tf
 
-    from keras_disentangle import keypoints
+    from keras_disentangle.pose import keypoints
 
     for name, (data, message, graph_message) in photo_files.refused(rgb).items():
         path = tmp_path / name
@@ -73,7 +73,7 @@ def test_header_sizes_and_exif_orientations_in_graph(rgb):
 
     import tensorflow as tf
 
-    from keras_disentangle import photo_graph
+    from keras_disentangle.serving import photo_graph
 
     for name, data in photo_files.readable(rgb).items():
         stored = Image.open(io.BytesIO(data)).size[::-1]

@@ -25,7 +25,8 @@ def test_pose_autoencoder_learns_and_decodes_valid_poses(poses):
     import keras
     import tensorflow as tf
 
-    from keras_disentangle import geometry, losses
+    from keras_disentangle import losses
+    from keras_disentangle.data import geometry
     from keras_disentangle.metrics import sampling
     from keras_disentangle.models.pose_autoencoder import build_pose_decoder, build_pose_encoder
     from keras_disentangle.training import steps

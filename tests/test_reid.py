@@ -88,7 +88,7 @@ def test_pca_is_fitted_on_the_features_it_is_given():
 def test_market_query_split_junk_and_distractors_convert(fixtures_dir, tmp_path):
     import tensorflow as tf
 
-    from keras_disentangle import records
+    from keras_disentangle.data import records
     from tfrecords import common
     from tfrecords.build import build
 

@@ -166,7 +166,7 @@ def _copy_records(synthetic_records, tmp_path) -> pathlib.Path:
 
 
 def _train_shard(records: pathlib.Path) -> pathlib.Path:
-    from keras_disentangle import records as record_names
+    from keras_disentangle.data import records as record_names
 
     return sorted(records.glob(record_names.shard_pattern("train")))[-1]
 
@@ -471,7 +471,8 @@ def _worker_errors(outputs) -> str:
 RESUMING_WORKER = """
 import hashlib, sys
 import numpy as np
-from keras_disentangle import configs, rundir, runtime
+from keras_disentangle import configs, rundir
+from keras_disentangle.serving import runtime
 from keras_disentangle.training import loop, stage1, steps
 strategy = loop.make_strategy("multi_worker")
 cfg = configs.override(rundir.load_config(sys.argv[2]), steps=int(sys.argv[3]))

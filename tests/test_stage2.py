@@ -47,7 +47,7 @@ def test_mapper_shapes_full_scale_market():
 
 
 def test_sample_noise_is_stateless_with_a_seed():
-    from keras_disentangle.runtime import sample_noise
+    from keras_disentangle.serving.runtime import sample_noise
 
     a, b, c = (sample_noise(2000, 8, 0.2, seed=s).numpy() for s in (5, 5, 6))
     np.testing.assert_array_equal(a, b)
@@ -108,7 +108,7 @@ def test_stage1_stays_frozen(stage1_run, synthetic_records, tmp_path):
     """Stage-II training leaves the stage-I weights bit-identical and saves none of them."""
     import tensorflow as tf
 
-    from keras_disentangle.runtime import load_frozen_stage1, stage1_trackables
+    from keras_disentangle.serving.runtime import load_frozen_stage1, stage1_trackables
     from keras_disentangle.training import stage2
 
     _, frozen, _ = load_frozen_stage1(stage1_run)
@@ -131,7 +131,8 @@ def test_run_directory_layout_and_summaries(stage2_runs, stage1_run):
 
     import tensorflow as tf
 
-    from keras_disentangle import rundir, runtime
+    from keras_disentangle import rundir
+    from keras_disentangle.serving import runtime
 
     for factor, directory in stage2_runs.items():
         record = json.loads((pathlib.Path(directory) / rundir.STAGE2_FILE).read_text())
@@ -180,8 +181,8 @@ def test_export_round_trip_in_fresh_process(stage2_runs, synthetic_records, tmp_
     import tensorflow as tf
 
     from keras_disentangle import data
-    from keras_disentangle.export import export_stage2
-    from keras_disentangle.runtime import load_stage2
+    from keras_disentangle.serving.export import export_stage2
+    from keras_disentangle.serving.runtime import load_stage2
 
     export_stage2(list(stage2_runs.values()), str(tmp_path / "saved"))
     models = load_stage2(list(stage2_runs.values()))
@@ -206,7 +207,7 @@ def test_export_round_trip_in_fresh_process(stage2_runs, synthetic_records, tmp_
 
 
 def test_export_needs_every_factor(stage2_runs, tmp_path):
-    from keras_disentangle.export import export_stage2
+    from keras_disentangle.serving.export import export_stage2
 
     with pytest.raises(ValueError, match="missing bg"):
         export_stage2([stage2_runs["fg"], stage2_runs["pose"]], str(tmp_path / "saved"))

@@ -56,7 +56,7 @@ def test_mapper_cuts_the_frechet_distance_to_a_known_gaussian_5x():
     import tensorflow as tf
 
     from keras_disentangle.metrics.sampling import embedding_frechet_distance
-    from keras_disentangle.runtime import sample_noise
+    from keras_disentangle.serving.runtime import sample_noise
 
     cfg = _tiny_cfg()
     assert cfg.train.gradient_penalty_weight == 0 and cfg.train.critic_steps == 5
@@ -78,7 +78,7 @@ def _critic_gradient_norms(weight, steps=10):
     """Mean ||grad D2|| on real/fake interpolates after `steps` mapper steps (clipping made a no-op)."""
     import tensorflow as tf
 
-    from keras_disentangle.runtime import sample_noise
+    from keras_disentangle.serving.runtime import sample_noise
 
     cfg = _tiny_cfg(gradient_penalty_weight=weight, critic_clip=1e9, critic_steps=2)
     mean, chol = _target()

@@ -129,8 +129,8 @@ def test_export_round_trip_in_fresh_process(stage1_run, synthetic_records, tmp_p
     import tensorflow as tf
 
     from keras_disentangle import data
-    from keras_disentangle.export import export_stage1
-    from keras_disentangle.runtime import Stage1Serving, load_stage1
+    from keras_disentangle.serving.export import export_stage1
+    from keras_disentangle.serving.runtime import Stage1Serving, load_stage1
 
     export_stage1(stage1_run, str(tmp_path / "saved"))
     cfg, stage1 = load_stage1(stage1_run)

@@ -18,7 +18,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def virtual_market(stage2_runs, synthetic_records, tmp_path_factory):
-    from keras_disentangle import runtime, virtual_market
+    from keras_disentangle.apps import virtual_market
+    from keras_disentangle.serving import runtime
 
     models = runtime.load_stage2([stage2_runs["fg"], stage2_runs["bg"]])
     keypoints, stored_hw = virtual_market.training_keypoints(synthetic_records)
@@ -50,7 +51,7 @@ def test_layout_names_annotations_and_pairs(virtual_market):
 def test_converter_reads_it_like_market(virtual_market, tmp_path):
     import tensorflow as tf
 
-    from keras_disentangle import records
+    from keras_disentangle.data import records
     from tfrecords.build import build
 
     summary = build("market", virtual_market["out"], tmp_path, progress_every=0)
@@ -64,7 +65,7 @@ def test_converter_reads_it_like_market(virtual_market, tmp_path):
 def test_one_fg_code_per_identity_and_the_seed_fixes_the_images(virtual_market, tmp_path):
     from PIL import Image
 
-    from keras_disentangle import virtual_market as vm_module
+    from keras_disentangle.apps import virtual_market as vm_module
     from tfrecords import market
 
     models, vm = virtual_market["models"], virtual_market["vm"]

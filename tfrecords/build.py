@@ -43,7 +43,8 @@ from typing import Sequence  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_disentangle import cli, progress, records  # noqa: E402
+from keras_disentangle import cli, progress  # noqa: E402
+from keras_disentangle.data import records  # noqa: E402
 from tfrecords import deepfashion, folder, market, synthetic_reader  # noqa: E402
 from tfrecords.common import BadInput, Pair, Reason, Split  # noqa: E402
 
@@ -278,7 +279,7 @@ def main(argv: Sequence[str]) -> int:
     options = flags.FLAGS
     reader_options = None
     if options.dataset == "folder":
-        from keras_disentangle.keypoints import parse_size  # noqa: PLC0415 (only folder needs the estimator)
+        from keras_disentangle.pose.keypoints import parse_size  # noqa: PLC0415 (only folder needs the estimator)
 
         size = parse_size(options.size) if options.size else folder.DEFAULT_SIZE
         reader_options = {"identity_from": options.identity_from, "size": size}

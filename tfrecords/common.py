@@ -2,8 +2,8 @@
 records one split yields.
 
 The annotation / pairs CSV format and the bad-input reports are the package's
-(`keras_disentangle.annotations`), the folder and file names of each layout too
-(`keras_disentangle.layouts`); their names are re-exported here for the readers and the tests.
+(`keras_disentangle.data.annotations`), the folder and file names of each layout too
+(`keras_disentangle.data.layouts`); their names are re-exported here for the readers and the tests.
 Problems with one item (a row, an image, a pair) come back as `BadInput` values so that the caller
 decides whether to stop or skip; problems that spoil a whole split (a missing or malformed CSV
 header, a missing image folder) are raised.
@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import tensorflow as tf
 
-from keras_disentangle.annotations import (  # noqa: F401 (re-exported: the converters' and tests' names)
+from keras_disentangle.data.annotations import (  # noqa: F401 (re-exported: the converters' and tests' names)
     ANNOTATION_HEADER,
     PAIRS_HEADER,
     Annotation,
@@ -32,7 +32,7 @@ from keras_disentangle.annotations import (  # noqa: F401 (re-exported: the conv
     write_annotation_csv,
     write_pairs_csv,
 )
-from keras_disentangle.layouts import SPLITS  # noqa: F401 (re-exported)
+from keras_disentangle.data.layouts import SPLITS  # noqa: F401 (re-exported)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

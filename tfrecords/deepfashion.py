@@ -1,6 +1,6 @@
 """DeepFashion In-shop reader, in the layout of the pose-transfer code bases.
 
-The layout's folder and file names, both CSV families included, are `keras_disentangle.layouts`'
+The layout's folder and file names, both CSV families included, are `keras_disentangle.data.layouts`'
 (`train/`, `test/`, `fasion-annotation-{split}.csv`, `fasion-pairs-{split}.csv`). Images are 256x256
 (the Deformable-GAN / PG2 files) or 256x176 (the PATN / GFLA release, which cut 40 px off each side
 of the 256x256 photos; its keypoints are in the 256x176 frame). A record keeps the file and its
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import pathlib
 
-from keras_disentangle import configs, layouts
+from keras_disentangle import configs
+from keras_disentangle.data import layouts
 from tfrecords import synthetic_reader
 from tfrecords.common import SPLITS, Annotation, Reason, Split, open_split, read_annotation_csv
 

@@ -10,7 +10,7 @@ photos directly in the split folder are not read; with `--identity_from=none` th
 the split folder are read and each is its own person. Photos are JPEG, PNG, BMP, WebP or TIFF of any
 size and mode (`keypoints.read_image` converts them).
 
-Each photo goes through BlazePose (`keras_disentangle.keypoints.Estimator`; the largest person when
+Each photo goes through BlazePose (`keras_disentangle.pose.keypoints.Estimator`; the largest person when
 several), is framed on the person at the aspect ratio of `--size` (padded, never squashed) and resized
 to it (`keypoints.frame_to_size`); the record holds that crop as PNG and its keypoints. A photo that
 cannot be read or shows nobody is a BadInput (`--skip_bad` counts it under `corrupt image` / `no
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 from PIL import Image
 
-from keras_disentangle import keypoints
+from keras_disentangle.pose import keypoints
 from tfrecords.common import SPLITS, AnnotationFile, BadInput, Pair, RawExample, Reason
 
 IDENTITY_SOURCES = ("subfolder", "none")

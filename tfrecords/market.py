@@ -1,18 +1,18 @@
 """Market-1501 reader (the synthetic set is written in its layout too).
 
-The layout's folder and file names are `keras_disentangle.layouts`' (`bounding_box_{train,test}/`,
+The layout's folder and file names are `keras_disentangle.data.layouts`' (`bounding_box_{train,test}/`,
 `query/`, `market-annotation-{split}.csv`, `market-pairs-{split}.csv`). A split is converted when
 its annotation CSV exists. The re-ID evaluation (`metrics/suite/reid.py`) matches the query split
 against the test split (the gallery). The public pose-transfer annotations
 cover `bounding_box_train/` and `bounding_box_test/` only; the encoders need keypoints of the queries
 too, so for real Market-1501 write the query CSV with our estimator and rename it:
-`python -m keras_disentangle.keypoints Market-1501/query/*.jpg --out=DIR` then move `DIR/keypoints.csv`
+`python -m keras_disentangle.pose.keypoints Market-1501/query/*.jpg --out=DIR` then move `DIR/keypoints.csv`
 to `market-annotation-query.csv` (the synthetic writer annotates its queries from the true pose).
 
 Person id = the first 4 characters of the file name (`-1` for Market's junk images, `0000` for its
 distractors, kept as such for the re-ID protocol), camera = the digit after `_c`
 (`0002_c1s1_069056_02.jpg` -> person 2, camera 1). The CSV formats are
-`keras_disentangle.annotations`', the reader machinery is in `common.py`.
+`keras_disentangle.data.annotations`', the reader machinery is in `common.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import pathlib
 import re
 from typing import Callable
 
-from keras_disentangle import configs, layouts
+from keras_disentangle import configs
+from keras_disentangle.data import layouts
 from tfrecords.common import Annotation, Reason, Split, open_split, read_annotation_csv
 
 # The layout's names are the package's (`layouts`); these are the readers' and writers' short names.

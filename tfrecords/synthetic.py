@@ -21,7 +21,7 @@ from absl import flags
 from PIL import Image
 
 from keras_disentangle import cli, progress, synthetic
-from keras_disentangle.annotations import annotation_row, write_annotation_csv, write_pairs_csv
+from keras_disentangle.data.annotations import annotation_row, write_annotation_csv, write_pairs_csv
 from tfrecords import market, synthetic_reader
 
 # Joints the pair recipe (Ma et al.'s and PG2's `check_valid`) requires: Rsho, Lsho, Rhip, Lhip.

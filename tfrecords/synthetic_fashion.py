@@ -24,8 +24,8 @@ from absl import flags
 from PIL import Image
 
 from keras_disentangle import cli, synthetic
-from keras_disentangle.annotations import annotation_row, write_annotation_csv, write_pairs_csv
-from keras_disentangle.layouts import SPLITS
+from keras_disentangle.data.annotations import annotation_row, write_annotation_csv, write_pairs_csv
+from keras_disentangle.data.layouts import SPLITS
 from tfrecords import deepfashion, synthetic_reader
 from tfrecords.synthetic import same_person_pairs
 

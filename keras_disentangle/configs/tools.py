@@ -118,7 +118,7 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GenerateConfig:
-    """What `python -m keras_disentangle.generate` makes by default.
+    """What `python -m keras_disentangle.apps.generate` makes by default.
 
     Attributes:
       n: int. Images (sample) or rows (interpolate).
@@ -144,7 +144,7 @@ class GenerateConfig:
 
 @dataclasses.dataclass(frozen=True)
 class VirtualMarketConfig:
-    """What `python -m keras_disentangle.virtual_market` writes by default (the paper's VM: 500 x 24).
+    """What `python -m keras_disentangle.apps.virtual_market` writes by default (the paper's VM: 500 x 24).
 
     Attributes:
       ids: int. Identities, each one sampled FG code.

@@ -37,7 +37,7 @@ from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
 from keras_disentangle import configs
-from keras_disentangle.visualize import to_uint8  # noqa: F401 (the one conversion; scored images use it)
+from keras_disentangle.data.visualize import to_uint8  # noqa: F401 (the one conversion; scored images use it)
 
 SSIM_PROTOCOLS = tuple(protocol.value for protocol in configs.SsimProtocol)
 

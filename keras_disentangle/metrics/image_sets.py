@@ -22,8 +22,9 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from keras_disentangle import configs, data, geometry, progress
-from keras_disentangle.visualize import to_uint8
+from keras_disentangle import configs, data, progress
+from keras_disentangle.data import geometry
+from keras_disentangle.data.visualize import to_uint8
 
 MASK_SOURCES = ("target", "source")
 # The metrics masks of the original evaluation: limb disks of radius 4 at the dataset's stored size.
@@ -102,7 +103,7 @@ def model_images(cfg: configs.Config, stage1, data_dir: str, options) -> ImageSe
     Raises:
       ValueError: if the split has no records or pairs.
     """
-    from keras_disentangle.runtime import Stage1Serving  # noqa: PLC0415
+    from keras_disentangle.serving.runtime import Stage1Serving  # noqa: PLC0415
 
     serving = Stage1Serving(cfg, stage1)
     split = options.split
@@ -172,7 +173,7 @@ def sample_images(serving, options, data_dir: str | None = None) -> ImageSet:
     The `target` masks are the metrics body masks of the poses the images were drawn in.
     """
     from keras_disentangle import apps  # noqa: PLC0415
-    from keras_disentangle.runtime import BaselineServing  # noqa: PLC0415
+    from keras_disentangle.serving.runtime import BaselineServing  # noqa: PLC0415
 
     baseline = isinstance(serving, BaselineServing)
     real_pose = not baseline and options.sample_pose == configs.SamplePose.REAL

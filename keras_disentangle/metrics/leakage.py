@@ -26,8 +26,9 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_disentangle import configs, geometry
-from keras_disentangle.visualize import to_uint8
+from keras_disentangle import configs
+from keras_disentangle.data import geometry
+from keras_disentangle.data.visualize import to_uint8
 
 BACKGROUND = "background"
 # Tangents per batched forward pass: bounds the memory of one pass to `_CHUNK` generator calls.

@@ -20,7 +20,9 @@ import time
 import numpy as np
 from absl import flags
 
-from keras_disentangle import annotations, cli, configs, geometry, keypoints, layouts
+from keras_disentangle import cli, configs
+from keras_disentangle.data import annotations, geometry, layouts
+from keras_disentangle.pose import keypoints
 
 PCK_FACTOR = 0.5
 HEAD_FALLBACK = 1.0 / 8.0

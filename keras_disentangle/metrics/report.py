@@ -140,7 +140,7 @@ def first_pairs(cfg: configs.Config, data_dir: str, options, count: int) -> tupl
 
 
 def write_grid(path: str, rows: list, titles: list[str], cfg: configs.Config) -> str:
-    from keras_disentangle import visualize  # noqa: PLC0415
+    from keras_disentangle.data import visualize  # noqa: PLC0415
 
     scale = visualize.picture_scale(cfg)
     rows = [[visualize.upscale(cell, scale) for cell in row] for row in rows]

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_disentangle import configs
-from keras_disentangle.visualize import to_uint8
+from keras_disentangle.data.visualize import to_uint8
 from keras_disentangle.metrics.leakage import BACKGROUND, code_blocks, heat_image
 from keras_disentangle.models.encoders import FG_FEATURES_LAYER
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding

@@ -23,11 +23,12 @@ import dataclasses
 import keras
 import numpy as np
 import tensorflow as tf
-from keras_disentangle import apps, configs, data, geometry
+from keras_disentangle import apps, configs, data
+from keras_disentangle.data import geometry
 from keras_disentangle.metrics import image as image_metrics
 from keras_disentangle.metrics.inception import fid_from_activations
 from keras_disentangle.models.mapper import build_mapper
-from keras_disentangle.runtime import Stage2Serving, encode_factor, sample_noise
+from keras_disentangle.serving.runtime import Stage2Serving, encode_factor, sample_noise
 
 _DEFAULTS = configs.EvalConfig()
 # Joints (a, b, c): the angle at b between the bones b->a and b->c (shoulders, elbows, hips,
@@ -262,7 +263,7 @@ def identity_check(samples_uint8, train: dict, test: dict, data_cfg: configs.Dat
     Returns:
       dict `share`, `new_people_share`, `shuffled_share`, `training_photos`.
     """
-    from keras_disentangle.visualize import to_uint8  # noqa: PLC0415
+    from keras_disentangle.data.visualize import to_uint8  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     region = body_region(train["keypoints"], data_cfg)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_disentangle import data, records
+from keras_disentangle import data
+from keras_disentangle.data import records
 
 
 def load_split(data_dir: str, split: str, height: int, width: int) -> dict:

@@ -5,7 +5,7 @@
 
 `--data_dir` holds the TFRecords of a Market-layout folder (`python -m tfrecords.build --dataset=market`,
 or `--dataset=synthetic`): real Market-1501, the synthetic people, or a Virtual Market
-(`keras_disentangle.virtual_market`). Identities > 0 of the train split are the classes (junk and
+(`keras_disentangle.apps.virtual_market`). Identities > 0 of the train split are the classes (junk and
 distractors left out). Batches are P identities x K images (`ReidConfig.batch_ids`, `images_per_id`),
 randomly mirrored; the loss is label-smoothed softmax cross-entropy plus, with `--triplet_weight`,
 the batch-hard triplet loss on the pre-BN feature.

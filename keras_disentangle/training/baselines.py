@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_disentangle import configs, data, losses, precision, rundir
 from keras_disentangle.models.baselines import SAMPLER, build_baseline
-from keras_disentangle.runtime import sample_noise
+from keras_disentangle.serving.runtime import sample_noise
 from keras_disentangle.training import checkpoint, runner
 
 # Codes of the TensorBoard sample grid, fixed so that successive grids show the same draws.

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_disentangle import configs, data, precision
 from keras_disentangle.models.stage1 import Stage1, build_stage1, reconstruct
-from keras_disentangle.runtime import stage1_trackables
+from keras_disentangle.serving.runtime import stage1_trackables
 from keras_disentangle.training import checkpoint, runner, schedule, steps
 
 

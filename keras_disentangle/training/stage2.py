@@ -16,11 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_disentangle import configs, data, geometry, losses, precision, rundir
+from keras_disentangle import configs, data, losses, precision, rundir
+from keras_disentangle.data import geometry
 from keras_disentangle.models.discriminators import build_critic
 from keras_disentangle.models.mapper import build_mapper
 from keras_disentangle.models.stage1 import Stage1, appearance_embedding, encoder_inputs
-from keras_disentangle.runtime import encode_factor, load_frozen_stage1, sample_noise
+from keras_disentangle.serving.runtime import encode_factor, load_frozen_stage1, sample_noise
 from keras_disentangle.training import checkpoint, runner, schedule
 from keras_disentangle.training.optimizers import rmsprop
 

@@ -48,7 +48,8 @@ def _stage_features(cfg, stage1, examples) -> tuple[dict, dict]:
     import numpy as np  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
-    from keras_disentangle import configs, geometry  # noqa: PLC0415
+    from keras_disentangle import configs  # noqa: PLC0415
+    from keras_disentangle.data import geometry  # noqa: PLC0415
     from keras_disentangle.metrics import disentangle  # noqa: PLC0415
     from keras_disentangle.models.encoders import FG_FEATURES_LAYER  # noqa: PLC0415
     from keras_disentangle.models.layers import RoiAlign  # noqa: PLC0415

@@ -12,9 +12,10 @@ from keras_disentangle.metrics.metric import Inputs, Metric, Needs
 def compute(inputs: Inputs) -> dict:
     import tensorflow as tf  # noqa: PLC0415
 
-    from keras_disentangle import configs, data, geometry  # noqa: PLC0415
+    from keras_disentangle import configs, data  # noqa: PLC0415
+    from keras_disentangle.data import geometry  # noqa: PLC0415
     from keras_disentangle.metrics import disentangle, report  # noqa: PLC0415
-    from keras_disentangle.runtime import Stage1Serving  # noqa: PLC0415
+    from keras_disentangle.serving.runtime import Stage1Serving  # noqa: PLC0415
 
     options, cfg, stage1, stage2 = inputs.options, inputs.cfg, inputs.stage1, inputs.stage2
     serving = stage2 or Stage1Serving(cfg, stage1)

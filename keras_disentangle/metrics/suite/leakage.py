@@ -13,7 +13,7 @@ def compute(inputs: Inputs) -> dict:
     import tensorflow as tf  # noqa: PLC0415
 
     from keras_disentangle.metrics import leakage, report  # noqa: PLC0415
-    from keras_disentangle.runtime import appearance_embedding, encoder_inputs  # noqa: PLC0415
+    from keras_disentangle.serving.runtime import appearance_embedding, encoder_inputs  # noqa: PLC0415
 
     options, cfg, stage1 = inputs.options, inputs.cfg, inputs.stage1
     source, target = report.first_pairs(cfg, inputs.data_dir, options, options.leakage_n)

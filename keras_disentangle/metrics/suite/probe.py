@@ -24,7 +24,7 @@ def compute(inputs: Inputs) -> dict:
 
     from keras_disentangle import data  # noqa: PLC0415
     from keras_disentangle.metrics import probe  # noqa: PLC0415
-    from keras_disentangle.runtime import Stage1Serving, encode_factor  # noqa: PLC0415
+    from keras_disentangle.serving.runtime import Stage1Serving, encode_factor  # noqa: PLC0415
 
     factors = Stage1Serving(inputs.cfg, inputs.stage1).factors
     for split in SPLITS:

@@ -19,7 +19,7 @@ def _features(inputs: Inputs, split: str, factor) -> dict:
     import numpy as np  # noqa: PLC0415
 
     from keras_disentangle import data  # noqa: PLC0415
-    from keras_disentangle.runtime import encode_factor  # noqa: PLC0415
+    from keras_disentangle.serving.runtime import encode_factor  # noqa: PLC0415
 
     chunks = {"features": [], "person_id": [], "camera": []}
     for batch in data.eval_dataset(inputs.data_dir, inputs.cfg, split=split, batch_size=inputs.options.batch_size):
