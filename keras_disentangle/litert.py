@@ -1,0 +1,5 @@
+"""Deprecated: moved to `keras_disentangle.serving.litert` (`keras_disentangle.moved`)."""
+
+from keras_disentangle import moved
+
+moved.forward(__name__, "keras_disentangle.serving.litert")
