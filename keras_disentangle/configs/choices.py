@@ -8,6 +8,7 @@ import enum
 import functools
 import typing
 
+
 class StrEnum(str, enum.Enum):
     """A choice of a config field and of its flag (`cli.define_enum`): Python 3.10 has no `enum.StrEnum`.
 

@@ -32,6 +32,7 @@ class Needs(str, enum.Enum):
     STAGE1 = "stage1"  # a stage-I run (--stage1_dir), not folders;
     STAGE2 = "stage2"  # stage-II runs (--stage2_dir, one per factor).
 
+
 @dataclasses.dataclass(frozen=True)
 class Flag:
     """A metric's own command-line flag (absl `DEFINE_<kind>`); `choices`, a `configs.StrEnum` class, makes
@@ -43,6 +44,7 @@ class Flag:
     help: str
     choices: type[configs.StrEnum] | None = None
     lower_bound: int | None = None
+
 
 @dataclasses.dataclass
 class Inputs:
@@ -68,6 +70,7 @@ class Inputs:
     stage2: Any = None
     data_dir: str | None = None
 
+
 @dataclasses.dataclass(frozen=True)
 class Metric:
     """One registered metric (see the module docstring).
@@ -90,6 +93,7 @@ class Metric:
     check: Callable[[Options], None] | None = None
     table: Callable[[dict], list[str]] | None = None
 
+
 def json_table(heading: str) -> Callable[[dict], list[str]]:
     """A `Metric.table` that prints `heading` (formatted with the result) and the result's own fields."""
 
@@ -106,7 +110,7 @@ def existing_file(flag: str, path: str | None, how: str) -> None:
         raise ValueError(f"--{flag}={path or ''}: {how}")
 
 
-# Flags that several metrics read.# Flags that several metrics read.
+# Flags that several metrics read.
 SSIM_PROTOCOL = Flag("ssim_protocol", "enum", DEFAULTS.ssim_protocol,
                      "original (the paper's: gray, 7x7 uniform window) or gaussian (Pose-Transfer toolkit).",
                      choices=configs.SsimProtocol)

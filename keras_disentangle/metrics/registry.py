@@ -86,6 +86,7 @@ def crop_panel(crop: str) -> tuple[int, int]:
                          "5-panel strips: --crop=5/5).")
     return index, count
 
+
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
     """The settings of one evaluation.
