@@ -60,3 +60,15 @@ def test_python_m_of_an_old_path_runs_the_new_command(tmp_path):
             "run python -m keras_disentangle.tools.demo_timer") in ran.stderr
     table = timer("table")
     assert table.returncode == 0 and "phase" in table.stdout and "(exit 3)" in table.stdout, table.stderr
+
+
+def test_the_data_packages_submodules_import_by_name_first_thing():
+    # A name the package binds itself (`from __future__ import annotations` binds `annotations`) would be
+    # returned instead of the submodule of that name; only a fresh process shows it.
+    # One at a time: importing `layouts` imports `annotations` as a submodule, which would hide the clash.
+    code = ("from keras_disentangle.data import annotations; print(annotations.__name__); "
+            "from keras_disentangle.data import layouts; from keras_disentangle.data import records; "
+            "print(layouts.__name__, records.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == [f"keras_disentangle.data.{m}" for m in ("annotations", "layouts", "records")], (
+        result.stderr[-2000:])

@@ -14,8 +14,8 @@ batches), `eval_dataset` (in order, every record once) and `pairs_dataset` ((sou
 pairs); `random_pairs_dataset` draws seeded same-identity pairs from a split's images instead.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: it would bind this package's name `annotations`, which
+# `from keras_disentangle.data import annotations` would then return instead of the submodule.
 import os
 import struct
 
