@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             loaded.append(json.loads(path.read_text()))
         except (OSError, ValueError) as error:
             parser.error(f"{path}: not a record ({error})")
+        if not isinstance(loaded[-1], dict) or not isinstance(loaded[-1].get("entries"), dict):
+            parser.error(f"{path}: not a record (no 'entries' object)")
     lines = differences(*loaded)
     for line in lines:
         print(line)

@@ -13,13 +13,21 @@ from PIL import Image
 from conftest import DF_PHOTO, HANG_GUARD_SECONDS, UPLOAD_LIMIT_MB, image_array
 
 
+def _client(url: str):
+    """A gradio client of the test app; its HTTP calls wait up to the hang guard (httpx's default 5 s
+    would fail a slow machine's call, not a hung one)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS})
+
+
 def test_http_api_of_each_tab(server, tmp_path):
     """Every tab's function through the HTTP API: picture sizes, seeds reproduce, errors are messages."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
     url, demo = server
-    client = Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS})
+    client = _client(url)
     a, b = (handle_file(p) for p in demo.gallery[:2])
     size = demo.size[::-1]  # PIL's (width, height)
 
@@ -60,14 +68,14 @@ def test_phone_photos_and_bad_uploads_through_the_http_api(server, fixtures_dir,
     SavedModel's transfer_photo does on the phone photo's own bytes (the three decoders agree). Truncated,
     huge and over-the-limit uploads are one clear message each, and the server goes on serving."""
     import tensorflow as tf
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
     import photo_files
     from keras_disentangle.pose import keypoints
 
     url, demo = server
-    client = Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS})
+    client = _client(url)
     phone = photo_files.phone_jpeg(photo_files.portrait(keypoints.read_image(fixtures_dir / DF_PHOTO)))
     files = {"phone.jpg": phone, "upright.png": photo_files.upright_png(phone),
              "truncated.jpg": phone[:len(phone) // 2], "huge.png": photo_files.grey_png(12_000, 9_000),
@@ -102,12 +110,12 @@ def test_phone_photos_and_bad_uploads_through_the_http_api(server, fixtures_dir,
 def test_load_client_counts_requests_errors_and_memory(server):
     """`make load`'s client, briefly: 2 gradio clients for 2 s against the app; a failing call is counted
     as an error; the verdict fails on errors and on memory growth over the limit."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     from keras_disentangle.tools import loadtest
 
     url, demo = server
-    clients = [Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS}) for _ in range(2)]
+    clients = [_client(url) for _ in range(2)]
     a, b = handle_file(demo.gallery[0]), handle_file(demo.gallery[1])
     cfg = loadtest.LoadConfig(clients=2, seconds=2.0, warmup_seconds=0.0)
     calls = []
@@ -198,7 +206,7 @@ def test_each_tab_and_its_http_api_equal_the_in_process_applications(server, ref
     """The transfer, swap and sample tabs (the Demo's functions) and the same calls through the HTTP API
     give the in-process application's picture on the same photos, to the grey level (PNG in between)."""
     import tensorflow as tf
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     from keras_disentangle import apps
     from keras_disentangle.apps import app
@@ -207,7 +215,7 @@ def test_each_tab_and_its_http_api_equal_the_in_process_applications(server, ref
     from keras_disentangle.data.visualize import to_uint8
 
     url, demo = server
-    client = Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS})
+    client = _client(url)
     paths = demo.gallery[:2]
     people = [demo.person(keypoints.read_image(p), p) for p in paths]
     inputs = [{"image": p.image[None], "keypoints": p.framed_keypoints[None]} for p in people]
@@ -251,7 +259,7 @@ def test_the_interpolate_tab_and_its_http_api_equal_the_in_process_walks(server,
     two photos' codes (linear) equals the in-process model's on the same ends, to the grey level; the walk
     the other way (B to A) is far outside that. Ends: seeds 3 + i, or the gallery's photos i."""
     import tensorflow as tf
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     from keras_disentangle import apps
     from keras_disentangle.apps import app
@@ -259,7 +267,7 @@ def test_the_interpolate_tab_and_its_http_api_equal_the_in_process_walks(server,
     from keras_disentangle.data.visualize import to_uint8
 
     url, demo = server
-    client = Client(url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_SECONDS})
+    client = _client(url)
     paths = demo.gallery[:2]
     people = [demo.person(keypoints.read_image(p), p) for p in paths]
     photo_codes = reference.encode(np.stack([p.image for p in people]), np.stack([p.framed_keypoints for p in people]))

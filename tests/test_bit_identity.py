@@ -95,3 +95,9 @@ def test_a_file_that_is_no_record_is_one_usage_line(tmp_path, capsys):
         bit_identity.main(["compare", str(tmp_path / "a.json"), str(tmp_path / "a.json")])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"bit_identity.py: error: {tmp_path}")
+    (tmp_path / "b.json").write_text("{}")  # JSON, but no record
+    with pytest.raises(SystemExit) as exit_:
+        bit_identity.main(["compare", str(tmp_path / "b.json"), str(tmp_path / "b.json")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bit_identity.py: error: {tmp_path / 'b.json'}: not a record (no 'entries' object)")

@@ -137,7 +137,6 @@ def test_each_stage1_optimizer_runs_its_own_rate_on_the_halving_schedule():
             assert float(optimizer.learning_rate.numpy()) == pytest.approx(rates[name] * factor), (name, iterations)
 
 
-
 def test_each_stage1_rate_moves_the_weights_of_the_networks_it_is_meant_for(synthetic_records, tmp_path):
     """Through the trainer's own state and step (--model=both): Adam's first update moves every weight
     that has a gradient by its optimizer's rate (m / sqrt(v) = +-1), so G1's weights move by at most
@@ -162,6 +161,7 @@ def test_each_stage1_rate_moves_the_weights_of_the_networks_it_is_meant_for(synt
     for name, variables in groups.items():
         moved = max(np.abs(v.numpy() - b).max() for v, b in zip(variables, before[name]))
         assert moved == pytest.approx(rates[name], rel=1e-2), f"{name}'s weights moved by {moved}, not its rate"
+
 
 def _scalars(logdir: pathlib.Path, prefix: str) -> dict[str, dict[int, float]]:
     """Every scalar summary of a run whose tag starts with `prefix`: tag -> step -> value."""
