@@ -156,6 +156,22 @@ def stage1_run(synthetic_records, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def stage1_export(stage1_run, tmp_path_factory):
+    """`stage1_run` exported the way `export --out=BASE` does: (BASE, name, BASE/<name>/<version>). One
+    export for test_export's serving checks and test_training's fresh-process read (~15 CPU-seconds each
+    time); its users only read it."""
+    from keras_disentangle import export
+
+    def build():
+        base = tmp_path_factory.mktemp("serving")
+        name, version = export.default_name(stage1_run), export.default_version([stage1_run])
+        path = export.write_versioned(str(base), name, version, lambda tmp: export.export_stage1(stage1_run, tmp))
+        return str(base), name, path
+
+    return _once_per_run(tmp_path_factory, "stage1_export", build)
+
+
+@pytest.fixture(scope="session")
 def stage2_runs(stage1_run, synthetic_records, tmp_path_factory):
     """One stage-II run directory per factor (3 steps, batch 4) on `stage1_run`: {"fg": dir, ...}."""
     import tensorflow as tf
