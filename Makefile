@@ -131,6 +131,8 @@ pose-models: $(POSE_MODELS)/pose_landmark_full.tflite
 # The suite CI runs (slow tests excluded by default; see pytest.ini).
 # Two pytest workers (pytest-xdist): one process leaves a 2-vCPU machine's second core idle through
 # tracing, data generation and subprocess start-up (docs/development.md, suite time: 7:25 -> 5:25 on the CI machine).
+# --dist loadfile: each file's tests on one worker, the two app files together (tests/conftest.py), so no
+# module fixture, nor the app's export and launch, is built twice.
 TEST_WORKERS ?= 2
 
 # What the suite needs outside the venv, checked before anything else: Debian's Chromium for the app's
@@ -149,10 +151,10 @@ system-deps:
 	fi
 
 test: system-deps venv weights pose-models
-	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -n $(TEST_WORKERS)
+	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-all: system-deps venv weights pose-models
-	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -n $(TEST_WORKERS) -m "slow or not slow"
+	KD_FID_WEIGHTS=$(FID_WEIGHTS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "slow or not slow"
 
 # Mutation testing (docs/development.md): mutmut, pinned apart in requirements-mutation.txt, over the core
 # modules, each against the unit tests that cover it (tests/mutation.py); exit 1 if one scores below 85 %.

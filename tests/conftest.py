@@ -33,6 +33,42 @@ def communicate_within_hang_guard(process) -> tuple[str, str]:
                              f"{HANG_GUARD_SECONDS} s; its last output: {(stdout or '')[-500:]} {(stderr or '')[-500:]}") from None
 
 
+# Run by pytest-xdist as one unit (`make test`'s `--dist loadfile` keeps each file on one worker): the
+# app files share the session fixtures `untrained`, `exported` and `server` (~31 CPU-seconds).
+ONE_WORKER_FILES = ("tests/test_app.py", "tests/test_app_api.py")
+# The files of most CPU-seconds (old-suite durations: test_learning's set-up 213 s, test_resume ~200 s, ...),
+# handed out first: xdist orders files by their count of tests, which put test_learning's 8 tests near
+# the end, one worker training while the other had run out of files.
+LONGEST_FILES = ("tests/test_learning.py", "tests/test_resume.py", "tests/test_training.py", "tests/test_export.py",
+                 "tests/test_stage2.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` with ONE_WORKER_FILES as one file. `--dist load` deals the first quarter of the
+    tests out one at a time to alternate workers, and the rest in chunks that can cut a file: a module
+    fixture, or a session fixture of one file, was then built on both workers (every run: the app's
+    ~31 CPU-seconds; test_learning's 2,000 steps whenever a cut fell in that file). `--dist loadgroup`
+    would do this with marks, but its marks do not reach the scheduler under pytest 9.2 (xdist 3.8 sets
+    `item._nodeid`, which pytest 9 no longer reads)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndAppTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            scope = super()._split_scope(nodeid)
+            return ONE_WORKER_FILES[0] if scope in ONE_WORKER_FILES else scope
+
+        def schedule(self):
+            super().schedule()  # each worker got its first file; the others wait in self.workqueue
+            for scope in reversed(LONGEST_FILES):
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
+
+    return FilesAndAppTogether(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """bf16 tests (marked `bf16` or using `mixed_bfloat16`) are skipped, and counted with their reason
     (`-rs`, pytest.ini), where `--precision=auto` would not pick bf16 (`precision.decide`, one predicate):
@@ -153,6 +189,22 @@ def stage1_run(synthetic_records, tmp_path_factory):
         return str(logdir)
 
     return _once_per_run(tmp_path_factory, "stage1_run", build)
+
+
+@pytest.fixture(scope="session")
+def stage1_export(stage1_run, tmp_path_factory):
+    """`stage1_run` exported the way `export --out=BASE` does: (BASE, name, BASE/<name>/<version>). One
+    export for test_export's serving checks and test_training's fresh-process read (~17 CPU-seconds each
+    time); its users only read it."""
+    from keras_disentangle.serving import export
+
+    def build():
+        base = tmp_path_factory.mktemp("serving")
+        name, version = export.default_name(stage1_run), export.default_version([stage1_run])
+        path = export.write_versioned(str(base), name, version, lambda tmp: export.export_stage1(stage1_run, tmp))
+        return str(base), name, path
+
+    return _once_per_run(tmp_path_factory, "stage1_export", build)
 
 
 @pytest.fixture(scope="session")

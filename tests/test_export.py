@@ -4,6 +4,7 @@ REST body (docs/serving.md), in-graph framing against `keypoints.frame`, and the
 import base64
 import io
 import json
+import pathlib
 import re
 
 import numpy as np
@@ -14,14 +15,10 @@ from conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
-def served(stage1_run, tmp_path_factory):
-    """The stage-I run exported the way `export --out=BASE` does: BASE/<name>/<version>/."""
-    from keras_disentangle.serving import export
-
-    base = tmp_path_factory.mktemp("serving")
-    name, version = export.default_name(stage1_run), export.default_version([stage1_run])
-    path = export.write_versioned(str(base), name, version, lambda tmp: export.export_stage1(stage1_run, tmp))
-    return base, name, path
+def served(stage1_export):
+    """The stage-I run exported the way `export --out=BASE` does: (BASE, name, BASE/<name>/<version>)."""
+    base, name, path = stage1_export
+    return pathlib.Path(base), name, path
 
 
 @pytest.fixture(scope="module")

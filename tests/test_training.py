@@ -125,18 +125,17 @@ np.savez(sys.argv[3], **out)
 """
 
 
-def test_export_round_trip_in_fresh_process(stage1_run, synthetic_records, tmp_path):
+def test_export_round_trip_in_fresh_process(stage1_run, stage1_export, synthetic_records, tmp_path):
     import tensorflow as tf
 
     from keras_disentangle import data
-    from keras_disentangle.serving.export import export_stage1
     from keras_disentangle.serving.runtime import Stage1Serving, load_stage1
 
-    export_stage1(stage1_run, str(tmp_path / "saved"))
+    saved = stage1_export[2]  # test_export's export of this run (conftest): the suite exports it once
     cfg, stage1 = load_stage1(stage1_run)
     batch = next(iter(data.eval_dataset(synthetic_records, cfg, split="test", batch_size=3)))
     np.savez(tmp_path / "in.npz", image=batch["image"].numpy(), keypoints=batch["keypoints"].numpy())
-    result = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(tmp_path / "saved"), str(tmp_path / "in.npz"),
+    result = subprocess.run([sys.executable, "-c", EXPORT_CHECK, saved, str(tmp_path / "in.npz"),
                              str(tmp_path / "out.npz")], cwd=tmp_path, env=_env(), capture_output=True, text=True,
                             timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 0, result.stderr[-3000:]
