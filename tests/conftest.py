@@ -193,9 +193,8 @@ def stage1_run(synthetic_records, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stage1_export(stage1_run, tmp_path_factory):
-    """`stage1_run` exported the way `export --out=BASE` does: (BASE, name, BASE/<name>/<version>). One
-    export for test_export's serving checks and test_training's fresh-process read (~17 CPU-seconds each
-    time); its users only read it."""
+    """`stage1_run` exported the way `export --out=BASE` does: (BASE, name, BASE/<name>/<version>), for
+    test_export's serving checks (~17 CPU-seconds); its users only read it."""
     from keras_disentangle.serving import export
 
     def build():

@@ -1,16 +1,11 @@
-"""Stage II: mapper and critic shapes, one step of each loss, frozen stage I, run layout, export."""
+"""Stage II: mapper and critic shapes, one step of each loss, frozen stage I, run layout, resume, the export's
+refusal of a missing factor (its fresh-process round trip: tests/test_app_api.py)."""
 
 import hashlib
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-
-from conftest import HANG_GUARD_SECONDS
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _tiny_cfg(**fields):
@@ -155,55 +150,6 @@ def test_a_run_of_another_factor_is_refused(stage2_runs, stage1_run, synthetic_r
     with pytest.raises(rundir.RunDirectoryError, match="another factor"):
         stage2.train_stage2(_tiny_cfg(steps=1), factor="bg", data_dir=synthetic_records, stage1_dir=stage1_run,
                             logdir=stage2_runs["fg"], strategy=tf.distribute.get_strategy(), verbose=False)
-
-
-EXPORT_CHECK = """
-import sys
-import numpy as np
-import tensorflow as tf
-loaded = tf.saved_model.load(sys.argv[1])
-x = dict(np.load(sys.argv[2]))
-sig = loaded.signatures
-src = dict(source_image=tf.constant(x["image"][:2]), source_keypoints=tf.constant(x["keypoints"][:2]))
-out = {"sample_" + k: v.numpy() for k, v in sig["sample"](n=tf.constant(3), seed=tf.constant(7)).items()}
-for name in ("transfer", "serving_default"):
-    out[name] = sig[name](**src, target_keypoints=tf.constant(x["keypoints"][2:]))["image"].numpy()
-swapped = sig["swap"](**src, target_image=tf.constant(x["image"][2:]), target_keypoints=tf.constant(x["keypoints"][2:]))
-out.update({"swap_" + k: v.numpy() for k, v in swapped.items()})
-out.update({"encode_" + k: v.numpy() for k, v in sig["encode"](image=tf.constant(x["image"]),
-                                                                keypoints=tf.constant(x["keypoints"])).items()})
-assert "keras_disentangle" not in sys.modules
-np.savez(sys.argv[3], **out)
-"""
-
-
-def test_export_round_trip_in_fresh_process(stage2_runs, synthetic_records, tmp_path):
-    import tensorflow as tf
-
-    from keras_disentangle import data
-    from keras_disentangle.serving.export import export_stage2
-    from keras_disentangle.serving.runtime import load_stage2
-
-    export_stage2(list(stage2_runs.values()), str(tmp_path / "saved"))
-    models = load_stage2(list(stage2_runs.values()))
-    batch = next(iter(data.eval_dataset(synthetic_records, models.cfg, split="test", batch_size=4)))
-    image, keypoints = batch["image"].numpy(), batch["keypoints"].numpy()
-    np.savez(tmp_path / "in.npz", image=image, keypoints=keypoints)
-    result = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(tmp_path / "saved"), str(tmp_path / "in.npz"),
-                             str(tmp_path / "out.npz")], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=HANG_GUARD_SECONDS)
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = np.load(tmp_path / "out.npz")
-    # Graph mode, as in the SavedModel: eager rounding can move a heatmap disk's edge by a pixel.
-    sample, transfer, swap, encode = (tf.function(f) for f in (models.sample, models.transfer, models.swap,
-                                                              models.encode))
-    expected = {f"sample_{k}": v for k, v in sample(tf.constant(3), tf.constant(7)).items()}
-    expected["transfer"] = expected["serving_default"] = transfer(image[:2], keypoints[:2], keypoints[2:])["image"]
-    expected.update({f"swap_{k}": v for k, v in swap(image[:2], keypoints[:2], image[2:], keypoints[2:]).items()})
-    expected.update({f"encode_{k}": v for k, v in encode(image, keypoints).items()})
-    assert set(served.files) == set(expected)
-    for name, value in expected.items():
-        np.testing.assert_allclose(served[name], np.asarray(value), atol=1e-5, err_msg=name)
 
 
 def test_export_needs_every_factor(stage2_runs, tmp_path):

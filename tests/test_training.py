@@ -1,4 +1,4 @@
-"""Stage-I training behaviour: learning, resume after SIGKILL, NaN stop, flags, multi-worker, export."""
+"""Stage-I training behaviour: learning, the L1 warm-up, flags, logs, steps_per_execution, data order."""
 
 import json
 import os
@@ -107,48 +107,6 @@ def test_bad_command_lines_exit_with_one_line(args, code, message, synthetic_rec
     assert exit_code == code, lines
     assert len(lines) == 1 and message in lines[0], lines
     assert "Traceback" not in "\n".join(lines)
-
-
-EXPORT_CHECK = """
-import sys
-import numpy as np
-import tensorflow as tf
-loaded = tf.saved_model.load(sys.argv[1])
-inputs = np.load(sys.argv[2])
-image, keypoints = tf.constant(inputs["image"]), tf.constant(inputs["keypoints"])
-codes = loaded.signatures["encode"](image=image, keypoints=keypoints)
-out = {"reconstruct": loaded.signatures["reconstruct"](image=image, keypoints=keypoints)["image"].numpy(),
-       "decode": loaded.signatures["decode"](fg=codes["fg"], bg=codes["bg"], pose=codes["pose"])["image"].numpy()}
-out.update({k: v.numpy() for k, v in codes.items()})
-assert "keras_disentangle" not in sys.modules
-np.savez(sys.argv[3], **out)
-"""
-
-
-def test_export_round_trip_in_fresh_process(stage1_run, stage1_export, synthetic_records, tmp_path):
-    import tensorflow as tf
-
-    from keras_disentangle import data
-    from keras_disentangle.serving.runtime import Stage1Serving, load_stage1
-
-    saved = stage1_export[2]  # test_export's export of this run (conftest): the suite exports it once
-    cfg, stage1 = load_stage1(stage1_run)
-    batch = next(iter(data.eval_dataset(synthetic_records, cfg, split="test", batch_size=3)))
-    np.savez(tmp_path / "in.npz", image=batch["image"].numpy(), keypoints=batch["keypoints"].numpy())
-    result = subprocess.run([sys.executable, "-c", EXPORT_CHECK, saved, str(tmp_path / "in.npz"),
-                             str(tmp_path / "out.npz")], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                            timeout=HANG_GUARD_SECONDS)
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = np.load(tmp_path / "out.npz")
-    serving = Stage1Serving(cfg, stage1)
-    # Graph mode, as in the SavedModel: eagerly, a micro ROI box ending on the image border can round the
-    # other way (by 6e-8) in crop_and_resize's inside test and change the whole output.
-    encode, reconstruct, decode = (tf.function(f) for f in (serving.encode, serving.reconstruct, serving.decode))
-    codes = encode(batch["image"], batch["keypoints"])
-    expected = {"reconstruct": reconstruct(batch["image"], batch["keypoints"])["image"],
-                "decode": decode(codes["fg"], codes["pose"], codes["bg"])["image"], **codes}
-    for name, value in expected.items():
-        np.testing.assert_allclose(served[name], np.asarray(value), atol=1e-5, err_msg=name)
 
 
 @pytest.fixture(scope="module")
