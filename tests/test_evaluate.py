@@ -20,10 +20,12 @@ from conftest import HANG_GUARD_SECONDS
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _evaluate(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, str(REPO_ROOT / "evaluate.py"), *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
+def _evaluate(capsys, *args) -> tuple[int, str, list[str]]:
+    """evaluate.py with `args`, in this process through its cli.run (tests/test_cli.py): the report it
+    writes and what it prints are the claims, not the process (no TensorFlow start-up per run)."""
+    from test_cli import run_tool
+
+    return run_tool("evaluate.py", list(args), capsys)
 
 
 def _write_folder(folder: pathlib.Path, images, mode="RGB") -> None:
@@ -34,24 +36,24 @@ def _write_folder(folder: pathlib.Path, images, mode="RGB") -> None:
 
 # --- Known answers ---------------------------------------------------------------------------
 
-def test_identical_folders_score_ssim_and_mask_ssim_one(tmp_path, rng):
+def test_identical_folders_score_ssim_and_mask_ssim_one(tmp_path, rng, capsys):
     images = rng.integers(0, 256, (4, 32, 16, 3), dtype=np.uint8)
     masks = np.zeros((4, 32, 16), np.uint8)
     masks[:, 8:24, 4:12] = 255
     for name, data, mode in (("gen", images, "RGB"), ("tgt", images, "RGB"), ("mask", masks, "L")):
         _write_folder(tmp_path / name, data, mode)
     out = tmp_path / "eval" / "report.json"
-    result = _evaluate(f"--generated_dir={tmp_path / 'gen'}", f"--target_dir={tmp_path / 'tgt'}",
-                       f"--mask_dir={tmp_path / 'mask'}", "--metrics=ssim,mask_ssim", "--ssim_protocol=gaussian",
-                       "--n=4", f"--out={out.parent}")
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, stdout, lines = _evaluate(capsys, f"--generated_dir={tmp_path / 'gen'}", f"--target_dir={tmp_path / 'tgt'}",
+                                    f"--mask_dir={tmp_path / 'mask'}", "--metrics=ssim,mask_ssim",
+                                    "--ssim_protocol=gaussian", "--n=4", f"--out={out.parent}")
+    assert code == 0, lines
     written = json.loads(out.read_text())
     for name in ("ssim", "mask_ssim"):
         assert written["metrics"][name]["value"] == pytest.approx(1.0)
         assert written["metrics"][name]["n"] == 4
         assert "gaussian" in written["metrics"][name]["protocol"]
     assert written["pairs"][0] == ["000.png", "000.png"]
-    assert "ssim" in result.stdout and "1.000" in result.stdout
+    assert "ssim" in stdout and "1.000" in stdout
 
 
 def test_folder_images_match_by_name_and_score_like_image_metrics(tmp_path, rng):
@@ -159,12 +161,13 @@ def test_bad_command_lines_exit_with_one_line(args, code, message, tmp_path, cap
 # --- End to end on a trained run -------------------------------------------------------------
 
 @pytest.mark.slow
-def test_evaluate_end_to_end_on_a_stage1_run(stage1_run, synthetic_records, tmp_path):
+def test_evaluate_end_to_end_on_a_stage1_run(stage1_run, synthetic_records, tmp_path, capsys):
     out = tmp_path / "eval" / "report.json"
-    result = _evaluate(f"--stage1_dir={stage1_run}", f"--data_dir={synthetic_records}", "--task=transfer", "--n=6",
-                       "--metrics=ssim,mask_ssim,gt_swap,leakage,saliency", "--mask_from=source",
-                       "--leakage_n=1", "--leakage_projections=2", "--saliency_n=2", f"--out={out.parent}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, stdout, lines = _evaluate(capsys, f"--stage1_dir={stage1_run}", f"--data_dir={synthetic_records}",
+                                    "--task=transfer", "--n=6", "--metrics=ssim,mask_ssim,gt_swap,leakage,saliency",
+                                    "--mask_from=source", "--leakage_n=1", "--leakage_projections=2", "--saliency_n=2",
+                                    f"--out={out.parent}")
+    assert code == 0, lines
     written = json.loads(out.read_text())
     metrics = written["metrics"]
     assert metrics["ssim"]["n"] == 6 and len(written["pairs"]) == 6
@@ -176,7 +179,7 @@ def test_evaluate_end_to_end_on_a_stage1_run(stage1_run, synthetic_records, tmp_
     assert "Hutchinson, 2" in metrics["leakage"]["estimator"]
     for name in ("leakage", "saliency"):
         assert Image.open(metrics[name]["png"]).size[0] > 100
-    assert written["versions"]["tensorflow"] and "gt_swap on" in result.stdout
+    assert written["versions"]["tensorflow"] and "gt_swap on" in stdout
 
 
 def test_gt_swap_sampled_checks_flag_a_sampler_that_changes_the_background(synthetic_records):
