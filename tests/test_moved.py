@@ -9,6 +9,8 @@ import sys
 import import_graph
 import pytest
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -51,7 +53,7 @@ def test_python_m_of_an_old_path_runs_the_new_command(tmp_path):
 
     def timer(*argv):
         return subprocess.run([sys.executable, "-m", "keras_disentangle.demo_timer", f"--log={log}", *argv],
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
 
     # The arguments pass through untouched, `--` and the timed command's own exit code included.
     ran = timer("run", "phase", "--", sys.executable, "-c", "raise SystemExit(3)")
@@ -69,6 +71,7 @@ def test_the_data_packages_submodules_import_by_name_first_thing():
     code = ("from keras_disentangle.data import annotations; print(annotations.__name__); "
             "from keras_disentangle.data import layouts; from keras_disentangle.data import records; "
             "print(layouts.__name__, records.__name__)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=HANG_GUARD_SECONDS)
     assert result.stdout.split() == [f"keras_disentangle.data.{m}" for m in ("annotations", "layouts", "records")], (
         result.stderr[-2000:])
