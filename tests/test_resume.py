@@ -339,8 +339,9 @@ def signalled(synthetic_records, tmp_path_factory):
     """A run SIGKILLed once it had committed a checkpoint (step `last`), kept as it died ("killed"); then two
     processes go on from that checkpoint side by side, each until it has committed step last + 10: the
     rerun in the run's own directory, stopped by SIGTERM, and a control run in a copy, stopped by Ctrl-C.
-    One set of train.py processes (~15 CPU-seconds each) for the four tests below. Returns {"last": int,
-    "killed": dir, "rerun" / "control": (dir, exit code, stdout, stderr)}."""
+    One set of train.py processes (each pays TensorFlow's start-up, the model's build and its tracing) for
+    the four tests below. Returns {"last": int, "killed": dir, "rerun" / "control": (dir, exit code, stdout,
+    stderr)}."""
     import shutil
 
     root = tmp_path_factory.mktemp("signals")
