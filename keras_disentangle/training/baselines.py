@@ -47,7 +47,9 @@ def vae_step(networks: dict, optimizer: keras.optimizers.Optimizer, train_cfg: c
             reconstruction = _mean(losses.squared_error_sum(image, decoded), global_batch_size)
             kl = _mean(losses.gaussian_kl_divergence(mean, log_variance), global_batch_size)
             total = reconstruction + train_cfg.vae_kl_weight * kl
-        optimizer.apply_gradients(zip(tape.gradient(optimizer.scale_loss(total), variables), variables))
+            # In the tape: a LossScaleOptimizer's scaling is an op the gradient must go through.
+            scaled_total = optimizer.scale_loss(total)
+        optimizer.apply_gradients(zip(tape.gradient(scaled_total, variables), variables))
         return {"loss/vae/reconstruction": reconstruction, "loss/vae/kl": kl, "loss/vae/total": total}
 
     return step
@@ -67,10 +69,11 @@ def dcgan_step(networks: dict, g_optimizer: keras.optimizers.Optimizer, d_optimi
             fake_logits = discriminator(fake, training=True)
             d_loss = _mean(losses.bce_discriminator_loss(real_logits, fake_logits), global_batch_size)
             g_loss = _mean(losses.bce_generator_loss(fake_logits), global_batch_size)
+            scaled_d_loss, scaled_g_loss = d_optimizer.scale_loss(d_loss), g_optimizer.scale_loss(g_loss)
         d_variables = discriminator.trainable_variables
         g_variables = generator.trainable_variables
-        d_optimizer.apply_gradients(zip(tape.gradient(d_optimizer.scale_loss(d_loss), d_variables), d_variables))
-        g_optimizer.apply_gradients(zip(tape.gradient(g_optimizer.scale_loss(g_loss), g_variables), g_variables))
+        d_optimizer.apply_gradients(zip(tape.gradient(scaled_d_loss, d_variables), d_variables))
+        g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_variables), g_variables))
         return {"loss/dcgan/g": g_loss, "loss/dcgan/d": d_loss}
 
     return step

@@ -92,14 +92,17 @@ def mapper_step(mapper: keras.Model, critic: keras.Model, mapper_optimizer, crit
                 if train_cfg.gradient_penalty_weight > 0:
                     penalty = mean(losses.wasserstein_gradient_penalty(critic, real, fake))
                     total += train_cfg.gradient_penalty_weight * penalty
-            gradients = tape.gradient(critic_optimizer.scale_loss(total), critic.trainable_variables)
+                # In the tape: a LossScaleOptimizer's scaling is an op the gradient must go through.
+                scaled_total = critic_optimizer.scale_loss(total)
+            gradients = tape.gradient(scaled_total, critic.trainable_variables)
             critic_optimizer.apply_gradients(zip(gradients, critic.trainable_variables))
             if train_cfg.gradient_penalty_weight <= 0:
                 losses.clip_weights(critic.trainable_variables, train_cfg.critic_clip)
         with tf.GradientTape() as tape:
             fake = mapper(sample_noise(batch_size, noise_dim, train_cfg.noise_stddev), training=True)
             mapper_loss = mean(losses.wasserstein_generator_loss(critic(fake, training=False)))
-        gradients = tape.gradient(mapper_optimizer.scale_loss(mapper_loss), mapper.trainable_variables)
+            scaled_mapper_loss = mapper_optimizer.scale_loss(mapper_loss)
+        gradients = tape.gradient(scaled_mapper_loss, mapper.trainable_variables)
         mapper_optimizer.apply_gradients(zip(gradients, mapper.trainable_variables))
         # -critic loss estimates the Wasserstein distance (up to the clipping's Lipschitz constant).
         return {"loss/d2/wasserstein_estimate": -critic_loss, "loss/phi/wasserstein": mapper_loss}

@@ -4,7 +4,8 @@ Phases are written out in the order the paper trains them, one tape per network 
 optimizer applied only to its own networks' variables. Losses come per example from
 `keras_disentangle.losses` and are reduced once here with `tf.nn.compute_average_loss`, so the
 values stay right under tf.distribute (summing replicas gives the global mean). Gradients are taken
-of `optimizer.scale_loss(loss)`: the loss itself except under a LossScaleOptimizer (mixed_float16).
+of `optimizer.scale_loss(loss)`: the loss itself except under a LossScaleOptimizer (mixed_float16),
+whose scaling is an op that the tape must record, so it is taken inside the tape.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
     def mean(per_example: tf.Tensor) -> tf.Tensor:
         return _mean(per_example, global_batch_size)
 
-    def update_d1(d_loss: tf.Tensor, tape: tf.GradientTape, on: tf.Tensor) -> None:
-        gradients = [on * g for g in tape.gradient(d_optimizer.scale_loss(d_loss), d_variables)]
+    def update_d1(scaled_d_loss: tf.Tensor, tape: tf.GradientTape, on: tf.Tensor) -> None:
+        gradients = [on * g for g in tape.gradient(scaled_d_loss, d_variables)]
         if train_cfg.d1_every == 1:
             d_optimizer.apply_gradients(zip(gradients, d_variables))
             return
@@ -113,20 +114,23 @@ def appearance_step(stage1: Stage1, g_optimizer: keras.optimizers.Optimizer,
                 d_loss, real_logits, fake_logits = _d1_loss(stage1.d1, image, fake, train_cfg, global_batch_size)
                 g_adversarial = mean(generator_loss(fake_logits))
                 g_loss += on * train_cfg.adversarial_weight * g_adversarial
+                scaled_d_loss = d_optimizer.scale_loss(d_loss)
+            scaled_g_loss = g_optimizer.scale_loss(g_loss)
         logs = {"loss/g1/l1": l1}
         if adversarial:
             # 2. D1: once on this pass, then `d1_steps - 1` more times on the same generated images.
-            update_d1(d_loss, d_tape, on)
+            update_d1(scaled_d_loss, d_tape, on)
             for _ in range(train_cfg.d1_steps - 1):
                 with tf.GradientTape() as again_tape:
                     again = _d1_loss(stage1.d1, image, tf.stop_gradient(fake), train_cfg, global_batch_size)[0]
-                update_d1(again, again_tape, on)
+                    scaled_again = d_optimizer.scale_loss(again)
+                update_d1(scaled_again, again_tape, on)
             logs.update({"loss/g1/adversarial": g_adversarial, "loss/d1": d_loss,
                          # D1's mean belief that each side is real: 1 vs 0 means D1 wins outright.
                          "d1/real_probability": mean(tf.sigmoid(tf.reshape(real_logits, [-1]))),
                          "d1/fake_probability": mean(tf.sigmoid(tf.reshape(fake_logits, [-1])))})
         # 3. G1 on lambda * L1 + the adversarial term, through D1 as this pass saw it.
-        g_optimizer.apply_gradients(zip(g_tape.gradient(g_optimizer.scale_loss(g_loss), g_variables), g_variables))
+        g_optimizer.apply_gradients(zip(g_tape.gradient(scaled_g_loss, g_variables), g_variables))
         logs["loss/g1/total"] = g_loss
         return logs
 
@@ -143,7 +147,8 @@ def pose_step(stage1: Stage1, optimizer: keras.optimizers.Optimizer,
             embedding = stage1.pose_encoder(batch["pose_vector"], training=True)
             decoded = stage1.pose_decoder(embedding, training=True)
             loss = _mean(losses.pose_reconstruction_loss(batch["pose_vector"], decoded), global_batch_size)
-        optimizer.apply_gradients(zip(tape.gradient(optimizer.scale_loss(loss), variables), variables))
+            scaled_loss = optimizer.scale_loss(loss)
+        optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
         return {"loss/pose/l2": loss}
 
     return step
