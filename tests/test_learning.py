@@ -33,7 +33,7 @@ MARGIN = 0.95
 # chroma at least this share of the target's. The trained weights move with the CPU's numerics and
 # TensorFlow's thread count (the CPU count by default), so both bounds sit between grey clothes and
 # the spread measured over seeds 0-2 x intra-op threads 1 / 2 / 4 x native or capped at AVX2
-# (docs/development.md): dE76 0.42x-0.61x the baseline's, chroma 0.47-0.61 for the lower garment
+# (docs/experiments/learning-margins.md): dE76 0.42x-0.61x the baseline's, chroma 0.47-0.61 for the lower garment
 # (0.74-0.85 for the upper); the dataset's mean colour scores 0.08-0.10, and micro without the code in
 # its up path (the grey clothes of before) 0.94x and 0.31.
 COLOUR_MARGIN = 0.7
